@@ -1,0 +1,53 @@
+# The README's two commands:  make demo  (all notebooks on the sample data)
+#                             make test  (unit tests + nbval over the notebooks)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Artifacts handed from notebook to notebook (sample data, masks, trained runs).
+export LIVECELL_KIT_WORKDIR ?= $(CURDIR)/build/work
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: install demo test unit nbval sync student bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/livecell-kit sample --out $(LIVECELL_KIT_WORKDIR)/sample
+	mkdir -p build/notebooks
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \
+	    --output-dir build/notebooks "$$nb" || exit 1; \
+	done
+	@echo "Executed notebooks are in build/notebooks/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+	$(MAKE) nbval
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200 -p no:cacheprovider
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+student: $(STAMP)
+	$(BIN)/livecell-kit student --out build/student
+
+bench: $(STAMP)
+	$(BIN)/python bench/masks.py
+	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/notebooks.py
+
+clean:
+	rm -rf build
