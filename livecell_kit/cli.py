@@ -1,0 +1,155 @@
+"""The ``livecell-kit`` command: the notebooks' pipeline from a shell.
+
+    livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
+    livecell-kit download --out DIR [--base-url URL]           # the real LIVECell
+    livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
+    livecell-kit train    --data DIR --preset quick|seed --out RUN_DIR [--epochs N]
+    livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
+    livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
+    livecell-kit student  --out DIR                            # notebooks without solutions
+
+Stages are imported lazily so that ``sample`` or ``masks`` start without
+loading TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_sample(args) -> None:
+    from livecell_kit import sample
+
+    sizes = {"train": args.train_per_type, "val": args.val_per_type, "test": args.test_per_type}
+    out = sample.make_sample(args.out, seed=args.seed, images_per_type=sizes)
+    print(f"sample data set (seed {args.seed}) in {out}")
+
+
+def _cmd_download(args) -> None:
+    from livecell_kit import data
+
+    out = data.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url)
+    print(f"LIVECell files in {out}")
+
+
+def _cmd_masks(args) -> None:
+    from livecell_kit import masks
+
+    written = masks.write_masks(args.annotations, args.out, kind=args.kind)
+    print(f"wrote {len(written)} {args.kind} masks to {args.out}")
+
+
+def _cmd_train(args) -> None:
+    from livecell_kit import train
+
+    overrides = {}
+    if args.precision:
+        overrides["precision"] = args.precision
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    result = train.train(args.data, preset=args.preset, out_dir=args.out, epochs=args.epochs,
+                         **overrides)
+    print(f"model: {Path(result.out_dir) / 'model.keras'}")
+
+
+def _cmd_evaluate(args) -> None:
+    from livecell_kit import evaluate, train
+
+    model = train.load_model(args.model)
+    results = evaluate.evaluate_model(model, args.data, split=args.split, threshold=args.threshold,
+                                      instance=not args.no_instance)
+    evaluate.write_metrics_json(results, args.out)
+    summary = {k: results[k] for k in ("pixel_accuracy", "bce", "iou", "dice", "threshold")}
+    print(json.dumps(summary, indent=2))
+    print(f"metrics written to {args.out}")
+
+
+def _cmd_predict(args) -> None:
+    from livecell_kit import predict, train
+
+    model = train.load_model(args.model)
+    written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
+    print(f"wrote predictions for {len(written)} images to {args.out}")
+
+
+def _cmd_student(args) -> None:
+    from livecell_kit import course
+
+    written = course.make_student_notebooks(args.source, args.out)
+    for path in written:
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecell-kit", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="generate the offline LIVECell-like sample data set")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="same seed -> identical files (default 0)")
+    p.add_argument("--train-per-type", type=int, default=4, help="train images per cell type")
+    p.add_argument("--val-per-type", type=int, default=2, help="val images per cell type")
+    p.add_argument("--test-per-type", type=int, default=2, help="test images per cell type")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("download", help="download the real LIVECell data set (needs internet)")
+    p.add_argument("--out", required=True, type=Path, help="folder to lay the data set out in")
+    p.add_argument("--base-url", default=None,
+                   help="mirror of LIVECell_dataset_2021/ (default: env LIVECELL_BASE_URL or the S3 bucket)")
+    p.add_argument("--files", nargs="+", default=["images", "annotations"],
+                   help="what to fetch (default: images annotations)")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("masks", help="write one mask file per image from a COCO/LIVECell JSON")
+    p.add_argument("--annotations", required=True, type=Path, help="livecell_coco_*.json")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--kind", choices=["semantic", "instance", "border"], default="semantic")
+    p.set_defaults(func=_cmd_masks)
+
+    p = sub.add_parser("train", help="train a U-Net preset; rerun the same command to resume")
+    p.add_argument("--data", required=True, type=Path, help="data set root (sample or LIVECell)")
+    p.add_argument("--preset", default="quick", help="quick (CPU minutes) or seed (the seed project)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default=None)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="pixel, per-cell-type, baseline and instance metrics")
+    p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
+    p.add_argument("--data", required=True, type=Path, help="data set root")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
+    p.add_argument("--threshold", type=float, default=None, help="default: best on val")
+    p.add_argument("--no-instance", action="store_true", help="skip instance AP (COCOeval)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="masks, instance labels and overlays for images")
+    p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("student", help="student notebooks: solutions replaced by 'your turn'")
+    p.add_argument("--source", type=Path, default=Path("notebooks"), help="solution notebooks")
+    p.add_argument("--out", type=Path, default=Path("build/student"), help="output folder")
+    p.set_defaults(func=_cmd_student)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        # Bad input: one clear line (the modules' messages name the file and the fix).
+        print(f"livecell-kit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

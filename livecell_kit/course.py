@@ -1,0 +1,154 @@
+"""Course plumbing shared by the notebooks: setup, where data and runs live, student versions.
+
+Every notebook starts with ``course.setup()`` and finds its inputs through
+:func:`data_root` and :func:`quick_run`, so each notebook runs on its own: it
+rebuilds (or reuses) what the earlier notebooks produced in the work folder.
+
+Exercises in the solution notebooks are marked nbgrader-style::
+
+    ### BEGIN SOLUTION
+    area = ...
+    ### END SOLUTION
+
+:func:`make_student_notebooks` removes what lies between the markers and puts
+a line that raises :class:`YourTurn` in its place.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+#: Set this environment variable to a folder holding real LIVECell (as laid out by
+#: ``livecell-kit download``) to run every notebook on it instead of the sample.
+REAL_DATA_ENV = "LIVECELL_KIT_DATA_ROOT"
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+_SOLUTION_RE = re.compile(
+    r"^(?P<indent>[ \t]*)" + re.escape(BEGIN_SOLUTION) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END_SOLUTION) + r"[^\n]*$",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+class YourTurn(NotImplementedError):
+    """Raised by the placeholder that replaces a solution in a student notebook."""
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def workdir() -> Path:
+    """Folder for artifacts handed from notebook to notebook (sample, masks, runs)."""
+    from livecell_kit import data
+
+    path = data.default_workdir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def setup(verbose: bool = True) -> dict:
+    """Prepare a notebook session: quiet TensorFlow logs, find the device, fix plot defaults.
+
+    Returns a dict with ``workdir``, ``device`` ("GPU" or "CPU"), ``colab`` and versions.
+    TensorFlow is imported here, not at package import, so data-only notebooks stay light.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import matplotlib
+
+    matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
+    info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version()}
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass  # already initialised in this kernel
+        info.update(tensorflow=tf.__version__, device="GPU" if gpus else "CPU")
+    except ImportError:
+        info.update(tensorflow=None, device="CPU")
+    if verbose:
+        print(f"livecell-kit ready: TensorFlow {info['tensorflow']} on {info['device']}"
+              f"{' (Colab)' if info['colab'] else ''}; work folder {info['workdir']}")
+    return info
+
+
+def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
+    """Root of the data set the notebooks use.
+
+    The real LIVECell when ``$LIVECELL_KIT_DATA_ROOT`` names a folder holding it,
+    otherwise the bundled sample, generated on first use (seconds) in the work folder.
+    """
+    real = os.environ.get(REAL_DATA_ENV)
+    if real:
+        root = Path(real).expanduser()
+        if not (root / "annotations").is_dir():
+            raise FileNotFoundError(
+                f"${REAL_DATA_ENV}={real} holds no annotations/ folder; run "
+                f"`livecell-kit download --out {real}` first, or unset the variable to use the sample")
+        return root
+    from livecell_kit import sample
+
+    return Path(sample.make_sample(workdir() / f"sample-seed{seed}", seed=seed,
+                                   images_per_type=images_per_type))
+
+
+def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0):
+    """The run trained in notebook 04: reuse it when complete, else train it now.
+
+    Returns the training result (``.model``, ``.history``, ``.out_dir``).
+    """
+    from livecell_kit import train
+
+    root = Path(root) if root is not None else data_root()
+    out_dir = workdir() / "runs" / f"{preset}-{root.name}"
+    return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose)
+
+
+def strip_solutions(source: str, message: str = "replace this line with your answer") -> str:
+    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` block by a ``YourTurn`` raise."""
+
+    def placeholder(match: re.Match) -> str:
+        indent = match.group("indent")
+        return (f"{indent}from livecell_kit.course import YourTurn\n"
+                f"{indent}raise YourTurn(\"Your turn: {message} (see the exercise text above)\")")
+
+    return _SOLUTION_RE.sub(placeholder, source)
+
+
+def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path | str = "build/student") -> list[Path]:
+    """Write student copies of ``source_dir/NN_*.ipynb`` with solutions removed and outputs cleared.
+
+    Returns the paths written (one per notebook). Notebooks without exercises are copied
+    with outputs cleared so the student folder is a complete course.
+    """
+    import nbformat
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no NN_*.ipynb notebooks in {source_dir}; run from the kit's root "
+                                "or pass --source notebooks/")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                if BEGIN_SOLUTION in cell.source and END_SOLUTION not in cell.source:
+                    raise ValueError(f"{path}: a cell opens '{BEGIN_SOLUTION}' without '{END_SOLUTION}'")
+                cell.source = strip_solutions(cell.source)
+                cell.outputs, cell.execution_count = [], None
+        target = out_dir / path.name
+        tmp = target.with_suffix(".ipynb.tmp")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
