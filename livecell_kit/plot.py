@@ -1,0 +1,295 @@
+"""Figures for the notebooks: galleries, overlays, statistics, learning curves, metrics, a viewer.
+
+Every function draws with matplotlib and returns the figure, so notebooks render
+on GitHub and under nbval; :func:`viewer` adds ipywidgets controls when a live
+kernel has them and falls back to a static figure otherwise.
+Images are (H, W) uint8 arrays; masks are (H, W) 0/1 arrays.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+#: Colours used for overlays everywhere, so students learn one code.
+COLOURS = {
+    "truth": (0.1, 0.8, 0.2),        # green: annotated cells
+    "prediction": (0.95, 0.6, 0.1),  # orange: predicted cells
+    "false_positive": (0.9, 0.1, 0.1),   # red: predicted, not a cell
+    "false_negative": (0.2, 0.4, 1.0),   # blue: a cell the model missed
+    "border": (1.0, 0.0, 1.0),       # magenta: touching borders
+}
+
+
+def _grey_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) image → (H, W, 3) float RGB in [0, 1], contrast-stretched to the 1–99 percentiles."""
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(image, [1, 99])
+    grey = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def overlay(image: np.ndarray, layers: Mapping[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:
+    """Blend 0/1 masks onto a grey image; ``layers`` maps a :data:`COLOURS` key to an (H, W) mask."""
+    rgb = _grey_rgb(image)
+    for name, mask in layers.items():
+        m = np.asarray(mask).astype(bool)
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(COLOURS[name])
+    return rgb
+
+
+def error_layers(truth: np.ndarray, prediction: np.ndarray) -> dict[str, np.ndarray]:
+    """False positives (predicted, not annotated) and false negatives (annotated, missed) as 0/1 masks."""
+    truth, prediction = np.asarray(truth).astype(bool), np.asarray(prediction).astype(bool)
+    return {"false_positive": prediction & ~truth, "false_negative": truth & ~prediction}
+
+
+def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
+                size: float = 3.2, suptitle: str | None = None):
+    """A grid of images (grey arrays or RGB overlays) with optional titles."""
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 704 / 520, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, image in enumerate(images):
+        ax = axes.flat[i]
+        ax.imshow(image if np.ndim(image) == 3 else _grey_rgb(image))
+        if titles:
+            ax.set_title(titles[i])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def gallery(split, per_type: int = 1, ncols: int = 4):
+    """The first ``per_type`` images of every cell type in ``split`` (a ``data.Split``)."""
+    from livecell_kit import data
+
+    chosen = []
+    for cell_type in data.CELL_TYPES:
+        of_type = [img for img in split.images if split.cell_type(img) == cell_type][:per_type]
+        chosen += of_type
+    images = [data.read_image(split.image_path(img)) for img in chosen]
+    titles = [f"{split.cell_type(img)}: {len(split.annotations_for(img['id']))} cells" for img in chosen]
+    return show_images(images, titles, ncols=ncols)
+
+
+def draw_polygons(ax, annotations: Sequence[Mapping], colour=COLOURS["truth"], linewidth: float = 1.0):
+    """Outline every polygon of ``annotations`` (COCO, pixel xy) on a matplotlib axis."""
+    for ann in annotations:
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, Mapping):  # RLE: no polygon to draw
+            continue
+        for poly in segmentation:
+            xy = np.asarray(poly, dtype=float).reshape(-1, 2)
+            ax.plot(np.r_[xy[:, 0], xy[0, 0]], np.r_[xy[:, 1], xy[0, 1]], color=colour, lw=linewidth)
+
+
+def annotation_stats(split):
+    """Cells per image and cell area (px) per cell type: two panels of box plots / histograms."""
+    from livecell_kit import data
+
+    per_image: dict[str, list[int]] = {t: [] for t in data.CELL_TYPES}
+    areas: dict[str, list[float]] = {t: [] for t in data.CELL_TYPES}
+    for img in split.images:
+        anns = split.annotations_for(img["id"])
+        cell_type = split.cell_type(img)
+        per_image.setdefault(cell_type, []).append(len(anns))
+        areas.setdefault(cell_type, []).extend(a["area"] for a in anns)
+    types = [t for t in per_image if per_image[t]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    ax1.boxplot([per_image[t] for t in types], tick_labels=types)
+    ax1.set_ylabel("cells per image")
+    ax1.tick_params(axis="x", rotation=45)
+    bins = np.logspace(1, 4.5, 40)
+    for t in types:
+        ax2.hist(areas[t], bins=bins, histtype="step", label=t)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("cell area (px)")
+    ax2.set_ylabel("cells")
+    for edge, label in ((324, "small|medium"), (961, "medium|large")):
+        ax2.axvline(edge, color="k", ls=":", lw=0.8)
+    ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[str] = ("loss", "pixel_accuracy", "iou")):
+    """Train vs validation curves for each metric in ``history`` (keys ``m`` and ``val_m``)."""
+    present = [m for m in metrics if m in history]
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+    for ax, metric in zip(axes.flat, present):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images, truths, probabilities, threshold: float = 0.5, titles=None):
+    """Rows: image, ground truth, probability, errors (FP red / FN blue) for each example."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(14, 2.6 * n), squeeze=False)
+    for i in range(n):
+        pred = np.asarray(probabilities[i]) >= threshold
+        panels = [
+            (_grey_rgb(images[i]), titles[i] if titles else "image"),
+            (overlay(images[i], {"truth": truths[i]}), "ground truth"),
+            (probabilities[i], "probability"),
+            (overlay(images[i], error_layers(truths[i], pred)), "errors: FP red, FN blue"),
+        ]
+        for ax, (panel, title) in zip(axes[i], panels):
+            ax.imshow(panel, vmin=0, vmax=1, cmap="magma" if np.ndim(panel) == 2 else None)
+            ax.set_title(title)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(per_group: Mapping[str, Mapping[str, float]], metrics: Sequence[str] = ("iou", "dice", "pixel_accuracy"),
+                title: str | None = None):
+    """Grouped bars: one group per key of ``per_group`` (cell type or model), one bar per metric."""
+    groups = list(per_group)
+    x = np.arange(len(groups))
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 3.6))
+    for i, metric in enumerate(metrics):
+        ax.bar(x + i * width, [per_group[g].get(metric, np.nan) for g in groups], width, label=metric)
+    ax.set_xticks(x + width * (len(metrics) - 1) / 2, groups, rotation=30)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_sweep(sweep: Mapping[str, Sequence[float]], chosen: float | None = None):
+    """Metric vs threshold curves; ``sweep`` has ``threshold`` and one list per metric."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for metric, values in sweep.items():
+        if metric != "threshold":
+            ax.plot(sweep["threshold"], values, label=metric)
+    if chosen is not None:
+        ax.axvline(chosen, color="k", ls="--", lw=0.8, label=f"chosen {chosen:.2f}")
+    ax.set_xlabel("threshold on cell probability")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray],
+           names: Sequence[str], cell_types: Sequence[str], threshold: float = 0.5, static: bool | None = None):
+    """Browse predictions: image selector, cell-type filter, overlay toggles and opacity.
+
+    In a live Jupyter kernel with ipywidgets this returns an interactive widget.
+    With ``static=True`` (or without ipywidgets / a widget front end, e.g. under nbval or
+    on GitHub) it draws the first image of each cell type with all overlays instead.
+    """
+    def render(index: int, show_truth: bool, show_prediction: bool, show_errors: bool, opacity: float):
+        pred = np.asarray(probabilities[index]) >= threshold
+        layers = {}
+        if show_truth:
+            layers["truth"] = truths[index]
+        if show_prediction:
+            layers["prediction"] = pred
+        if show_errors:
+            layers.update(error_layers(truths[index], pred))
+        fig, ax = plt.subplots(figsize=(8, 6))
+        ax.imshow(overlay(images[index], layers, alpha=opacity))
+        ax.set_title(f"{names[index]} ({cell_types[index]})")
+        ax.axis("off")
+        return fig
+
+    if static is None:
+        static = not _widgets_available()
+    if static:
+        firsts = {}
+        for i, t in enumerate(cell_types):
+            firsts.setdefault(t, i)
+        shown = [overlay(images[i], {"truth": truths[i], **error_layers(truths[i], probabilities[i] >= threshold)})
+                 for i in firsts.values()]
+        return show_images(shown, [f"{cell_types[i]}: FP red, FN blue" for i in firsts.values()])
+
+    import ipywidgets as w
+    from IPython.display import display
+
+    types = ["all"] + sorted(set(cell_types))
+    type_box = w.Dropdown(options=types, description="cell type")
+    image_box = w.Dropdown(description="image")
+    toggles = {k: w.Checkbox(value=v, description=k) for k, v in
+               (("ground truth", True), ("prediction", False), ("errors", True))}
+    opacity = w.FloatSlider(value=0.45, min=0.0, max=1.0, step=0.05, description="opacity")
+    out = w.Output()
+
+    def refresh_images(*_):
+        wanted = type_box.value
+        image_box.options = [(names[i], i) for i in range(len(names)) if wanted in ("all", cell_types[i])]
+
+    def redraw(*_):
+        if image_box.value is None:
+            return
+        with out:
+            out.clear_output(wait=True)
+            fig = render(image_box.value, toggles["ground truth"].value, toggles["prediction"].value,
+                         toggles["errors"].value, opacity.value)
+            plt.show(fig)
+
+    type_box.observe(refresh_images, "value")
+    for control in (image_box, opacity, *toggles.values()):
+        control.observe(redraw, "value")
+    refresh_images()
+    redraw()
+    ui = w.VBox([w.HBox([type_box, image_box]), w.HBox(list(toggles.values()) + [opacity]), out])
+    display(ui)
+    return ui
+
+
+def _widgets_available() -> bool:
+    """True in a live kernel whose front end can show widgets (not under nbval / nbconvert)."""
+    import os
+
+    if os.environ.get("LIVECELL_KIT_STATIC_PLOTS"):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def draw_unet(levels: Sequence[tuple[int, int, int]], title: str = "U-Net"):
+    """Sketch a U-Net from ``(level, filters, downsampling factor)`` rows (see ``model.describe_unet``).
+
+    Boxes are feature maps (height ∝ resolution, width ∝ filters); grey arrows are skip connections.
+    """
+    depth = len(levels) - 1
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for level, filters, factor in levels:
+        h = 3.0 / factor
+        w = 0.25 + 0.12 * np.log2(filters)
+        y = -level * 1.1
+        xs = [level * 1.2] if level == depth else [level * 1.2, (2 * depth - level) * 1.2]
+        for x in xs:
+            ax.add_patch(plt.Rectangle((x, y - h / 2), w, h, color=plt.cm.viridis(level / max(depth, 1)), alpha=0.8))
+            ax.text(x + w / 2, y - h / 2 - 0.15, f"{filters}\n1/{factor}", ha="center", va="top", fontsize=8)
+        if level < depth:
+            ax.annotate("", xy=((2 * depth - level) * 1.2, y), xytext=(level * 1.2 + w, y),
+                        arrowprops=dict(arrowstyle="->", color="grey", ls="--"))
+    ax.set_xlim(-0.5, 2 * depth * 1.2 + 1)
+    ax.set_ylim(-depth * 1.1 - 2.5, 2.2)
+    ax.axis("off")
+    ax.set_title(f"{title}: encoder (left) → bottleneck → decoder (right); labels: filters, resolution")
+    fig.tight_layout()
+    return fig
