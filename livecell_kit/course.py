@@ -80,6 +80,11 @@ def setup(verbose: bool = True) -> dict:
     return info
 
 
+def using_real_data() -> bool:
+    """True when ``$LIVECELL_KIT_DATA_ROOT`` points the notebooks at the real LIVECell."""
+    return bool(os.environ.get(REAL_DATA_ENV))
+
+
 def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
     """Root of the data set the notebooks use.
 
