@@ -1,0 +1,162 @@
+"""Prediction on any image size, tiling, and the files predict_paths writes — with tiny Keras models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from livecell_kit import predict  # noqa: E402
+
+
+def _brightness_model(rescale: bool = True):
+    """prob = sigmoid(20 * (x/255 - 0.5)): bright pixels are 'cells'. Pointwise, so easy to check."""
+    layers = [keras.Input((None, None, 1))]
+    if rescale:
+        layers.append(keras.layers.Rescaling(1 / 255))
+    layers.append(keras.layers.Conv2D(1, 1, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    model.layers[-1].set_weights([np.array([[[[20.0]]]], np.float32), np.array([-10.0], np.float32)])
+    return model
+
+
+def _conv_model(seed=0, channels=1):
+    """Two random 3×3 convolutions, no pooling: translation-equivariant away from the zero padding."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((None, None, 1)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                             keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid")])
+
+
+def _mini_unet(depth=3):
+    """Pooling + skip concatenation: fails on sizes that are not multiples of 2**depth unless padded."""
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    skips = []
+    for _ in range(depth):
+        x = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(x)
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    for s in reversed(skips):
+        x = keras.layers.UpSampling2D(2)(x)
+        x = keras.layers.Concatenate()([x, s])
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    return keras.Model(inp, out)
+
+
+def test_model_introspection():
+    assert predict.size_multiple(_mini_unet(3)) == 8
+    assert predict.size_multiple(_conv_model()) == 1
+    assert predict.input_scale(_brightness_model(rescale=True)) == 1.0
+    assert predict.input_scale(_brightness_model(rescale=False)) == pytest.approx(1 / 255)
+
+
+def test_odd_sizes_are_padded_and_cropped_back():
+    model = _mini_unet(3)
+    img = np.random.default_rng(0).integers(0, 256, (37, 53), dtype=np.uint8)
+    prob = predict.predict_image(model, img)
+    assert prob.shape == (37, 53) and prob.dtype == np.float32
+    assert np.all((prob >= 0) & (prob <= 1))
+    batch = predict.predict_batch(model, [img, img[::-1]])
+    assert batch.shape == (2, 37, 53)
+    np.testing.assert_allclose(batch[0], prob, atol=1e-6)
+
+
+def test_input_scaling_is_applied_exactly_once():
+    img = np.array([[0, 64, 128, 200, 255]], np.uint8).repeat(4, axis=0)
+    expected = 1 / (1 + np.exp(-(20 * (img / 255.0) - 10)))
+    for rescale in (True, False):  # model rescales itself / predict divides by 255
+        prob = predict.predict_image(_brightness_model(rescale), img)
+        np.testing.assert_allclose(prob, expected, atol=1e-5)
+    # float input in 0–255 units is the same image; 0–1 floats are refused with a hint
+    np.testing.assert_allclose(predict.predict_image(_brightness_model(), img.astype(np.float32)),
+                               expected, atol=1e-5)
+    with pytest.raises(ValueError, match="0–1"):
+        predict.predict_image(_brightness_model(), img / 255.0)
+    with pytest.raises(ValueError, match="grey image"):
+        predict.predict_image(_brightness_model(), np.zeros((4, 5, 3), np.uint8))
+
+
+def test_tiled_prediction_matches_whole_image():
+    model = _conv_model()
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (100, 130), dtype=np.uint8)
+    whole = predict.predict_image(model, img)
+    tiled = predict.predict_image(model, img, tile=48, overlap=16, batch_size=3)
+    assert tiled.shape == whole.shape
+    # only pixels within the 2-px receptive-field radius of a tile edge differ, and the
+    # raised-cosine window gives those almost no weight
+    assert np.abs(tiled - whole).max() < 0.02
+    assert np.abs(tiled - whole).mean() < 1e-3
+    # without blending (overlap 0) the seams would be the raw edge errors
+    hard = predict.predict_image(model, img, tile=48, overlap=0)
+    assert np.abs(hard - whole).max() > np.abs(tiled - whole).max()
+
+
+def test_tiles_larger_than_image_and_multichannel_output():
+    model = _conv_model(channels=2)
+    img = np.random.default_rng(2).integers(0, 256, (30, 20), dtype=np.uint8)
+    out = predict.predict_image(model, img, tile=64)
+    assert out.shape == (30, 20, 2)
+    np.testing.assert_allclose(out, predict.predict_image(model, img), atol=1e-6)
+
+
+def test_jit_compiled_predict_agrees():
+    model = _brightness_model()
+    img = np.random.default_rng(3).integers(0, 256, (16, 24), dtype=np.uint8)
+    np.testing.assert_allclose(predict.predict_image(model, img, jit_compile=True),
+                               predict.predict_image(model, img), atol=1e-5)
+
+
+def _bright_discs(shape=(48, 64)):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    img = np.full(shape, 40, np.uint8)
+    img[(yy - 14) ** 2 + (xx - 16) ** 2 < 64] = 220
+    img[(yy - 32) ** 2 + (xx - 46) ** 2 < 100] = 220
+    return img
+
+
+def test_predict_paths_writes_three_files_per_image(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    img = _bright_discs()
+    tifffile.imwrite(src / "A172_Phase_1.tif", img)
+    Image.fromarray(img[::-1]).save(src / "sub" / "cells.png")
+    written = predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    assert [w["image"].name for w in written] == ["A172_Phase_1.tif", "cells.png"]
+    for w, source in zip(written, (img, img[::-1])):
+        mask = np.asarray(Image.open(w["mask"]))
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+        np.testing.assert_array_equal(mask == 255, source > 128)
+        labels = tifffile.imread(w["labels"])
+        assert labels.dtype == np.uint16 and labels.shape == source.shape
+        assert sorted(np.unique(labels)) == [0, 1, 2]
+        np.testing.assert_array_equal(labels > 0, source > 128)
+        overlay = np.asarray(Image.open(w["overlay"]))
+        assert overlay.shape == source.shape + (3,) and overlay.dtype == np.uint8
+        assert not np.array_equal(overlay[..., 0], overlay[..., 2])  # coloured where cells are
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{s}_{k}" for s in ("A172_Phase_1", "cells") for k in ("labels.tif", "mask.png", "overlay.png"))
+
+
+def test_predict_array_in_memory(tmp_path):
+    pred = predict.predict_array(_brightness_model(), _bright_discs(), threshold=0.5)
+    assert pred.prob.shape == (48, 64) and pred.mask.dtype == np.uint8 and pred.labels.max() == 2
+    assert pred.border is None
+    paths = predict.write_prediction(pred, _bright_discs(), tmp_path, "x")
+    assert all(p.exists() for p in paths.values())
+
+
+def test_unreadable_and_missing_files_are_named(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(OSError, match="broken.tif"):
+        predict.predict_paths(_brightness_model(), [bad], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        predict.predict_paths(_brightness_model(), tmp_path / "nothing_here", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .tif"):
+        predict.predict_paths(_brightness_model(), tmp_path / "empty", tmp_path / "out")
