@@ -1,0 +1,246 @@
+"""Training: input pipeline, losses, metrics, precision choice, bf16 numerics, resume after a kill."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from livecell_kit import train as T
+from livecell_kit.model import build_unet
+from livecell_kit.presets import ModelConfig
+
+H, W = 32, 48
+
+
+def _two_level_image(rng, h=H, w=W):
+    """Grey values in [0, 40] or [215, 255]: jitter keeps every pixel on its side of 128."""
+    high = rng.random((h // 4, w // 4)) < 0.5
+    high = np.kron(high, np.ones((4, 4), bool))  # blobs, so crops are not all alike
+    low_vals = rng.integers(0, 41, (h, w))
+    high_vals = rng.integers(215, 256, (h, w))
+    return np.where(high, high_vals, low_vals).astype(np.uint8)
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    """4 PNG images and masks derived from them (mask = image > 128), plus the arrays."""
+    rng = np.random.default_rng(0)
+    images, masks, arrays = [], [], []
+    for i in range(4):
+        img = _two_level_image(rng)
+        ip, mp = tmp_path / f"img{i}.png", tmp_path / f"img{i}_mask.png"
+        Image.fromarray(img).save(ip)
+        Image.fromarray(((img > 128) * 255).astype(np.uint8)).save(mp)
+        images.append(ip)
+        masks.append(mp)
+        arrays.append(img)
+    return images, masks, arrays
+
+
+def _first_batches(ds, n):
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_training_crops_are_windows_of_the_images_and_aligned(pairs):
+    images, masks, arrays = pairs
+    ds = T.training_dataset(images, masks, batch_size=3, crop_size=16, augment=False, seed=1)
+    for x, y in _first_batches(ds, 3):
+        assert x.shape == (3, 16, 16, 1) and x.dtype == np.uint8
+        assert y.shape == (3, 16, 16, 1) and y.dtype == np.float32
+        assert set(np.unique(y)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        for crop in x[..., 0]:
+            found = any(np.array_equal(a[i:i + 16, j:j + 16], crop)
+                        for a in arrays for i in range(H - 15) for j in range(W - 15))
+            assert found, "a training crop is not a window of any training image"
+
+
+def test_augmentation_keeps_image_and_mask_aligned(pairs):
+    images, masks, _ = pairs
+    ds = T.training_dataset(images, masks, batch_size=4, crop_size=16, augment=True, seed=2)
+    changed = False
+    for x, y in _first_batches(ds, 4):
+        assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 255
+        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        changed |= not np.allclose(x, np.round(x))  # brightness/contrast jitter applied
+    assert changed
+
+
+def test_cached_and_streamed_pipelines_agree(pairs):
+    images, masks, _ = pairs
+    kw = dict(batch_size=2, crop_size=8, augment=True, seed=3)
+    a = _first_batches(T.training_dataset(images, masks, cache=True, **kw), 4)
+    b = _first_batches(T.training_dataset(images, masks, cache=False, **kw), 4)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # "auto" caches only under the byte limit; both settings still give the same data
+    assert not T._should_cache("auto", images, 1, limit=10)
+    assert T._should_cache("auto", images, 1, limit=10**6)
+
+
+def test_validation_full_frames_in_order_and_two_channels(pairs):
+    images, masks, arrays = pairs
+    batches = _first_batches(T.validation_dataset(images, masks, batch_size=3), 10)
+    assert [x.shape for x, _ in batches] == [(3, H, W, 1), (1, H, W, 1)]
+    x = np.concatenate([b[0] for b in batches])
+    np.testing.assert_array_equal(x[..., 0], np.stack(arrays))
+    # two mask files per image -> two target channels, in the given order
+    inverted = []
+    for mp, a in zip(masks, arrays):
+        p = mp.with_name(mp.stem + "_inv.png")
+        Image.fromarray(((a <= 128) * 255).astype(np.uint8)).save(p)
+        inverted.append(p)
+    x, y = next(iter(T.validation_dataset(images, list(zip(masks, inverted)), batch_size=4)))
+    assert y.shape == (4, H, W, 2)
+    np.testing.assert_array_equal(y.numpy()[..., 1], 1.0 - y.numpy()[..., 0])
+
+
+def test_mismatched_mask_size_names_the_files(pairs, tmp_path):
+    images, masks, _ = pairs
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks[0])
+    with pytest.raises(Exception, match="img0_mask.png"):
+        next(iter(T.validation_dataset(images[:1], masks[:1], batch_size=1, cache=False)))
+
+
+def test_losses_known_values():
+    y = np.zeros((2, 4, 4, 1), np.float32)
+    y[:, :2] = 1.0
+    np.testing.assert_allclose(T.dice_loss(y, y).numpy(), 0.0, atol=1e-7)
+    assert float(np.max(T.bce(y, y).numpy())) < 1e-5
+    half = np.full_like(y, 0.5)
+    np.testing.assert_allclose(T.bce(y, half).numpy(), np.log(2), rtol=1e-5)
+    # all-zero prediction on 8 true pixels per image: dice = smooth / (8 + smooth) = 1/9
+    np.testing.assert_allclose(T.dice_loss(y, np.zeros_like(y)).numpy(), 1 - 1 / 9, rtol=1e-6)
+    np.testing.assert_allclose(T.bce_dice(y, half).numpy(),
+                               np.log(2) + T.dice_loss(y, half).numpy(), rtol=1e-5)
+
+
+def test_metrics_pool_counts_over_batches():
+    truth = np.array([1, 1, 0, 0], np.float32).reshape(1, 2, 2, 1)
+    prob = np.array([0.9, 0.2, 0.7, 0.1], np.float32).reshape(1, 2, 2, 1)  # tp fn fp tn
+    acc, iou, dice = T.make_metrics()
+    for m in (acc, iou, dice):
+        m.update_state(truth, prob)
+        m.update_state(truth, truth)  # second batch: perfect, 2 tp + 2 tn
+    assert float(acc.result()) == pytest.approx(6 / 8)
+    assert float(iou.result()) == pytest.approx(3 / 5)       # tp 3, fp 1, fn 1
+    assert float(dice.result()) == pytest.approx(6 / 8)
+    iou.reset_state()
+    iou.update_state(np.zeros_like(truth), np.zeros_like(prob))
+    assert float(iou.result()) == 1.0  # both empty: perfect, as in evaluate
+
+
+@pytest.mark.parametrize("requested,flags,gpus,expected", [
+    ("auto", {"avx2", "avx512_bf16"}, [], "mixed_bfloat16"),
+    ("auto", {"avx2", "amx_bf16", "amx_tile"}, [], "mixed_bfloat16"),
+    ("auto", {"avx2", "fma"}, [], "float32"),
+    ("auto", set(), [(8, 0)], "mixed_float16"),
+    ("auto", {"avx512_bf16"}, [(8, 0), (7, 0)], "mixed_float16"),
+    ("auto", set(), [(6, 1)], "float32"),  # Pascal: no tensor cores
+    ("float32", {"amx_bf16"}, [(8, 0)], "float32"),
+    ("bfloat16", set(), [], "mixed_bfloat16"),
+    ("float16", set(), [], "mixed_float16"),
+])
+def test_choose_precision(requested, flags, gpus, expected):
+    assert T.choose_precision(requested, cpu_flags=flags, gpus=gpus) == expected
+
+
+def test_choose_precision_rejects_unknown_and_reads_cpuinfo(tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        T.choose_precision("int8", cpu_flags=set(), gpus=[])
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16\n")
+    assert "avx512_bf16" in T.read_cpu_flags(str(info))
+    assert T.read_cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_bfloat16_training_numerics():
+    """A few steps under mixed_bfloat16: the loss falls, outputs stay float32 probabilities."""
+    rng = np.random.default_rng(0)
+    x = np.stack([_two_level_image(rng, 16, 16) for _ in range(8)])[..., None]
+    y = (x > 128).astype(np.float32)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = build_unet(ModelConfig(depth=1, base_filters=4, batch_norm=True))
+        model.compile(keras.optimizers.Adam(1e-2), loss=T.bce_dice)
+        hist = model.fit(x, y, batch_size=8, epochs=15, verbose=0).history["loss"]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert model.get_layer("enc0_conv1").compute_dtype == "bfloat16"
+    assert hist[-1] < 0.7 * hist[0]
+    p = model.predict(x, verbose=0)
+    assert p.dtype == np.float32 and p.min() >= 0 and p.max() <= 1
+
+
+_RUN = textwrap.dedent("""
+    import os, sys
+    import keras
+    from livecell_kit import train
+
+    root, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            print("EPOCH_BEGIN", epoch, flush=True)
+
+    class Kill(keras.callbacks.Callback):
+        # runs after the kit's callbacks: BackupAndRestore has saved this epoch
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == kill_after:
+                os._exit(17)  # no cleanup, like a killed process
+
+    train.train(root, preset="quick", out_dir=out, epochs=3, verbose=0, callbacks=[Record(), Kill()],
+                depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2,
+                precision="float32")
+""")
+
+TINY = dict(depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
+
+
+def _run(root, out, kill_after, env):
+    proc = subprocess.run([sys.executable, "-c", _RUN, str(root), str(out), str(kill_after)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    begun = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("EPOCH_BEGIN")]
+    return proc, begun
+
+
+def test_killed_run_resumes_at_next_epoch(tmp_path, monkeypatch):
+    from livecell_kit import sample
+
+    work = tmp_path / "work"
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(work))
+    env = {**os.environ, "LIVECELL_KIT_WORKDIR": str(work), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    out = tmp_path / "run"
+
+    proc, begun = _run(root, out, kill_after=0, env=env)
+    assert proc.returncode == 17, proc.stderr[-3000:]
+    assert begun == [0]
+    assert T.read_history(out)["epoch"] == [0]
+    assert json.loads((out / "config.json").read_text())["finished"] is False
+
+    proc, begun = _run(root, out, kill_after=-1, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert begun == [1, 2], "the rerun must continue at epoch 1, not start over"
+    hist = T.read_history(out)
+    assert hist["epoch"] == [0, 1, 2]
+    assert len(hist["val_iou"]) == 3 and len(hist["loss"]) == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] is True and config["precision"] == "float32"
+    assert (out / "model.keras").is_file() and not (out / "backup").exists()
+
+    # a finished run is loaded, not trained again
+    result = T.train(root, preset="quick", out_dir=out, epochs=3, verbose=0, **TINY)
+    assert result.history["epoch"] == [0, 1, 2]
+    assert result.model.output_shape == (None, None, None, 1)
+    with pytest.raises(ValueError, match="other settings"):
+        T.train(root, preset="quick", out_dir=out, epochs=4, verbose=0, **TINY)
