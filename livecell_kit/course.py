@@ -15,6 +15,7 @@ a line that raises :class:`YourTurn` in its place.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -62,9 +63,12 @@ def setup(verbose: bool = True) -> dict:
     matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
     info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version()}
     try:
-        import tensorflow as tf
+        with _quiet_native_stderr():
+            # TensorFlow's C++ start-up chatter ("could not find cuda drivers" on a CPU) would
+            # otherwise land in whichever cell runs next and make nbval's comparisons flaky.
+            import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+            gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
             try:
@@ -83,6 +87,25 @@ def setup(verbose: bool = True) -> dict:
 def using_real_data() -> bool:
     """True when ``$LIVECELL_KIT_DATA_ROOT`` points the notebooks at the real LIVECell."""
     return bool(os.environ.get(REAL_DATA_ENV))
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send file descriptor 2 (where C++ libraries log) to /dev/null inside the block."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some hosted kernels): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
