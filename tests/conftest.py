@@ -1,0 +1,89 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class FakeServer:
+    """A local HTTP file server for download tests (no internet needed).
+
+    files: URL path (without leading slash) -> body bytes.
+    modes: URL path -> how to misbehave:
+        "truncate"  always announce the full Content-Length, send half, close;
+        "cut_once"  like "truncate" for the first request only, then serve normally.
+    requests: (path, Range header or None) per request, in arrival order.
+    Paths not in ``files`` answer 404.  ``Range: bytes=N-`` gets a 206 with the tail.
+    """
+
+    url: str = ""
+    files: dict = field(default_factory=dict)
+    modes: dict = field(default_factory=dict)
+    requests: list = field(default_factory=list)
+
+    def ranges_for(self, path):
+        return [r for p, r in self.requests if p == path]
+
+
+def _handler(server: FakeServer):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def do_GET(self):
+            path = self.path.lstrip("/")
+            rng = self.headers.get("Range")
+            server.requests.append((path, rng))
+            body = server.files.get(path)
+            if body is None:
+                self.send_error(404, "Not Found")
+                return
+            start = 0
+            if rng and rng.startswith("bytes="):
+                start = int(rng[len("bytes="):].split("-")[0])
+                if start >= len(body):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            mode = server.modes.get(path)
+            first = len(server.ranges_for(path)) == 1
+            cut = mode == "truncate" or (mode == "cut_once" and first)
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header("Content-Length", str(len(body) - start))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            payload = body[start:]
+            if cut:
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(payload)
+
+    return Handler
+
+
+@pytest.fixture
+def http_server():
+    """A :class:`FakeServer` on 127.0.0.1 with a free port, running in a thread."""
+    state = FakeServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    # A short poll interval keeps shutdown() (and so each test's teardown) quick.
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -1,0 +1,305 @@
+"""Reading side of livecell_kit.data: paths, images, annotations, splits, subsets."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from livecell_kit import data
+
+W, H = data.IMAGE_WIDTH, data.IMAGE_HEIGHT
+
+
+def _ann(aid, image_id, seg=None):
+    return {"id": aid, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+            "segmentation": seg if seg is not None else [[10, 10, 40, 10, 40, 30, 10, 30]],
+            "area": 600.0, "bbox": [10, 10, 30, 20]}
+
+
+def _dataset(dict_style=True):
+    images = [{"id": 1, "file_name": "A172_Phase_C7_1_00d00h00m_1.tif", "width": W, "height": H},
+              {"id": 2, "file_name": "BV2_Phase_B4_2_01d00h00m_3.tif", "width": W, "height": H}]
+    anns = [_ann(11, 1), _ann(12, 1, [[100, 100, 120, 100, 110, 130]]), _ann(21, 2)]
+    return {"info": {}, "categories": [{"id": 1, "name": "cell", "supercategory": "cell"}],
+            "images": images,
+            "annotations": {str(a["id"]): a for a in anns} if dict_style else anns}
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    data.clear_annotation_cache()
+    yield
+    data.clear_annotation_cache()
+
+
+# --------------------------------------------------------------------------- paths
+
+def test_paths_and_cell_types(tmp_path, monkeypatch):
+    assert data.split_image_dir(tmp_path, "val") == tmp_path / "images/livecell_train_val_images"
+    assert data.split_image_dir(tmp_path, "test") == tmp_path / "images/livecell_test_images"
+    assert data.annotation_path(tmp_path, "train") == tmp_path / "annotations/livecell_coco_train.json"
+    with pytest.raises(ValueError, match="unknown split"):
+        data.annotation_path(tmp_path, "training")
+    assert data.cell_type_of("SHSY5Y_Phase_A10_1_00d04h00m_2.tif") == "SHSY5Y"
+    assert data.cell_type_of("some/dir/skbr3_Phase_C7_1_00d00h00m_1.tif") == "SkBr3"
+    with pytest.raises(ValueError, match="HeLa_Phase"):
+        data.cell_type_of("HeLa_Phase_C7_1_00d00h00m_1.tif")
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "w"))
+    assert data.default_workdir() == tmp_path / "w"
+    monkeypatch.delenv("LIVECELL_KIT_WORKDIR")
+    assert data.default_workdir().parts[-2:] == (".cache", "livecell-kit")
+
+
+# --------------------------------------------------------------------------- images
+
+def test_read_image_tiff_png_and_errors(tmp_path):
+    frame = np.arange(H * W, dtype=np.uint32).reshape(H, W).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", frame)
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    Image.fromarray(np.stack([frame] * 3, -1)).save(tmp_path / "rgb.png")
+    for name in ("a.tif", "a.png", "rgb.png"):
+        got = data.read_image(tmp_path / name)
+        assert got.dtype == np.uint8 and got.shape == (H, W)
+        np.testing.assert_array_equal(got, frame)
+    with pytest.raises(data.ImageReadError, match="missing.tif.*does not exist"):
+        data.read_image(tmp_path / "missing.tif")
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(data.ImageReadError, match="bad.tif.*corrupt"):
+        data.read_image(tmp_path / "bad.tif")
+    tifffile.imwrite(tmp_path / "u16.tif", frame.astype(np.uint16) * 256)
+    with pytest.raises(data.ImageReadError, match="uint16"):
+        data.read_image(tmp_path / "u16.tif")
+
+
+# --------------------------------------------------------------------------- annotations
+
+@pytest.mark.parametrize("dict_style", [True, False])
+def test_load_annotations_normalises_both_styles(tmp_path, dict_style):
+    path = _write(tmp_path / "a.json", _dataset(dict_style))
+    ds = data.load_annotations(path)
+    assert isinstance(ds["annotations"], list)
+    assert [a["id"] for a in ds["annotations"]] == [11, 12, 21]
+    assert [i["id"] for i in ds["images"]] == [1, 2]
+
+
+def test_dict_entries_without_id_take_their_key(tmp_path):
+    raw = _dataset()
+    del raw["annotations"]["12"]["id"]
+    raw["annotations"]["12"].pop("area"), raw["annotations"]["12"].pop("bbox")
+    ds = data.load_annotations(_write(tmp_path / "a.json", raw))
+    ann = next(a for a in ds["annotations"] if a["id"] == 12)
+    # Filled-in geometry: triangle (100,100) (120,100) (110,130) -> area 300 px².
+    assert ann["area"] == pytest.approx(300.0)
+    assert ann["bbox"] == [100, 100, 20, 30]
+
+
+def _break(mutate):
+    raw = _dataset(dict_style=False)
+    mutate(raw)
+    return raw
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["annotations"][1].pop("segmentation"), r"annotation id 12 lacks \['segmentation'\]"),
+    (lambda d: d["annotations"][1].update(image_id=99), "annotation id 12 points to image id 99"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 2, 3, 4, 5, 6, 7]]),
+     "annotation id 12: polygon 0 has an odd number"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 2, 3, 4]]),
+     "annotation id 12: polygon 0 has 2 points"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 1, 5, 1, 5, H + 5]]),
+     "annotation id 12: polygon 0 spans"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 1, W + 3, 1, 5, 5]]),
+     "annotation id 12: polygon 0 spans"),
+    (lambda d: d["annotations"][1].update(segmentation=[]), "annotation id 12: segmentation is empty"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 1, 5, 1, "x", 5]]),
+     "annotation id 12: polygon 0 holds non-numeric"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 1, float("nan"), 1, 5, 5]]),
+     "annotation id 12: polygon 0 holds non-numeric or non-finite"),
+    (lambda d: d["annotations"][1].update(id=11), "annotation id 11 is a duplicate"),
+    (lambda d: d["annotations"][1].update(segmentation={"counts": "abc", "size": [10, 10]}),
+     "annotation id 12: RLE size"),
+    (lambda d: d["images"][1].pop("height"), r"image id 2 lacks \['height'\]"),
+    (lambda d: d.pop("images"), "missing top-level key 'images'"),
+])
+def test_validation_errors_name_file_and_id(tmp_path, mutate, message):
+    path = _write(tmp_path / "broken.json", _break(mutate))
+    with pytest.raises(data.AnnotationError, match=message) as err:
+        data.load_annotations(path)
+    text = str(err.value)
+    assert str(path) in text and "livecell-kit" in text  # names the file and the fix
+
+
+def test_tolerance_and_rle_pass(tmp_path):
+    def mutate(d):
+        d["annotations"][0]["segmentation"] = [[-0.5, 0, W + 0.9, 0, W + 0.9, H + 1]]
+        d["annotations"][1]["segmentation"] = {"counts": [0, 5, H * W - 5], "size": [H, W]}
+    ds = data.load_annotations(_write(tmp_path / "ok.json", _break(mutate)))
+    assert len(ds["annotations"]) == 3
+
+
+def test_malformed_json_names_file_and_fix(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(_dataset())[:-40])
+    with pytest.raises(data.AnnotationError, match="cut.json is not valid JSON.*truncated"):
+        data.load_annotations(path)
+    with pytest.raises(FileNotFoundError, match="livecell-kit sample"):
+        data.load_annotations(tmp_path / "absent.json")
+
+
+def test_load_annotations_is_memoised(tmp_path, monkeypatch):
+    path = _write(tmp_path / "a.json", _dataset())
+    calls = []
+    real_load = json.load
+    monkeypatch.setattr(data.json, "load", lambda f: calls.append(1) or real_load(f))
+    first = data.load_annotations(path)
+    assert data.load_annotations(tmp_path / "." / "a.json") is first
+    assert len(calls) == 1
+    # A changed file (new size/mtime) is read again.
+    raw = _dataset()
+    raw["images"].append({"id": 3, "file_name": "MCF7_Phase_A1_1_00d00h00m_1.tif",
+                          "width": W, "height": H})
+    _write(path, raw)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert len(data.load_annotations(path)["images"]) == 3
+    assert len(calls) == 2
+
+
+def test_to_coco_works_with_pycocotools(tmp_path, capsys):
+    raw = _dataset()
+    raw["annotations"]["21"]["segmentation"] = {"counts": [H * 5 + 3, 4, H * W - H * 5 - 7],
+                                                "size": [H, W]}
+    ds = data.load_annotations(_write(tmp_path / "a.json", raw))
+    coco = data.to_coco(ds)
+    assert capsys.readouterr().out == ""  # createIndex's chatter is silenced
+    assert sorted(coco.getAnnIds(imgIds=[1])) == [11, 12]
+    mask = coco.annToMask(coco.loadAnns([11])[0])
+    assert mask.shape == (H, W)
+    assert mask[15, 20] == 1 and mask[0, 0] == 0 and mask[50, 50] == 0
+    rle_mask = coco.annToMask(coco.loadAnns([21])[0])  # column-major RLE: column 5, rows 3..6
+    assert rle_mask.sum() == 4 and rle_mask[3:7, 5].all()
+    with pytest.raises(data.AnnotationError, match="load_annotations"):
+        data.to_coco(_dataset(dict_style=True))
+
+
+# --------------------------------------------------------------------------- splits
+
+def _layout(root, per_type=None, split_sizes=None):
+    """Write annotation files for all splits; ``per_type`` = {cell type: n images} per split."""
+    per_type = per_type or {t: 2 for t in data.CELL_TYPES}
+    next_id = 1
+    for split in data.SPLITS:
+        images, anns = [], {}
+        for cell_type, n in (split_sizes or {}).get(split, per_type).items():
+            for k in range(n):
+                images.append({"id": next_id, "file_name": f"{cell_type}_Phase_A1_{k}_00d00h00m_1.tif",
+                               "width": W, "height": H})
+                anns[str(next_id * 100)] = _ann(next_id * 100, next_id)
+                next_id += 1
+        _write(data.annotation_path(root, split),
+               {"categories": [{"id": 1, "name": "cell"}], "images": images, "annotations": anns})
+    return root
+
+
+def test_split_paths_and_annotations(tmp_path):
+    root = _layout(tmp_path)
+    train = data.load_split(root, "train")
+    assert train.annotation_file == data.annotation_path(root, "train")
+    rec = train.images[0]
+    assert train.cell_type(rec) == "A172"
+    nested = data.split_image_dir(root, "train") / "A172" / rec["file_name"]
+    flat = data.split_image_dir(root, "train") / rec["file_name"]
+    assert train.image_path(rec) == nested  # neither exists yet: the usual place
+    flat.parent.mkdir(parents=True)
+    flat.write_bytes(b"")
+    assert train.image_path(rec) == flat
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"")
+    assert train.image_path(rec) == nested
+    assert [a["id"] for a in train.annotations_for(rec["id"])] == [rec["id"] * 100]
+    assert train.annotations_for(-1) == []
+
+
+def test_subset_dataset_restricts_images_and_annotations(tmp_path):
+    train = data.load_split(_layout(tmp_path), "train")
+    ids = [train.images[3]["id"], train.images[0]["id"]]
+    sub = data.subset_dataset(train, ids)
+    assert [i["id"] for i in sub.images] == ids
+    assert sorted(a["image_id"] for a in sub.dataset["annotations"]) == sorted(ids)
+    assert len(train.images) == 16  # the original is untouched
+    with pytest.raises(KeyError, match="9999"):
+        data.subset_dataset(train, [9999])
+
+
+# --------------------------------------------------------------------------- subsets
+
+COUNTS = {"A172": 10, "BT474": 20, "BV2": 30, "Huh7": 40, "MCF7": 5, "SHSY5Y": 15,
+          "SkBr3": 25, "SKOV3": 55}
+
+
+def test_select_subset_is_stratified_and_reproducible(tmp_path):
+    root = _layout(tmp_path, per_type=COUNTS)
+    subset = data.select_subset(root, sizes={"train": 50, "val": 20}, seed=3)
+    train = Counter(e["cell_type"] for e in subset if e["split"] == "train")
+    # 50 of 200 -> quotas 2.5 5 7.5 10 1.25 3.75 6.25 13.75: floors sum to 47, the three
+    # largest remainders (.75, .75, then the first .5) get one more each.
+    assert train == {"A172": 3, "BT474": 5, "BV2": 7, "Huh7": 10, "MCF7": 1, "SHSY5Y": 4,
+                     "SkBr3": 6, "SKOV3": 14}
+    assert sum(1 for e in subset if e["split"] == "val") == 20
+    assert not any(e["split"] == "test" for e in subset)
+    assert data.select_subset(root, sizes={"train": 50, "val": 20}, seed=3) == subset
+    other = data.select_subset(root, sizes={"train": 50, "val": 20}, seed=4)
+    assert [e["image_id"] for e in other] != [e["image_id"] for e in subset]
+    split = data.load_split(root, "train")
+    by_id = {i["id"]: i for i in split.images}
+    for e in subset:
+        assert set(e) == {"split", "image_id", "file_name", "cell_type"}
+        if e["split"] == "train":
+            assert by_id[e["image_id"]]["file_name"] == e["file_name"]
+            assert data.cell_type_of(e["file_name"]) == e["cell_type"]
+    assert len({(e["split"], e["image_id"]) for e in subset}) == len(subset)
+
+
+def test_select_subset_takes_all_and_warns_when_short(tmp_path):
+    root = _layout(tmp_path)  # 16 images per split
+    with pytest.warns(UserWarning, match="only 16 images"):
+        subset = data.select_subset(root, sizes={"test": 100})
+    assert len(subset) == 16
+
+
+def test_manifest_round_trip(tmp_path):
+    root = _layout(tmp_path / "d")
+    subset = data.select_subset(root, sizes={"train": 8, "val": 4, "test": 4}, seed=0)
+    path = data.write_manifest(subset, tmp_path / "m" / "subset.json")
+    assert path == tmp_path / "m" / "subset.json"
+    assert data.read_manifest(path) == subset
+    assert [p.name for p in path.parent.iterdir()] == ["subset.json"]  # no temp file left
+    (tmp_path / "bad.json").write_text(json.dumps({"entries": [{"split": "train"}]}))
+    with pytest.raises(ValueError, match="bad.json"):
+        data.read_manifest(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="write_manifest"):
+        data.read_manifest(tmp_path / "none.json")
+    sub = data.subset_dataset(data.load_split(root, "val"),
+                              [e["image_id"] for e in subset if e["split"] == "val"])
+    assert len(sub.images) == 4
+
+
+def test_loaded_dataset_is_not_copied_per_split_call(tmp_path):
+    root = _layout(tmp_path)
+    a, b = data.load_split(root, "val"), data.load_split(root, "val")
+    assert a.dataset is b.dataset  # memoised: one parse per file and process
+    snapshot = copy.deepcopy(a.dataset)
+    data.subset_dataset(a, [a.images[0]["id"]])
+    assert a.dataset == snapshot
