@@ -304,3 +304,80 @@ def test_write_metrics_json_is_atomic_and_strict(tmp_path):
     ev.write_metrics_json({"iou": np.float32(0.5), "bce": float("nan"), "n": np.int64(3)}, path)
     assert json.loads(path.read_text()) == {"iou": 0.5, "bce": None, "n": 3}
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temp files left
+
+
+# --- evaluate_model on a tiny LIVECell-layout data set ------------------------------------------
+
+def _tiny_livecell(root, shape=(64, 96)):
+    """2 val + 2 test images of bright polygon 'cells' on grey; returns the root."""
+    import tifffile
+    from pycocotools import mask as mu
+
+    h, w = shape
+    rng = np.random.default_rng(0)
+    next_ann = 1
+    for split, folder in (("val", "livecell_train_val_images"), ("test", "livecell_test_images")):
+        images, anns = [], {}
+        for k, ctype in enumerate(("A172", "BV2")):
+            img_id = 10 * (split == "test") + k + 1
+            name = f"{ctype}_Phase_C7_1_00d00h00m_{img_id}.tif"
+            img = np.full(shape, 60, np.uint8)
+            for cy, cx in ((16, 20), (42, 50), (20, 76)):  # far apart: cells do not touch
+                cy, cx, r = cy + rng.uniform(-3, 3), cx + rng.uniform(-3, 3), rng.uniform(5, 9)
+                t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+                poly = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1).ravel().round(2).tolist()
+                img[mu.decode(mu.frPyObjects([poly], h, w)).any(-1) > 0] = 200
+                anns[str(next_ann)] = {"id": next_ann, "image_id": img_id, "category_id": 1,
+                                       "segmentation": [poly], "iscrowd": 0}
+                next_ann += 1
+            path = root / "images" / folder / ctype / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, img)
+            images.append({"id": img_id, "file_name": name, "height": h, "width": w})
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"livecell_coco_{split}.json").write_text(json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cell"}]}))
+    return root
+
+
+def _bright_is_cell_model():
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    model.layers[-1].set_weights([np.array([[[[20.0]]]], np.float32), np.array([-10.0], np.float32)])
+    return model
+
+
+def test_evaluate_model_end_to_end(tmp_path):
+    root = _tiny_livecell(tmp_path / "data")
+    model = _bright_is_cell_model()
+    res = ev.evaluate_model(model, root, split="test", progress=False)
+    for k in ev.METRIC_KEYS + ("threshold", "per_cell_type", "baselines", "instance", "n_images", "split", "model"):
+        assert k in res, k
+    assert res["n_images"] == 2 and res["split"] == "test"
+    assert res["threshold_source"] == "best IoU on val" and 0.05 <= res["threshold"] <= 0.95
+    assert res["iou"] > 0.9 and res["pixel_accuracy"] > 0.98
+    assert sorted(res["per_cell_type"]) == ["A172", "BV2"]
+    assert set(res["per_cell_type"]["BV2"]) >= set(ev.METRIC_KEYS)
+    bg = res["baselines"]["all_background"]
+    from pycocotools import mask as mu
+    test = json.loads((root / "annotations" / "livecell_coco_test.json").read_text())
+    union = {}
+    for a in test["annotations"].values():
+        m = mu.decode(mu.frPyObjects(a["segmentation"], 64, 96)).any(-1)
+        union[a["image_id"]] = union.get(a["image_id"], False) | m
+    cell_px = sum(int(m.sum()) for m in union.values())
+    assert res["n_pixels"] == 2 * 64 * 96
+    assert bg["iou"] == 0.0 and bg["recall"] == 0.0
+    # predicting "no cell" is right exactly on the background pixels
+    assert bg["pixel_accuracy"] == pytest.approx(1 - cell_px / res["n_pixels"], abs=0.01)
+    assert set(res["baselines"]["otsu"]) >= set(ev.METRIC_KEYS)
+    assert res["instance"]["AP50"] > 0.95 and res["instance"]["AP"] > 0.8
+    assert sorted(res["instance"]["per_cell_type"]) == ["A172", "BV2"]
+    out = ev.write_metrics_json(res, tmp_path / "metrics.json")
+    assert json.loads(out.read_text())["iou"] == pytest.approx(res["iou"])
+    assert "| A172 |" in ev.per_cell_type_table(res).to_markdown()
+
+    fixed = ev.evaluate_model(model, root, threshold=0.5, instance=False, progress=False, max_images=1)
+    assert fixed["threshold"] == 0.5 and fixed["threshold_source"] == "given"
+    assert fixed["n_images"] == 1 and "instance" not in fixed
