@@ -1,0 +1,196 @@
+"""The synthetic LIVECell-like sample: layout, determinism, looks and annotations."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from scipy import ndimage
+
+from livecell_kit import data, sample
+
+SMALL = {"train": 1, "val": 1, "test": 1}
+TINY = {"train": 1, "val": 0, "test": 0}
+NAME = re.compile(r"^(?P<type>[A-Za-z0-9]+)_Phase_[A-H]\d{1,2}_\d_\d{2}d\d{2}h\d{2}m_\d\.tif$")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return sample.make_sample(tmp_path_factory.mktemp("sample") / "s0", seed=0, images_per_type=SMALL)
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def decoded(root):
+    """Per image: split, record, image, its annotations, and from pycocotools' decoding
+    of their polygons: per-cell (area, bbox), cells covering each pixel (uint8 (H, W))
+    and a label image (int32 (H, W), the last cell wins, 0 = background)."""
+    out = []
+    for split in data.SPLITS:
+        s = data.load_split(root, split)
+        coco = data.to_coco(s.dataset)
+        for rec in s.images:
+            anns = s.annotations_for(rec["id"])
+            count = np.zeros((520, 704), np.uint8)
+            labels = np.zeros((520, 704), np.int32)
+            geometry = []
+            for i, ann in enumerate(anns, 1):
+                rle = coco.annToRLE(ann)
+                x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
+                full = mask_utils.decode(rle)
+                mask = full[y:y + h, x:x + w].view(bool)  # the box: cheaper than whole frames
+                assert full.sum() == mask.sum() == mask_utils.area(rle)
+                rows, cols = np.nonzero(mask)
+                geometry.append((float(mask.sum()), [x + cols.min(), y + rows.min(), np.ptp(cols) + 1, np.ptp(rows) + 1]))
+                count[y:y + h, x:x + w] += mask
+                labels[y:y + h, x:x + w][mask] = i
+            out.append(dict(split=split, rec=rec, img=data.read_image(s.image_path(rec)), anns=anns,
+                            geometry=geometry, count=count, labels=labels))
+    return out
+
+
+def test_layout_names_and_cell_types(root):
+    for split in data.SPLITS:
+        raw = json.loads(data.annotation_path(root, split).read_text())
+        assert len(raw["images"]) == len(data.CELL_TYPES) * SMALL[split]
+        types = set()
+        for rec in raw["images"]:
+            m = NAME.match(rec["file_name"])
+            assert m, rec["file_name"]
+            types.add(m["type"])
+            path = data.split_image_dir(root, split) / m["type"] / rec["file_name"]
+            assert path.is_file(), path
+            assert (rec["width"], rec["height"]) == (704, 520)
+        assert types == set(data.CELL_TYPES)
+    assert (root / "images" / "livecell_train_val_images" / "A172").is_dir()
+    assert (root / "images" / "livecell_test_images" / "SKOV3").is_dir()
+    # nothing half-written left behind
+    assert not [p for p in root.rglob("*.tmp*")]
+
+
+def test_same_seed_gives_identical_bytes_other_seed_differs(root, tmp_path):
+    again = sample.make_sample(tmp_path / "again", seed=0, images_per_type=SMALL)
+    first, second = _files(root), _files(again)
+    assert first.keys() == second.keys()
+    assert len([k for k in first if k.endswith(".tif")]) == 24
+    for name in first:
+        assert first[name] == second[name], name
+
+    other = _files(sample.make_sample(tmp_path / "other", seed=1, images_per_type=TINY))
+    tifs = [k for k in other if k.endswith(".tif")]
+    assert len(tifs) == 8
+    assert not {first[k] for k in first if k.endswith(".tif")} & {other[k] for k in tifs}
+
+
+def test_images_look_like_phase_contrast(decoded):
+    stds = []
+    for d in decoded:
+        rec, img = d["rec"], d["img"]
+        assert img.dtype == np.uint8 and img.shape == (520, 704)
+        assert 122 <= np.median(img) <= 134, rec["file_name"]
+        stds.append(img.std())
+        cells = d["count"] > 0
+        far = ~ndimage.binary_dilation(cells, iterations=8)
+        ring = ndimage.binary_dilation(cells, iterations=2) & ~cells
+        bg = np.median(img[far])
+        assert 123 <= bg <= 133 and img[far].std() < 6, rec["file_name"]
+        # dark bodies inside the outlines, a bright halo just outside them
+        assert np.median(img[cells]) < bg - 5, rec["file_name"]
+        assert img[ring].mean() > bg + 4, rec["file_name"]
+    # a flat frame, as LIVECell's: grey-level std of only several levels
+    assert 4 <= min(stds) and max(stds) <= 15
+
+
+def test_annotations_are_livecell_dicts_and_load_with_pycocotools(root, decoded):
+    image_ids, ann_ids = set(), set()
+    for split in data.SPLITS:
+        raw = json.loads(data.annotation_path(root, split).read_text())
+        assert raw["categories"] == [{"id": 1, "name": "cell", "supercategory": "cell"}]
+        assert isinstance(raw["annotations"], dict) and raw["annotations"]
+        for key, ann in raw["annotations"].items():
+            assert key == str(ann["id"])
+            assert ann["category_id"] == 1 and ann["iscrowd"] == 0
+            (poly,) = ann["segmentation"]
+            xy = np.asarray(poly).reshape(-1, 2)
+            assert len(poly) >= 6 and xy.min() >= 0
+            assert xy[:, 0].max() <= 704 and xy[:, 1].max() <= 520
+        ids = {r["id"] for r in raw["images"]}
+        assert not ids & image_ids and not set(raw["annotations"]) & ann_ids  # unique across splits
+        image_ids |= ids
+        ann_ids |= set(raw["annotations"])
+
+    assert sum(len(d["anns"]) for d in decoded) == len(ann_ids)
+    for d in decoded:
+        for ann, (area, bbox) in zip(d["anns"], d["geometry"]):
+            # the stored area and box are those of the decoded polygon
+            assert ann["area"] == area and ann["bbox"] == bbox, (d["rec"]["file_name"], ann["id"])
+            assert 30 <= area <= 3500
+
+
+def test_cells_touch_overlap_little_and_vary_in_shape_and_density(decoded):
+    touching, coverage, area, elongation = 0, [], {}, {}
+    for d in decoded:
+        cell_type = data.cell_type_of(d["rec"]["file_name"])
+        count, labels, anns = d["count"], d["labels"], d["anns"]
+        covered = count > 0
+        coverage.append(covered.mean())
+        assert (count > 1).sum() < 0.03 * covered.sum(), d["rec"]["file_name"]  # limited overlap
+        # two different cells side by side (4-neighbours) = touching
+        touching += np.count_nonzero((labels[1:] != labels[:-1]) & (labels[1:] > 0) & (labels[:-1] > 0))
+        area.setdefault(cell_type, []).extend(a["area"] for a in anns)
+        elongation.setdefault(cell_type, []).extend(
+            max(a["bbox"][2], a["bbox"][3]) / min(a["bbox"][2], a["bbox"][3]) for a in anns)
+    assert touching > 100
+    assert min(coverage) < 0.1 and max(coverage) > 0.25  # sparse to crowded
+    med = {t: np.median(v) for t, v in area.items()}
+    assert med["BV2"] < med["MCF7"] < med["Huh7"] and med["SHSY5Y"] < med["A172"]
+    assert np.median(elongation["SKOV3"]) > np.median(elongation["BV2"]) + 0.5
+
+
+def test_complete_sample_is_reused_and_interrupted_one_redrawn(tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    reference = _files(sample.make_sample(tmp_path / "ref", seed=3, images_per_type=TINY))
+
+    real_write = sample._write_tiff
+    calls = []
+
+    def failing_write(path, img):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(path, img)
+
+    monkeypatch.setattr(sample, "_write_tiff", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        sample.make_sample(out, seed=3, images_per_type=TINY)
+    assert json.loads((out / sample.STAMP_NAME).read_text())["complete"] is False
+    monkeypatch.setattr(sample, "_write_tiff", real_write)
+    sample.make_sample(out, seed=3, images_per_type=TINY)
+    assert _files(out) == reference
+
+    def no_drawing(*args):
+        raise AssertionError("a complete sample was drawn again")
+
+    monkeypatch.setattr(sample, "_render", no_drawing)
+    assert sample.make_sample(out, seed=3, images_per_type=TINY) == out
+    with pytest.raises(AssertionError, match="drawn again"):  # other settings: redrawn
+        sample.make_sample(out, seed=4, images_per_type=TINY)
+
+
+def test_refuses_foreign_data_and_bad_sizes(tmp_path):
+    foreign = tmp_path / "livecell"
+    (foreign / "annotations").mkdir(parents=True)
+    (foreign / "annotations" / "livecell_coco_train.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="empty or new folder"):
+        sample.make_sample(foreign)
+    with pytest.raises(ValueError, match="unknown split"):
+        sample.make_sample(tmp_path / "x", images_per_type={"training": 2})
+    with pytest.raises(ValueError, match="whole number"):
+        sample.make_sample(tmp_path / "x", images_per_type={"train": -1})
+    with pytest.raises(ValueError, match="seed"):
+        sample.make_sample(tmp_path / "x", seed=1.5)
