@@ -459,13 +459,13 @@ def semantic_to_instances(prob: np.ndarray, threshold: float = 0.5,
     elif method == "components":
         labels, _ = ndimage.label(fg, structure=eight)
     elif method == "watershed":
-        labels = _watershed_split(fg, h=h, sigma=sigma)
+        labels = _watershed_split(fg, h=h, sigma=sigma, min_size=min_size)
     else:
         raise ValueError(f"method must be 'watershed' or 'components', got {method!r}")
     return _relabel(labels, min_size)
 
 
-def _watershed_split(fg: np.ndarray, h: float, sigma: float) -> np.ndarray:
+def _watershed_split(fg: np.ndarray, h: float, sigma: float, min_size: int = 20) -> np.ndarray:
     if not fg.any():
         return np.zeros(fg.shape, np.int32)
     dist = ndimage.distance_transform_edt(fg).astype(np.float32)
@@ -473,22 +473,25 @@ def _watershed_split(fg: np.ndarray, h: float, sigma: float) -> np.ndarray:
         # smoothing removes the one-pixel bumps of the EDT along elongated cells
         dist = ndimage.gaussian_filter(dist, sigma) * fg
     eight = np.ones((3, 3), bool)
-    # plain local maxima: a component with a single one is a single cell, no watershed needed
-    peaks = (dist == ndimage.maximum_filter(dist, size=3)) & fg
-    comps, _ = ndimage.label(fg, structure=eight)
-    labels = np.zeros(fg.shape, np.int32)
-    next_id = 1
-    for c, sl in enumerate(ndimage.find_objects(comps), start=1):
-        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)  # keep a background rim
+    comps, n_comp = ndimage.label(fg, structure=eight)
+    # Count local-maximum plateaus per component in one vectorised pass: a component
+    # with a single one is a single cell and needs no watershed (most of them).
+    peak_lab, _ = ndimage.label((dist == ndimage.maximum_filter(dist, size=3)) & fg, structure=eight)
+    on_peak = peak_lab > 0
+    pairs = np.unique(comps[on_peak].astype(np.int64) * (peak_lab.max() + 1) + peak_lab[on_peak])
+    n_peaks = np.bincount(pairs // (peak_lab.max() + 1), minlength=n_comp + 1)
+    sizes = np.bincount(comps.ravel(), minlength=n_comp + 1)
+    # fragments too small to hold two cells are not split (keeps noisy maps fast)
+    to_split = np.flatnonzero((n_peaks > 1) & (sizes >= 2 * max(min_size, 1)))
+    labels = comps.astype(np.int32)
+    next_id = n_comp + 1
+    objects = ndimage.find_objects(comps)
+    for c in to_split:
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in objects[c - 1])  # background rim
         in_c = comps[sl] == c
-        n_markers = ndimage.label(peaks[sl] & in_c, structure=eight)[1]
-        if n_markers > 1:
-            d = np.where(in_c, dist[sl], 0)
-            markers, n_markers = ndimage.label(h_maxima(d, h) & in_c, structure=eight)
+        d = np.where(in_c, dist[sl], 0)
+        markers, n_markers = ndimage.label(h_maxima(d, h) & in_c, structure=eight)
         if n_markers <= 1:
-            # one peak (most isolated cells): the whole component is one cell
-            labels[sl][in_c] = next_id
-            next_id += 1
             continue
         flooded = flood_from_markers(d, markers + (next_id - 1) * (markers > 0), in_c)
         labels[sl][in_c] = flooded[in_c]
