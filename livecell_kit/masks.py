@@ -40,8 +40,6 @@ STAMP_NAME = ".livecell-kit-masks.json"
 CACHE_VERSION = 1
 #: 16-bit PNGs hold instance labels, so an image may have at most this many cells.
 MAX_INSTANCES = 65535
-#: Annotations decoded together by :func:`instance_labels` (bounds memory: n × H × W bytes).
-_DECODE_BATCH = 64
 
 
 class MaskError(ValueError):
@@ -240,13 +238,6 @@ def _check_coordinates(polys, poly_owner, anns, height, width, source) -> None:
                     f"image or the image's width/height in the JSON is wrong")
 
 
-def _areas(rles: list) -> np.ndarray:
-    """``mask.area`` of many RLEs, in chunks: pycocotools 2.0.x on numpy 2 fails
-    ("integer 256 out of bounds for uint8") for lists of more than 255."""
-    return np.concatenate([np.asarray(mask_utils.area(rles[i:i + 255]), np.int64)
-                           for i in range(0, len(rles), 255)]) if rles else np.zeros(0, np.int64)
-
-
 def annotation_rles(anns, height: int, width: int, source=None) -> list[dict]:
     """One compressed pycocotools RLE per annotation, in annotation order.
 
@@ -291,24 +282,72 @@ def instance_labels(anns, height: int, width: int, source=None) -> np.ndarray:
     ``instance_labels(...) > 0`` equals :func:`semantic_mask`.
     """
     height, width = int(height), int(width)
-    labels = np.zeros((height, width), np.int32)
     rles = annotation_rles(anns, height, width, source)
     if not rles:
-        return labels
-    areas = _areas(rles)
-    boxes = mask_utils.toBbox(rles).astype(np.int64)  # x, y, w, h of each RLE, whole pixels
-    # Paint big cells first and small ones last, so smaller cells win overlaps; among equal
-    # areas paint later annotations first so the earlier one wins.
-    order = np.lexsort((-np.arange(len(rles)), -areas))
-    order = order[areas[order] > 0]
-    for start in range(0, len(order), _DECODE_BATCH):
-        chunk = order[start:start + _DECODE_BATCH]
-        decoded = mask_utils.decode([rles[i] for i in chunk])  # (H, W, n), Fortran order
-        for j, i in enumerate(chunk):
-            x, y, w, h = boxes[i]
-            window = labels[y:y + h, x:x + w]
-            window[decoded[y:y + h, x:x + w, j] != 0] = i + 1
-    return labels
+        return np.zeros((height, width), np.int32)
+    owner, start, length = _foreground_runs(rles)
+    n = len(rles)
+    areas = np.bincount(owner, weights=length, minlength=n)
+    # Paint priority: bigger cells low, smaller cells high, so smaller cells win overlaps;
+    # among equal areas the earlier annotation ranks higher.
+    order = np.lexsort((-np.arange(n), -areas))
+    rank = np.empty(n, np.int32)
+    rank[order] = np.arange(1, n + 1, dtype=np.int32)
+    # Every cell pixel as a column-major index, with its annotation's rank.
+    offsets = np.cumsum(length) - length
+    pixels = np.arange(int(length.sum()), dtype=np.int64) + np.repeat(start - offsets, length)
+    best = np.zeros(height * width, np.int32)
+    np.maximum.at(best, pixels, np.repeat(rank[owner], length))  # overlaps: highest rank wins
+    label_of_rank = np.zeros(n + 1, np.int32)
+    label_of_rank[rank] = np.arange(1, n + 1, dtype=np.int32)
+    return np.ascontiguousarray(label_of_rank[best].reshape(width, height).T)
+
+
+def _foreground_runs(rles: list):
+    """The cell runs of many compressed RLEs at once, without decoding to images.
+
+    Vectorised reading of pycocotools' compressed counts (see :func:`rle_counts`
+    for the format).  Returns int64 arrays ``(owner, start, length)``: for each
+    run of 1s, the index of its RLE in ``rles``, its first pixel as a
+    column-major (Fortran) index and its length in pixels.  Decoding each cell
+    to a full H×W image instead costs one image-sized write per cell.
+    """
+    strings = [r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]
+               for r in rles]
+    chars = np.frombuffer(b"".join(strings), np.uint8).astype(np.int64) - 48
+    ends = np.flatnonzero((chars & 0x20) == 0)          # last character of every number
+    first = np.concatenate(([0], ends[:-1] + 1))        # first character of every number
+    width_chars = ends - first + 1
+    digit = np.arange(chars.size) - np.repeat(first, width_chars)
+    values = np.add.reduceat((chars & 0x1F) << (5 * digit), first) if chars.size else chars
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] -= np.int64(1) << (5 * width_chars[negative])  # sign extension
+    # Which RLE each number belongs to, and its position m within that RLE.
+    string_ends = np.cumsum([len(x) for x in strings])
+    per_string = np.diff(np.concatenate(([0], np.searchsorted(ends, string_ends - 1, side="right"))))
+    owner = np.repeat(np.arange(len(rles)), per_string)
+    m = np.arange(values.size) - np.repeat(np.cumsum(per_string) - per_string, per_string)
+    # Counts from the third on are stored as differences to the count two before:
+    # cumulative sums over the odd positions (from m = 1) and the even ones (from m = 2).
+    counts = values.copy()
+    for parity in (1, 0):
+        sel = np.flatnonzero((m % 2 == parity) & (m >= 1))
+        counts[sel] = _segmented_cumsum(values[sel], owner[sel])
+    # Run starts: cumulative sum of counts within each RLE, exclusive.
+    start = _segmented_cumsum(counts, owner) - counts
+    fg = (m % 2 == 1) & (counts > 0)
+    return owner[fg], start[fg], counts[fg]
+
+
+def _segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting wherever ``segment`` (sorted ids) changes."""
+    if values.size == 0:
+        return values.copy()
+    total = np.cumsum(values)
+    new = np.flatnonzero(np.concatenate(([True], segment[1:] != segment[:-1])))
+    before = (total - values)[new]
+    sizes = np.diff(np.concatenate((new, [values.size])))
+    return total - np.repeat(before, sizes)
 
 
 def _disk(radius: float) -> np.ndarray:
