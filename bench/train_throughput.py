@@ -34,8 +34,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MB.
+
+    Linux: VmHWM of /proc/self/status, because getrusage's ru_maxrss survives
+    exec and would report the parent's peak in a child started after big work.
+    Elsewhere: resource.getrusage (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _samples(work: Path) -> tuple[Path, Path]:
@@ -84,6 +97,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=4, help="timed training steps per variant")
     ap.add_argument("--work", type=Path, default=None, help="folder for the bench's samples and masks")
     ap.add_argument("--no-rss", action="store_true", help="skip the 4x-data memory measurement")
+    ap.add_argument("--rss-only", action="store_true", help="only the 4x-data memory measurement")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--crop", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -112,6 +126,8 @@ def main(argv=None) -> None:
     T.split_files(big, "train")  # build its mask cache outside the timed child runs
     print(f"samples ready in {time.perf_counter() - t:.0f} s: {len(images)} and "
           f"{4 * len(images)} train frames under {work}")
+    if args.rss_only:
+        return _rss_report(small, big, batch, PRESETS["quick"], images)
     steps, n = args.steps, args.steps * batch
     seed_cfg = PRESETS["seed"].model
     quick = PRESETS["quick"]
@@ -183,15 +199,23 @@ def main(argv=None) -> None:
               f"{label}: {hours:.1f} h")
 
     if not args.no_rss:
+        _rss_report(small, big, batch, quick, images)
+
+
+def _rss_report(small, big, batch, quick, images) -> None:
+    from livecell_kit import data as D
+    from livecell_kit import train as T
+
+    if True:
         env = {**os.environ}
         for crop in (None, quick.train.crop_size):
             r1 = _measure_rss(small, crop, batch, env)
             r4 = _measure_rss(big, crop, batch, env)
             label = "full frames" if crop is None else f"{crop}px crops"
-            print(f"streaming pipeline peak RSS, {label}: {r1['images']} images {r1['peak_rss_mb']:.0f} MB, "
+            print(f"streaming pipeline peak RSS, {label}: {r1['images']} images {r1['peak_rss_mb']:.0f} MB "
+                  f"(+{r1['peak_rss_mb'] - r1['rss_before_mb']:.0f} over imports+annotations), "
                   f"{r4['images']} images {r4['peak_rss_mb']:.0f} MB "
-                  f"(x{r4['peak_rss_mb'] / r1['peak_rss_mb']:.2f}; after imports "
-                  f"{r1['rss_before_mb']:.0f} MB)")
+                  f"(+{r4['peak_rss_mb'] - r4['rss_before_mb']:.0f}); ratio x{r4['peak_rss_mb'] / r1['peak_rss_mb']:.2f}")
         print(f"(the auto cache keeps decoded frames in RAM only below "
               f"{T.CACHE_LIMIT_BYTES / 2**20:.0f} MB: {len(images)} frames take "
               f"{len(images) * D.IMAGE_HEIGHT * D.IMAGE_WIDTH * 2 / 2**20:.0f} MB)")
