@@ -9,7 +9,7 @@ export LIVECELL_KIT_WORKDIR ?= $(CURDIR)/build/work
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install demo test unit nbval sync student bench clean
+.PHONY: install demo test unit nbval sync outputs student bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ nbval: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+# Re-execute the notebooks in place so their stored outputs (what nbval compares) are fresh.
+outputs: $(STAMP)
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 "$$nb" || exit 1; \
+	done
+	$(BIN)/jupytext --sync $(NOTEBOOKS)
 
 student: $(STAMP)
 	$(BIN)/livecell-kit student --out build/student

@@ -53,8 +53,8 @@ class TrainConfig:
     crop_size: side of the random square training crops in pixels, or
         ``None`` to train on whole 520×704 frames (the seed's way).
     augment: random flips, 90° rotations and brightness/contrast jitter.
-    loss: ``"bce"`` (seed), ``"bce_dice"`` or ``"weighted_bce"`` (U-Net paper
-        border weights, needs ``outputs`` with border masks cached).
+    loss: ``"bce"`` (the seed's binary cross-entropy) or ``"bce_dice"``
+        (BCE + soft Dice, robust to the many background pixels).
     steps_per_epoch: batches per epoch, or ``None`` for one pass over the
         training images.
     early_stopping_patience: epochs without val-loss improvement before
@@ -151,6 +151,11 @@ def get_preset(name: str, **overrides) -> Preset:
         preset = PRESETS[name]
     except KeyError:
         raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    return override(preset, **overrides)
+
+
+def override(preset: Preset, **overrides) -> Preset:
+    """``preset`` with the named fields of its model, train or data config replaced."""
     parts = {"model": preset.model, "train": preset.train, "data": preset.data}
     changes: dict[str, dict] = {k: {} for k in parts}
     for key, value in overrides.items():

@@ -43,7 +43,7 @@ import keras
 
 from livecell_kit import __version__
 from livecell_kit.model import build_unet, output_channels
-from livecell_kit.presets import Preset, get_preset
+from livecell_kit.presets import Preset, get_preset, override
 
 AUTOTUNE = tf.data.AUTOTUNE
 #: Decoded data sets smaller than this are cached in RAM; larger ones stream from disk.
@@ -251,7 +251,8 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
                 subset_seed: int = 0, progress: bool = False) -> tuple[list[Path], list]:
     """Image files of a LIVECell split and their cached mask files (built on first use).
 
-    limit: use at most this many images (a seeded random subset, in file order).
+    limit: use at most this many images: the stratified subset of
+        :func:`livecell_kit.data.select_subset` (same seed → same images as its manifest).
     Returns (image_paths, mask_paths); mask entries are tuples (semantic,
     border) when ``outputs == "semantic+border"``.
     """
@@ -260,8 +261,8 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     sp = data.load_split(data_root, split)
     records = sorted(sp.images, key=lambda r: r["file_name"])
     if limit is not None and len(records) > limit:
-        keep = np.random.default_rng(subset_seed).choice(len(records), size=limit, replace=False)
-        records = [records[i] for i in sorted(keep)]
+        keep = {e["image_id"] for e in data.select_subset(data_root, sizes={split: limit}, seed=subset_seed)}
+        records = [r for r in records if r["id"] in keep]
     kinds = ["semantic"] + (["border"] if outputs == "semantic+border" else [])
     caches = [masks.build_mask_cache(sp, kind=k, progress=progress) for k in kinds]
     images = [sp.image_path(r) for r in records]
@@ -307,10 +308,6 @@ LOSSES = {"bce": bce, "bce_dice": bce_dice}
 
 def get_loss(name: str):
     """Loss function for ``TrainConfig.loss``."""
-    if name == "weighted_bce":
-        raise NotImplementedError(
-            "loss 'weighted_bce' (U-Net border weight maps) is not available in this kit version; "
-            "use 'bce' or 'bce_dice' — train outputs='semantic+border' to learn touching borders")
     try:
         return LOSSES[name]
     except KeyError:
@@ -466,16 +463,7 @@ def _resolve_preset(preset, epochs, overrides) -> Preset:
     if isinstance(preset, str):
         preset = get_preset(preset, **overrides)
     elif isinstance(preset, Preset):
-        parts = {"model": preset.model, "train": preset.train, "data": preset.data}
-        changes: dict[str, dict] = {k: {} for k in parts}
-        for key, value in overrides.items():
-            owner = next((k for k, cfg in parts.items()
-                          if key in {f.name for f in dataclasses.fields(cfg)}), None)
-            if owner is None:
-                raise KeyError(f"{key!r} is not a setting of any config; see livecell_kit/presets.py")
-            changes[owner][key] = value
-        preset = dataclasses.replace(
-            preset, **{k: dataclasses.replace(parts[k], **v) for k, v in changes.items() if v})
+        preset = override(preset, **overrides)
     else:
         raise TypeError(f"preset must be a name ('quick', 'seed') or a Preset, got {type(preset).__name__}")
     if epochs is not None:
@@ -584,7 +572,8 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
             model.compile(optimizer=keras.optimizers.Adam(_lr(tc, steps)), loss=get_loss(tc.loss),
                           metrics=make_metrics(), jit_compile=tc.jit_compile)
         model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=steps, validation_data=val_ds,
-                  callbacks=kit_callbacks + list(callbacks), verbose=verbose)
+                  callbacks=kit_callbacks + list(callbacks), verbose=verbose,
+                  shuffle=False)  # the tf.data pipeline shuffles itself
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -596,3 +585,29 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
     _write_json_atomic(config, config_path)
     shutil.rmtree(out_dir / "backup", ignore_errors=True)
     return TrainResult(model=final, history=history, out_dir=out_dir, precision=precision)
+
+
+def example_batch(data_root, preset="quick", split: str = "train", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One training batch exactly as the network sees it (crops, augmentation included).
+
+    Returns x (B, h, w, 1) grey values 0..255 and y (B, h, w, C) float32 0/1, as numpy arrays.
+    """
+    preset = _resolve_preset(preset, None, {})
+    tc = preset.train
+    image_paths, mask_paths = split_files(data_root, split, preset.model.outputs)
+    ds = training_dataset(image_paths, mask_paths, tc.batch_size, tc.crop_size, tc.augment, seed)
+    x, y = next(iter(ds))
+    return x.numpy(), y.numpy()
+
+
+def reproduce_command(preset: str = "seed", data_dir: str = "~/livecell", out_dir: str = "runs/seed") -> str:
+    """The shell commands that download LIVECell, train ``preset`` on it and evaluate the result."""
+    tc, dc = get_preset(preset).train, get_preset(preset).data
+    return "\n".join([
+        f"livecell-kit download --out {data_dir}",
+        f"livecell-kit train --data {data_dir} --preset {preset} --out {out_dir}"
+        f"   # {dc.train_images} train / {dc.val_images} val images, {tc.epochs} epochs, "
+        f"batch {tc.batch_size}, lr {tc.learning_rate:g}",
+        f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --out {out_dir}/metrics.json",
+    ])
+

@@ -1,0 +1,182 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · LIVECell: the data
+#
+# **LIVECell** (Edlund et al., *Nature Methods* 2021) is a large, expert-annotated set of
+# label-free **phase-contrast** images of live cells: 5,239 images of 520×704 pixels, eight
+# cell lines and about 1.6 million outlined cells. Phase contrast needs no stain, so cells
+# can be followed for days — but they are hard to see: a flat grey background, dark cell
+# bodies with bright "halos" around them, and many cells touching each other.
+#
+# In this course we teach a **U-Net** to answer, for every pixel, *cell or not cell?*
+# (semantic segmentation). This notebook looks at the data: the files, the annotation
+# format, the eight cell types and the subset the seed project trained on.
+#
+# **You will learn** how LIVECell is laid out, how COCO annotations describe cells as
+# polygons, and how crowded and how varied the images are.
+#
+# *Licence:* LIVECell's images and annotations are CC BY-NC 4.0 (non-commercial, cite the paper).
+
+# %%
+# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+from livecell_kit import course
+info = course.setup()
+
+# %% [markdown]
+# ## Where the data comes from
+#
+# By default the notebooks use the kit's **sample**: a small synthetic data set generated on
+# your machine in seconds, in exactly LIVECell's layout and JSON format, so the course runs
+# offline on a laptop. To use the **real LIVECell**, download it once
+# (`livecell-kit download --out ~/livecell`) and set the environment variable
+# `LIVECELL_KIT_DATA_ROOT=~/livecell` before starting Jupyter: every notebook then reads it.
+
+# %%
+from livecell_kit import data, plot, checks
+
+root = course.data_root()
+splits = {name: data.load_split(root, name) for name in data.SPLITS}
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, split in splits.items():
+    n_cells = sum(len(split.annotations_for(img["id"])) for img in split.images)
+    print(f"{name:5s}: {len(split.images):4d} images, {n_cells:6d} annotated cells")
+
+# %% [markdown]
+# The folder looks like LIVECell's own: images sorted by split and cell type, one COCO JSON
+# per split.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for path in sorted(root.glob("*/*"))[:6]:
+    print(path.relative_to(root))
+print(data.split_image_dir(root, "test").relative_to(root))
+print(data.annotation_path(root, "train").relative_to(root))
+
+# %% [markdown]
+# ## The annotation format
+#
+# Annotations follow Microsoft's **COCO** format: a list of `images`, a list of `categories`
+# (here just one, "cell") and the `annotations`, one per cell. Each cell is a **polygon**,
+# a flat list of pixel coordinates `[x0, y0, x1, y1, …]` (x = column, y = row), with its
+# `area` in pixels and its bounding box `bbox = [x, y, width, height]`.
+#
+# One quirk: LIVECell's files store `annotations` as a *dictionary keyed by id* instead of a
+# list, and `pycocotools.coco.COCO` then fails with "string indices must be integers".
+# `data.load_annotations` reads both forms and hands back the standard list.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import json
+
+raw = json.loads(data.annotation_path(root, "train").read_text())
+print("annotations stored as a", type(raw["annotations"]).__name__)
+train = splits["train"]
+first_cell = train.dataset["annotations"][0]
+print("keys of one cell:", sorted(first_cell))
+print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", first_cell["area"], "px")
+
+# %% [markdown]
+# ## Eight cell types
+#
+# LIVECell's cell lines differ a lot in size and shape: small round microglia (BV2),
+# neuroblastoma cells with neurites (SH-SY5Y), large flat cells (Huh7, A172), spindles
+# (SK-OV-3) and cells that grow in tight clusters (MCF7, BT-474, SK-BR-3).
+# The file name starts with the cell type: `A172_Phase_C7_1_00d00h00m_1.tif`.
+
+# %%
+fig = plot.gallery(train, per_type=1)
+
+# %% [markdown]
+# Let us zoom into one image and draw its annotated outlines.
+
+# %%
+import matplotlib.pyplot as plt
+
+image_record = train.images[0]
+image = data.read_image(train.image_path(image_record))
+fig, ax = plt.subplots(figsize=(9, 6.6))
+ax.imshow(image, cmap="gray")
+plot.draw_polygons(ax, train.annotations_for(image_record["id"]))
+ax.set_title(image_record["file_name"]);
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(image.dtype, image.shape, "grey levels", image.min(), "to", image.max())
+
+# %% [markdown]
+# ## How crowded, how large?
+#
+# The number of cells per image (confluence) and the cell areas vary by cell type. The dotted
+# lines mark LIVECell's size classes used for instance evaluation (notebook 05): small
+# < 324 px, medium 324–961 px, large > 961 px.
+
+# %%
+fig = plot.annotation_stats(train)
+
+# %% [markdown]
+# ### Exercise 1 — cells per image
+#
+# Build a dictionary `answer` mapping each cell type to the **mean number of annotated cells
+# per image** in the training split. Use `train.images`, `train.cell_type(image)` and
+# `train.annotations_for(image["id"])`.
+
+# %%
+### BEGIN SOLUTION
+cells_per_image = {}
+for image_record in train.images:
+    cell_type = train.cell_type(image_record)
+    cells_per_image.setdefault(cell_type, []).append(len(train.annotations_for(image_record["id"])))
+answer = {cell_type: sum(counts) / len(counts) for cell_type, counts in cells_per_image.items()}
+### END SOLUTION
+checks.check_cells_per_type(answer, train)
+
+# %% [markdown]
+# ## The seed subset
+#
+# The student project this course grew out of trained on **1024 training, 256 validation and
+# 512 test images** drawn from LIVECell's own splits. `data.select_subset` draws such a subset
+# reproducibly (same seed → same images), stratified so each cell type keeps its share, and
+# `data.write_manifest` saves it so a whole class can share the exact same images.
+# On the small sample we ask for fewer images.
+
+# %%
+from livecell_kit import presets
+
+seed_sizes = presets.get_preset("seed").data
+print("seed project:", seed_sizes.train_images, "train /", seed_sizes.val_images, "val /",
+      seed_sizes.test_images, "test images")
+sizes = {"train": 16, "val": 8, "test": 8} if not course.using_real_data() else None
+subset = data.select_subset(root, sizes=sizes or {"train": 1024, "val": 256, "test": 512}, seed=0)
+manifest = data.write_manifest(subset, course.workdir() / "subset_manifest.json")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from collections import Counter
+
+counts = Counter((entry["split"], entry["cell_type"]) for entry in subset)
+for split_name in data.SPLITS:
+    row = " ".join(f"{t}:{counts[(split_name, t)]}" for t in data.CELL_TYPES)
+    print(f"{split_name:5s} {row}")
+
+# %% [markdown]
+# **Next:** notebook 02 turns these polygons into the pixel masks a U-Net learns from.

@@ -1,0 +1,162 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · From polygons to masks
+#
+# A U-Net learns from pixel masks: an array the size of the image with 1 where there is a cell
+# and 0 elsewhere. LIVECell gives polygons. This notebook walks the path the seed project
+# took — **polygon → run-length encoding (RLE) → mask** — with `pycocotools.mask`, then shows
+# a problem with the plain "cell / not cell" mask (touching cells merge) and how the U-Net
+# paper fixed it with **border weights**.
+
+# %%
+# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+from livecell_kit import course
+info = course.setup()
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from livecell_kit import data, masks, plot, checks
+
+root = course.data_root()
+train = data.load_split(root, "train")
+image_record = train.images[0]
+height, width = image_record["height"], image_record["width"]
+image = data.read_image(train.image_path(image_record))
+annotations = train.annotations_for(image_record["id"])
+cell = annotations[0]
+
+# %% [markdown]
+# ## One cell, as a polygon
+#
+# The polygon is a list of corner points around the cell, in pixel coordinates.
+
+# %%
+x, y, w, h = (int(v) for v in cell["bbox"])
+pad = 15
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(image, cmap="gray")
+plot.draw_polygons(ax, [cell], linewidth=2)
+ax.set_xlim(x - pad, x + w + pad); ax.set_ylim(y + h + pad, y - pad)
+ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} points");
+
+# %% [markdown]
+# ## The same cell as a run-length encoding
+#
+# Storing a full 520×704 mask per cell would waste memory: almost all of it is 0. A
+# **run-length encoding** stores only the lengths of the alternating runs of 0s and 1s,
+# reading the image **column by column** (top to bottom, then the next column to the right —
+# "Fortran order"), always starting with a run of 0s. `[5, 3, 2]` means: five 0s, three 1s,
+# two 0s.
+#
+# `pycocotools` rasterises the polygon straight into an RLE (`frPyObjects`) and stores the
+# counts in a compact string. Below we show the plain list of counts.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rle = masks.annotation_rles([cell], height, width)[0]
+counts = masks.uncompressed_rle(mask_utils.decode(rle))
+print("compressed counts string starts:", rle["counts"][:24])
+print("number of runs:", len(counts["counts"]))
+print("first runs:", counts["counts"][:7])
+print("image size [h, w]:", counts["size"])
+
+# %% [markdown]
+# ### Exercise 2 — area from the RLE
+#
+# Using only `counts["counts"]`, compute the cell's area in pixels. Then compare with the
+# annotation's own `cell["area"]`.
+
+# %%
+### BEGIN SOLUTION
+area = sum(counts["counts"][1::2])
+### END SOLUTION
+checks.check_rle_area(area, counts)
+print("annotation's area field:", cell["area"])
+
+# %% [markdown]
+# ## Decoding: all cells of the image at once
+#
+# To build the semantic mask of a whole image the kit converts every polygon to an RLE,
+# **merges** them (a union, done on the compressed runs) and **decodes once** — much faster
+# than decoding each cell into a full image and OR-ing (`bench/masks.py` measures it).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+semantic = masks.semantic_mask(annotations, height, width)
+naive = np.zeros((height, width), np.uint8)
+for ann in annotations:  # the slow way, for comparison
+    naive |= mask_utils.decode(masks.annotation_rles([ann], height, width)[0])
+print(semantic.dtype, semantic.shape, "cells cover", f"{semantic.mean():.1%}", "of the image")
+print("identical to decoding each cell and OR-ing:", np.array_equal(semantic, naive))
+
+# %%
+fig = plot.show_images([image, semantic * 255, plot.overlay(image, {"truth": semantic})],
+                       ["image", "semantic mask", "overlay"], ncols=3)
+
+# %% [markdown]
+# ## Touching cells merge
+#
+# In the union mask, two cells that touch become one blob: nothing tells the network where one
+# ends and the next begins. The **instance label image** gives each cell its own number; from
+# it the kit finds the **touching borders**: background or cell pixels where two different
+# cells come closer than a few pixels.
+
+# %%
+labels = masks.instance_labels(annotations, height, width)
+border = masks.touching_border_mask(labels, distance=2)
+weights = masks.border_weight_map(labels, w0=10.0, sigma=5.0)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("cells labelled:", labels.max(), "| label dtype:", labels.dtype)
+print("border pixels:", int(border.sum()), "| weights range:", f"{weights.min():.1f} to {weights.max():.1f}")
+
+# %%
+rng = np.random.default_rng(0)
+colours = rng.uniform(0.2, 1.0, (labels.max() + 1, 3)); colours[0] = 0
+fig = plot.show_images([colours[labels], plot.overlay(image, {"truth": semantic, "border": border}), weights],
+                       ["instances", "touching borders (magenta)", "U-Net border weight map"], ncols=3)
+
+# %% [markdown]
+# The U-Net paper's **weight map** w(x) = w_c(x) + w₀·exp(−(d₁(x) + d₂(x))² / 2σ²), where d₁ and
+# d₂ are the distances to the nearest and second-nearest cell, makes mistakes in the narrow gaps
+# between cells cost up to w₀ times more. The `weighted_bce` loss uses it.
+#
+# ## A mask cache for training
+#
+# Masks do not change between epochs, so the kit builds them once per split and writes them to
+# disk as PNG files (0 = background, 255 = cell), in a folder keyed by a hash of the annotation
+# file: edit the JSON and the cache is rebuilt, otherwise every later notebook reuses it.
+
+# %%
+cache = masks.build_mask_cache(train, kind="semantic", progress=False)
+cached = masks.load_mask(cache, image_record["file_name"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("cached masks:", len(list(cache.glob("*.png"))), "| same as computed:", np.array_equal(cached, semantic))
+
+# %% [markdown]
+# The same is available from a shell: `livecell-kit masks --annotations JSON --out DIR`.
+# **Next:** notebook 03 builds the U-Net.
