@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/livecell-kit sample --out $(LIVECELL_KIT_WORKDIR)/sample
+	$(BIN)/livecell-kit sample --out $(LIVECELL_KIT_WORKDIR)/sample-seed0 --seed 0  # the sample course.data_root() uses
 	mkdir -p build/notebooks
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \

@@ -128,16 +128,17 @@ def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
                                    images_per_type=images_per_type))
 
 
-def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0):
+def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0, callbacks=()):
     """The run trained in notebook 04: reuse it when complete, else train it now.
 
+    ``callbacks`` (Keras callbacks) only run when training actually happens.
     Returns the training result (``.model``, ``.history``, ``.out_dir``).
     """
     from livecell_kit import train
 
     root = Path(root) if root is not None else data_root()
     out_dir = workdir() / "runs" / f"{preset}-{root.name}"
-    return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose)
+    return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
 
 
 def strip_solutions(source: str, message: str = "replace this line with your answer") -> str:

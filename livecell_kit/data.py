@@ -33,6 +33,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from livecell_kit import files
+
 CELL_TYPES = ("A172", "BT474", "BV2", "Huh7", "MCF7", "SHSY5Y", "SkBr3", "SKOV3")
 SPLITS = ("train", "val", "test")
 IMAGE_HEIGHT, IMAGE_WIDTH = 520, 704
@@ -83,23 +85,8 @@ def cell_type_of(file_name: str) -> str:
     return canonical
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _atomic_write_json(path: Path, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
+    files.write_json(path, obj, indent=1)
 
 
 # --------------------------------------------------------------------------- images

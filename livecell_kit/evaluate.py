@@ -44,10 +44,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +52,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from livecell_kit import files
 
 EPS = 1e-7
 METRIC_KEYS = ("pixel_accuracy", "bce", "iou", "dice", "precision", "recall")
@@ -594,19 +593,7 @@ def instances_to_coco_results(labels: np.ndarray, image_id: int, scores=None,
 
 def write_json_atomic(obj, path) -> Path:
     """Write ``obj`` as JSON to ``path`` via a temporary file + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return files.write_json(path, obj, indent=2, allow_nan=False, default=_json_default)
 
 
 def _json_default(o):

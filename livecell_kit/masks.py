@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
+
+from livecell_kit import files
 
 #: Mask kinds the cache and :func:`write_masks` know.
 KINDS = ("semantic", "instance", "border")
@@ -475,14 +475,8 @@ def _encode_png(mask: np.ndarray, kind: str):
 
 def _save_atomic(mask: np.ndarray, kind: str, path: Path) -> None:
     """Write the PNG to a temporary file next to ``path``, then rename: never a half file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _encode_png(mask, kind).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _encode_png(mask, kind).save(f, format="PNG")
 
 
 def mask_file(cache_dir, file_name: str) -> Path:
@@ -596,9 +590,7 @@ def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: b
     stamp.unlink(missing_ok=True)
     _write_all(split.images, split.annotations_for, cache_dir, kind, source, progress,
                desc=f"{kind} masks ({split.name})")
-    tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps(expected))
-    os.replace(tmp, stamp)
+    files.write_json(stamp, expected, indent=None)
     return cache_dir
 
 

@@ -134,6 +134,31 @@ def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[st
     return fig
 
 
+def training_snapshots(snapshots, images, max_columns: int = 5):
+    """Rows: the snapshot images; columns: the cell probability after selected epochs.
+
+    ``snapshots`` is a :class:`livecell_kit.train.PredictionSnapshots` that ran during training;
+    ``images`` the same (H, W) crops it predicted.
+    """
+    if not snapshots.epochs:
+        print("No snapshots: the run was loaded, not trained in this session "
+              "(delete its run folder to watch it train).")
+        return None
+    picks = np.unique(np.linspace(0, len(snapshots.epochs) - 1, min(max_columns, len(snapshots.epochs))).astype(int))
+    n = len(images)
+    fig, axes = plt.subplots(n, len(picks) + 1, figsize=(2.4 * (len(picks) + 1), 2.4 * n), squeeze=False)
+    for row in range(n):
+        axes[row, 0].imshow(_grey_rgb(images[row]))
+        axes[row, 0].set_title("image")
+        for col, k in enumerate(picks, start=1):
+            axes[row, col].imshow(snapshots.probabilities[k][row], vmin=0, vmax=1, cmap="magma")
+            axes[row, col].set_title(f"after epoch {snapshots.epochs[k]}")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def prediction_grid(images, truths, probabilities, threshold: float = 0.5, titles=None):
     """Rows: image, ground truth, probability, errors (FP red / FN blue) for each example."""
     n = len(images)

@@ -27,16 +27,16 @@ and ``<stem>_overlay.png`` per image (:func:`predict_paths`).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
+
+from livecell_kit import files
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: Images with more pixels than this are tiled automatically (memory, not accuracy).
@@ -283,15 +283,9 @@ def predict_array(model, image: np.ndarray, threshold: float = 0.5, out_dir=None
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
+    """``write(tmp_path)`` then rename into place (see :mod:`livecell_kit.files`)."""
+    with files.atomic_path(path, suffix=path.suffix) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def overlay_image(image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,

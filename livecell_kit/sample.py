@@ -21,7 +21,6 @@ type and split, 64 frames) takes a few seconds on a laptop CPU.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
+from livecell_kit import files
 from livecell_kit.data import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS, annotation_path,
                                split_image_dir)
 
@@ -330,15 +330,7 @@ def _render(rng: np.random.Generator, m: Morphology, labels: np.ndarray) -> np.n
 
 
 # --------------------------------------------------------------------------- files
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+_atomic_write_bytes = files.write_bytes
 
 
 def _write_tiff(path: Path, img: np.ndarray) -> None:

@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,8 +38,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from livecell_kit import files
 from livecell_kit import __version__
-from livecell_kit.model import build_unet, output_channels
+from livecell_kit.model import build_unet
 from livecell_kit.presets import Preset, get_preset, override
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -397,23 +395,12 @@ def make_metrics() -> list[keras.metrics.Metric]:
 # ----------------------------------------------------------------------------
 
 def _write_json_atomic(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_json(path, obj, indent=2, default=float)
 
 
 def _save_model_atomic(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, path)
+    with files.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
+        model.save(tmp)
 
 
 def read_history(out_dir) -> dict:
@@ -611,3 +598,24 @@ def reproduce_command(preset: str = "seed", data_dir: str = "~/livecell", out_di
         f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --out {out_dir}/metrics.json",
     ])
 
+
+
+class PredictionSnapshots(keras.callbacks.Callback):
+    """Predict a few fixed images at the end of every epoch: watch the network learn.
+
+    images: sequence of (H, W) grey frames, 0..255, H and W multiples of ``2**depth``
+        (crops keep this cheap: about a second per epoch on a CPU for two 256×256 crops).
+    After training, ``epochs`` lists the epoch numbers (1-based) and ``probabilities``
+    one (N, H, W) float32 array per epoch.
+    """
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = np.stack([np.asarray(i) for i in images])[..., None]
+        self.epochs: list[int] = []
+        self.probabilities: list[np.ndarray] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        out = self.model.predict(self.images, verbose=0)
+        self.epochs.append(epoch + 1)
+        self.probabilities.append(np.asarray(out[..., 0], np.float32))

@@ -85,7 +85,14 @@ checks.check_background_accuracy(answer, train_masks)
 # if training was interrupted, it resumes where it stopped.
 
 # %%
-run = course.quick_run(root, verbose=2)
+val_split = data.load_split(root, "val")
+# Two 256×256 crops of validation images, predicted after every epoch to watch the network learn.
+snapshot_images = [data.read_image(val_split.image_path(img))[128:384, 224:480] for img in val_split.images[:2]]
+snapshots = train.PredictionSnapshots(snapshot_images)
+run = course.quick_run(root, verbose=2, callbacks=[snapshots])
+
+# %%
+fig = plot.training_snapshots(snapshots, snapshot_images)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -110,7 +117,6 @@ fig = plot.learning_curves(run.history, metrics=("loss", "pixel_accuracy", "iou"
 import numpy as np
 from livecell_kit import predict
 
-val_split = data.load_split(root, "val")
 val_mask_dir = masks.build_mask_cache(val_split, kind="semantic", progress=False)
 examples = val_split.images[:: max(1, len(val_split.images) // 3)][:3]
 images = [data.read_image(val_split.image_path(img)) for img in examples]
