@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 # Artifacts handed from notebook to notebook (sample data, masks, trained runs).
 export LIVECELL_KIT_WORKDIR ?= $(CURDIR)/build/work
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Executed notebooks (nbval, demo, stored outputs) show the viewer's static figure, which renders
+# on GitHub; a live JupyterLab session gets the interactive widgets.
+export LIVECELL_KIT_STATIC_PLOTS ?= 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .PHONY: install demo test unit nbval sync outputs student bench clean
@@ -45,6 +48,7 @@ sync: $(STAMP)
 
 # Re-execute the notebooks in place so their stored outputs (what nbval compares) are fresh.
 outputs: $(STAMP)
+	$(BIN)/jupytext --sync $(NOTEBOOKS)  # pick up edits made on the .py twins first
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 "$$nb" || exit 1; \
 	done

@@ -1,0 +1,58 @@
+"""Figures and the viewer: they draw without error and the viewer's controls work."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from livecell_kit import plot
+
+
+def _examples(n=3, shape=(16, 24)):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(100, 150, shape, dtype=np.uint8) for _ in range(n)]
+    truths = [np.zeros(shape, np.uint8) for _ in range(n)]
+    for t in truths:
+        t[4:10, 5:12] = 1
+    probs = [np.clip(t + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32) for t in truths]
+    return images, truths, probs
+
+
+def test_error_layers_colour_false_positives_and_negatives():
+    truth = np.array([[1, 1, 0, 0]], np.uint8)
+    pred = np.array([[1, 0, 1, 0]], bool)
+    layers = plot.error_layers(truth, pred)
+    assert layers["false_positive"].tolist() == [[False, False, True, False]]
+    assert layers["false_negative"].tolist() == [[False, True, False, False]]
+    rgb = plot.overlay(np.full((1, 4), 128, np.uint8), layers, alpha=1.0)
+    assert np.allclose(rgb[0, 2], plot.COLOURS["false_positive"]) and np.allclose(rgb[0, 1], plot.COLOURS["false_negative"])
+
+
+def test_static_viewer_draws_one_panel_per_cell_type():
+    images, truths, probs = _examples()
+    fig = plot.viewer(images, truths, probs, ["a", "b", "c"], ["A172", "BV2", "A172"], static=True)
+    assert len([ax for ax in fig.axes if ax.images]) == 2
+
+
+def test_interactive_viewer_filters_images_by_cell_type():
+    pytest.importorskip("ipywidgets")
+    images, truths, probs = _examples()
+    ui = plot.viewer(images, truths, probs, ["a", "b", "c"], ["A172", "BV2", "A172"], static=False)
+    type_box, image_box = ui.children[0].children
+    assert [label for label, _ in image_box.options] == ["a", "b", "c"]
+    type_box.value = "A172"
+    assert [label for label, _ in image_box.options] == ["a", "c"]
+
+
+def test_learning_curves_and_snapshot_grid():
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "iou": [0.2, 0.6], "val_iou": [0.1, 0.5]}
+    fig = plot.learning_curves(history, metrics=("loss", "iou", "dice"))
+    assert len(fig.axes) == 2  # "dice" is not in the history and is skipped
+
+    class Snap:
+        epochs = [1, 2, 3]
+        probabilities = [np.zeros((2, 8, 8), np.float32)] * 3
+
+    fig = plot.training_snapshots(Snap(), [np.zeros((8, 8), np.uint8)] * 2)
+    assert len(fig.axes) == 2 * 4
