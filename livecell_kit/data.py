@@ -85,10 +85,6 @@ def cell_type_of(file_name: str) -> str:
     return canonical
 
 
-def _atomic_write_json(path: Path, obj) -> None:
-    files.write_json(path, obj, indent=1)
-
-
 # --------------------------------------------------------------------------- images
 
 class ImageReadError(OSError):
@@ -473,8 +469,8 @@ _MANIFEST_KEYS = ("split", "image_id", "file_name", "cell_type")
 def write_manifest(entries, path) -> Path:
     """Save subset entries as JSON (atomically); returns ``Path(path)``."""
     path = Path(path)
-    _atomic_write_json(path, {"format": "livecell-kit subset", "version": 1,
-                              "entries": [dict(e) for e in entries]})
+    files.write_json(path, {"format": "livecell-kit subset", "version": 1,
+                            "entries": [dict(e) for e in entries]}, indent=1)
     return path
 
 
@@ -634,7 +630,7 @@ def _read_recorded(cache: Path) -> dict:
 def _forget_recorded(cache: Path, name: str) -> None:
     recorded = _read_recorded(cache)
     if recorded.pop(name, None) is not None:
-        _atomic_write_json(cache / RECORDED_HASHES, recorded)
+        files.write_json(cache / RECORDED_HASHES, recorded, indent=1)
 
 
 def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
@@ -680,7 +676,7 @@ def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
     if known is None:
         recorded = _read_recorded(cache)
         recorded[name] = "sha256:" + pooch.file_hash(str(path), alg="sha256")
-        _atomic_write_json(cache / RECORDED_HASHES, recorded)
+        files.write_json(cache / RECORDED_HASHES, recorded, indent=1)
     return path
 
 
@@ -739,7 +735,7 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
                 os.replace(entry, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _atomic_write_json(stamp, signature)
+    files.write_json(stamp, signature, indent=1)
     return dest
 
 

@@ -330,8 +330,6 @@ def _render(rng: np.random.Generator, m: Morphology, labels: np.ndarray) -> np.n
 
 
 # --------------------------------------------------------------------------- files
-_atomic_write_bytes = files.write_bytes
-
 
 def _write_tiff(path: Path, img: np.ndarray) -> None:
     import io
@@ -342,11 +340,11 @@ def _write_tiff(path: Path, img: np.ndarray) -> None:
     # no compression, no time stamp, no shape description: same pixels -> same bytes
     tifffile.imwrite(buf, img, photometric="minisblack", compression=None, metadata=None,
                      software="livecell-kit")
-    _atomic_write_bytes(path, buf.getvalue())
+    files.write_bytes(path, buf.getvalue())
 
 
 def _write_json(path: Path, obj) -> None:
-    _atomic_write_bytes(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+    files.write_bytes(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
 
 def _file_names(rng: np.random.Generator, cell_type: str, count: int) -> list[str]:
