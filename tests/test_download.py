@@ -270,3 +270,17 @@ def test_corrupt_member_is_reported(tmp_path):
         data.safe_extract_zip(zpath, tmp_path / "out", delete_bad=False)
     assert zpath.exists()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_download_uses_base_url_and_reports_a_404_clearly(http_server, tmp_path, monkeypatch, capsys):
+    from livecell_kit import cli
+
+    monkeypatch.setenv("LIVECELL_KIT_DATA", str(tmp_path / "cache"))
+    _serve_livecell(http_server, _images_zip("images/"))
+    dest = tmp_path / "livecell"
+    assert cli.main(["download", "--out", str(dest), "--base-url", http_server.url]) == 0
+    assert len(data.load_split(dest, "train").images) > 0
+    # A mirror without the files (and an empty cache): exit code 2 and a message naming what failed.
+    monkeypatch.setenv("LIVECELL_KIT_DATA", str(tmp_path / "empty-cache"))
+    assert cli.main(["download", "--out", str(tmp_path / "x"), "--base-url", http_server.url + "missing/"]) == 2
+    assert "404" in capsys.readouterr().err
