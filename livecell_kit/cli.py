@@ -3,7 +3,7 @@
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--base-url URL]           # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
-    livecell-kit train    --data DIR --preset quick|seed --out RUN_DIR [--epochs N]
+    livecell-kit train    --data DIR --preset quick|seed --out RUN_DIR [--epochs N] [--xla]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit student  --out DIR                            # notebooks without solutions
@@ -49,6 +49,8 @@ def _cmd_train(args) -> None:
         overrides["precision"] = args.precision
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
+    if args.xla:
+        overrides["jit_compile"] = True
     result = train.train(args.data, preset=args.preset, out_dir=args.out, epochs=args.epochs,
                          **overrides)
     print(f"model: {Path(result.out_dir) / 'model.keras'}")
@@ -114,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default=None)
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="compute precision (default auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
+                        "float16 on GPUs with tensor cores, else float32)")
+    p.add_argument("--xla", action="store_true",
+                   help="compile training steps with XLA (about 2x faster for the seed U-Net on a CPU)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="pixel, per-cell-type, baseline and instance metrics")
@@ -140,8 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run a model: TensorFlow is imported up front, with its C++ start-up logs silenced.
+_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in _TENSORFLOW_COMMANDS:
+        from livecell_kit import course
+
+        course.import_tensorflow_quietly()
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, OSError) as err:

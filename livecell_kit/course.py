@@ -63,12 +63,7 @@ def setup(verbose: bool = True) -> dict:
     matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
     info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version()}
     try:
-        with _quiet_native_stderr():
-            # TensorFlow's C++ start-up chatter ("could not find cuda drivers" on a CPU) would
-            # otherwise land in whichever cell runs next and make nbval's comparisons flaky.
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
+        tf, gpus = import_tensorflow_quietly()
         for gpu in gpus:
             # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
             try:
@@ -87,6 +82,18 @@ def setup(verbose: bool = True) -> dict:
 def using_real_data() -> bool:
     """True when ``$LIVECELL_KIT_DATA_ROOT`` points the notebooks at the real LIVECell."""
     return bool(os.environ.get(REAL_DATA_ENV))
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and list its GPUs with its C++ start-up logs silenced; returns (tf, gpus).
+
+    The chatter ("could not find cuda drivers" on a CPU) would otherwise land in whichever
+    notebook cell runs next, making nbval's comparisons flaky, and clutter the CLI's output.
+    """
+    with _quiet_native_stderr():
+        import tensorflow as tf
+
+        return tf, tf.config.list_physical_devices("GPU")
 
 
 @contextlib.contextmanager
