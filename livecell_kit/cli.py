@@ -61,7 +61,7 @@ def _cmd_evaluate(args) -> None:
 
     model = train.load_model(args.model)
     results = evaluate.evaluate_model(model, args.data, split=args.split, threshold=args.threshold,
-                                      instance=not args.no_instance)
+                                      instance=not args.no_instance, max_images=args.images)
     evaluate.write_metrics_json(results, args.out)
     summary = {k: results[k] for k in ("pixel_accuracy", "bce", "iou", "dice", "threshold")}
     print(json.dumps(summary, indent=2))
@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     p.add_argument("--threshold", type=float, default=None, help="default: best on val")
     p.add_argument("--no-instance", action="store_true", help="skip instance AP (COCOeval)")
+    p.add_argument("--images", type=int, default=None,
+                   help="at most N images per split, a stratified seeded subset (the seed project: 512)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="masks, instance labels and overlays for images")

@@ -411,6 +411,19 @@ def subset_dataset(split: Split, image_ids) -> Split:
     return Split(root=split.root, name=split.name, dataset=dataset)
 
 
+def load_subset(root, split: str, limit: int | None = None, seed: int = 0) -> Split:
+    """``load_split(root, split)``, restricted to :func:`select_subset`'s ``limit`` images when it has more.
+
+    The same (root, limit, seed) gives the same images as the manifest notebook 01 writes,
+    so training (``DataConfig.train_images``…) and evaluation see the seed project's subset.
+    """
+    full = load_split(root, split)
+    if limit is None or len(full.images) <= limit:
+        return full
+    ids = [e["image_id"] for e in select_subset(root, sizes={split: limit}, seed=seed)]
+    return subset_dataset(full, ids)
+
+
 def _allocate(total: int, counts: dict) -> dict:
     """Split ``total`` over groups proportionally to ``counts`` (largest-remainder rounding)."""
     available = sum(counts.values())

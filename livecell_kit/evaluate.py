@@ -859,8 +859,7 @@ def _default_batch_size() -> int:
     return 8 if tf.config.list_physical_devices("GPU") else 1
 
 
-def _stream(model, split, batch_size: int, max_images: int | None, progress: bool, desc: str,
-            jit_compile: bool = False):
+def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compile: bool = False):
     """Yield (image record, uint8 image, model output, 0/1 truth) one image at a time.
 
     Reads and predicts ``batch_size`` images at a time, so memory holds one
@@ -869,8 +868,6 @@ def _stream(model, split, batch_size: int, max_images: int | None, progress: boo
     from livecell_kit import data, masks, predict
 
     records = list(split.images)
-    if max_images is not None:
-        records = records[:max_images]
     if not records:
         raise ValueError(f"split {split.name!r} under {split.root} has no images to evaluate")
     bar = None
@@ -924,7 +921,8 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     threshold: cell-probability cut-off; ``None`` chooses the best-IoU
         threshold on ``val_split`` (one streaming pass, see :class:`ThresholdSweep`).
     instance: also split predictions into cells and compute COCO AP.
-    max_images: evaluate only the first N images of each split (quick looks).
+    max_images: evaluate at most N images of each split: the stratified, seeded subset of
+        :func:`livecell_kit.data.load_subset` (the seed project used 512 test and 256 val images).
     batch_size: images per forward pass; default 1 on CPU (full frames are
         memory-bound there, bigger batches were slower) and 8 on a GPU.
     jit_compile: XLA-compile the forward pass (see :func:`predict.predict_image`).
@@ -946,12 +944,12 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     results: dict = {"split": split, "data_root": str(data_root), "model": model_info(model)}
     if threshold is None:
         try:
-            val = data.load_split(data_root, val_split)
+            val = data.load_subset(data_root, val_split, max_images)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {val_split!r} split; "
                                     f"provide that split or pass a threshold (e.g. 0.5)") from err
         sweep = ThresholdSweep()
-        for _, _, out, truth in _stream(model, val, batch_size, max_images, progress, f"threshold on {val_split}",
+        for _, _, out, truth in _stream(model, val, batch_size, progress, f"threshold on {val_split}",
                                       **stream_kw):
             sweep.add(_channels(out)[0], truth)
         threshold = sweep.best("iou")
@@ -963,13 +961,13 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
         results["threshold_source"] = "given"
 
-    test = data.load_split(data_root, split)
+    test = data.load_subset(data_root, split, max_images)
     names = ("model", "all_background", "otsu")
     overall = {n: MetricAccumulator(threshold) for n in names}
     per_type: dict[str, dict[str, MetricAccumulator]] = {n: {} for n in names}
     coco_results: list[dict] = []
     cell_type_of_id: dict[int, str] = {}
-    for rec, image, out, truth in _stream(model, test, batch_size, max_images, progress, f"evaluate {split}",
+    for rec, image, out, truth in _stream(model, test, batch_size, progress, f"evaluate {split}",
                                            **stream_kw):
         prob, border = _channels(out)
         ctype = test.cell_type(rec)

@@ -256,11 +256,8 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     """
     from livecell_kit import data, masks
 
-    sp = data.load_split(data_root, split)
+    sp = data.load_subset(data_root, split, limit, subset_seed)
     records = sorted(sp.images, key=lambda r: r["file_name"])
-    if limit is not None and len(records) > limit:
-        keep = {e["image_id"] for e in data.select_subset(data_root, sizes={split: limit}, seed=subset_seed)}
-        records = [r for r in records if r["id"] in keep]
     kinds = ["semantic"] + (["border"] if outputs == "semantic+border" else [])
     caches = [masks.build_mask_cache(sp, kind=k, progress=progress) for k in kinds]
     images = [sp.image_path(r) for r in records]
@@ -595,7 +592,8 @@ def reproduce_command(preset: str = "seed", data_dir: str = "~/livecell", out_di
         f"livecell-kit train --data {data_dir} --preset {preset} --out {out_dir}"
         f"   # {dc.train_images} train / {dc.val_images} val images, {tc.epochs} epochs, "
         f"batch {tc.batch_size}, lr {tc.learning_rate:g}",
-        f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --out {out_dir}/metrics.json",
+        f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --images {dc.test_images} "
+        f"--out {out_dir}/metrics.json",
     ])
 
 

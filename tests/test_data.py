@@ -303,3 +303,14 @@ def test_loaded_dataset_is_not_copied_per_split_call(tmp_path):
     snapshot = copy.deepcopy(a.dataset)
     data.subset_dataset(a, [a.images[0]["id"]])
     assert a.dataset == snapshot
+
+
+def test_load_subset_matches_the_manifest_and_keeps_small_splits_whole(tmp_path):
+    root = _layout(tmp_path, per_type=COUNTS)
+    sub = data.load_subset(root, "train", limit=50, seed=3)
+    expected = [e["image_id"] for e in data.select_subset(root, sizes={"train": 50}, seed=3)]
+    assert sorted(i["id"] for i in sub.images) == sorted(expected)
+    assert {a["image_id"] for a in sub.dataset["annotations"]} <= set(expected)
+    full = data.load_split(root, "train")
+    assert len(data.load_subset(root, "train", limit=None).images) == len(full.images)
+    assert len(data.load_subset(root, "train", limit=10_000).images) == len(full.images)
