@@ -167,6 +167,8 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     """
     import nbformat
 
+    from livecell_kit import files
+
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
@@ -183,8 +185,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
                 cell.source = strip_solutions(cell.source)
                 cell.outputs, cell.execution_count = [], None
         target = out_dir / path.name
-        tmp = target.with_suffix(".ipynb.tmp")
-        nbformat.write(nb, tmp)
-        os.replace(tmp, target)
+        with files.atomic_path(target, suffix=".ipynb") as tmp:
+            nbformat.write(nb, tmp)
         written.append(target)
     return written
