@@ -3,7 +3,7 @@
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--base-url URL]           # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
-    livecell-kit train    --data DIR --preset quick|seed --out RUN_DIR [--epochs N] [--xla]
+    livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit student  --out DIR                            # notebooks without solutions
@@ -56,15 +56,29 @@ def _cmd_train(args) -> None:
     print(f"model: {Path(result.out_dir) / 'model.keras'}")
 
 
+def _run_subset_rule(model_path: Path) -> str:
+    """The subset rule of the run that trained ``model_path`` (its config.json), else "stratified"."""
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        return config["preset"]["data"]["subset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "stratified"
+
+
 def _cmd_evaluate(args) -> None:
     from livecell_kit import evaluate, train
 
     model = train.load_model(args.model)
+    rule = args.subset or _run_subset_rule(args.model)
     results = evaluate.evaluate_model(model, args.data, split=args.split, threshold=args.threshold,
-                                      instance=not args.no_instance, max_images=args.images)
+                                      instance=not args.no_instance, max_images=args.images,
+                                      subset_rule=rule, threshold_data=args.threshold_data)
     evaluate.write_metrics_json(results, args.out)
-    summary = {k: results[k] for k in ("pixel_accuracy", "bce", "iou", "dice", "threshold")}
+    summary = {k: results[k] for k in ("pixel_accuracy", "bce", "iou", "dice", "threshold",
+                                       "threshold_source")}
     print(json.dumps(summary, indent=2))
+    print(evaluate.seed_comparison(results))
     print(f"metrics written to {args.out}")
 
 
@@ -112,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a U-Net preset; rerun the same command to resume")
     p.add_argument("--data", required=True, type=Path, help="data set root (sample or LIVECell)")
-    p.add_argument("--preset", default="quick", help="quick (CPU minutes) or seed (the seed project)")
+    p.add_argument("--preset", default="quick",
+                   help="quick (CPU minutes), seed (the seed project, exactly) or kit (its better settings, GPU)")
     p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
@@ -131,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="default: best on val")
     p.add_argument("--no-instance", action="store_true", help="skip instance AP (COCOeval)")
     p.add_argument("--images", type=int, default=None,
-                   help="at most N images per split, a stratified seeded subset (the seed project: 512)")
+                   help="at most N images per split (the seed project: 512 test, 256 val)")
+    p.add_argument("--subset", choices=["stratified", "first"], default=None,
+                   help="how --images picks them: 'first' N in file order (the seed's rule) or a "
+                        "stratified draw (default: the rule of the run that trained the model)")
+    p.add_argument("--threshold-data", type=Path, default=None,
+                   help="data root whose val split picks the threshold (default: --data)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="masks, instance labels and overlays for images")

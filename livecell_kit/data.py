@@ -3,12 +3,28 @@
 One layout for everything (the real data set and :mod:`livecell_kit.sample`)::
 
     root/
-      images/livecell_train_val_images/<CellType>/<CellType>_Phase_<Well>_<Loc>_<Time>_<Crop>.tif
-      images/livecell_test_images/<CellType>/....tif
+      images/livecell_train_val_images/<file_name>              (official images.zip: flat)
+      images/livecell_train_val_images/<CellType>/<file_name>   (images_per_celltype.zip)
+      images/livecell_test_images/...                           (same two forms)
       annotations/livecell_coco_{train,val,test}.json
 
-Images are 8-bit grayscale phase-contrast frames of 520 rows x 704 columns.
-Annotations are COCO instance polygons in pixel xy (x = column, y = row).
+File names read ``<CellType>_Phase_<Well>_<Loc>_<Time>_<Crop>.tif``.  Both image
+layouts are read; the rule (:meth:`Split.image_path`): the per-type sub-folder when the
+file is there, else the flat folder.  Images are 8-bit grayscale phase-contrast
+frames of 520 rows x 704 columns, LZW-compressed TIFF as shipped
+(:mod:`livecell_kit.images` reads them).  Annotations are COCO instance polygons in
+pixel xy (x = column, y = row); the official files store ``annotations`` as a list,
+the Kaggle copies as a dict keyed by id — both load.
+
+LIVECell's known quirks, each handled by a documented rule:
+
+* a file listed by more than one image record (65 names in the train JSON with two
+  ids, LIVECell issue #26; test images annotated twice, issue #14): the **first**
+  record in file order is kept with its annotations, later ones are dropped and
+  counted (``dataset["kit_duplicate_records"]``, and a warning);
+* images in both the train and the val JSON (issue #26): :func:`load_split` drops
+  them from train, so no subset ever trains on a validation image;
+* nearly unannotated images (issue #21): :func:`nearly_unannotated` lists them.
 
 Reading: :func:`load_split`, :func:`load_annotations`, :func:`read_image`, :func:`to_coco`.
 Fetching: :func:`download_livecell` (pooch with sha256, retries, resumable
@@ -156,7 +172,10 @@ def load_annotations(path, validate: bool = True) -> dict:
     """Read a COCO/LIVECell annotation file into a normalised, validated dict.
 
     Returns ``{"images": [...], "annotations": [...], "categories": [...], ...}``;
-    ``annotations`` is a list even when the file stores LIVECell's dict keyed by id.
+    ``annotations`` is a list as in the official files, also when a Kaggle copy stores a
+    dict keyed by id.  A file name listed by several image records keeps its first
+    record (see the module docstring); the dropped ones are listed under
+    ``"kit_duplicate_records"``.
     Missing ``iscrowd``/``area``/``bbox`` are filled in (0 / polygon area in px² /
     [x, y, w, h] in px).  Memoised per (resolved path, size, mtime): the big train
     file is parsed once per process.  Treat the result as read-only — it is shared.
@@ -181,6 +200,7 @@ def load_annotations(path, validate: bool = True) -> dict:
     dataset = _normalise(raw, path)
     if validate:
         validate_annotations(dataset, path)
+    _drop_duplicate_records(dataset, path)
     # Drop stale versions of the same file and keep the cache small.
     for old in [k for k in _ANNOTATION_CACHE if k[0] == key[0]]:
         del _ANNOTATION_CACHE[old]
@@ -216,6 +236,36 @@ def _normalise(raw, path) -> dict:
     if not dataset.get("categories"):
         dataset["categories"] = [{"id": 1, "name": "cell", "supercategory": "cell"}]
     return dataset
+
+
+def _drop_duplicate_records(dataset: dict, path) -> None:
+    """Keep the first image record per file name, in file order; drop later ones and their cells.
+
+    Masks, manifests and predictions are keyed by file name, and a file annotated twice
+    (LIVECell issues #14, #26) would otherwise be drawn, trained and scored twice.
+    Records the dropped ones in ``dataset["kit_duplicate_records"]`` and warns once.
+    """
+    first_id: dict = {}
+    kept, dropped = [], []
+    for img in dataset["images"]:
+        name = img.get("file_name")
+        if name in first_id:
+            dropped.append({"file_name": name, "kept_id": first_id[name], "dropped_id": img.get("id")})
+        else:
+            first_id[name] = img.get("id")
+            kept.append(img)
+    dataset["kit_duplicate_records"] = dropped
+    if not dropped:
+        return
+    gone = {d["dropped_id"] for d in dropped} - set(first_id.values())
+    n_anns = len(dataset["annotations"])
+    dataset["images"] = kept
+    dataset["annotations"] = [a for a in dataset["annotations"] if a.get("image_id") not in gone]
+    warnings.warn(f"{path}: {len(dropped)} file name(s) appear in more than one image record "
+                  f"(e.g. {dropped[0]['file_name']}, ids {dropped[0]['kept_id']} and "
+                  f"{dropped[0]['dropped_id']}); kept the first record of each and dropped "
+                  f"{len(dropped)} record(s) with {n_anns - len(dataset['annotations'])} annotations",
+                  stacklevel=3)
 
 
 def _int_key(key, path):
@@ -374,26 +424,65 @@ class Split:
         return self._anns_by_image.get(image_id, [])
 
     def image_path(self, image_record: dict) -> Path:
-        """``split_image_dir/<CellType>/<file_name>``, else flat ``split_image_dir/<file_name>``.
+        """Where the frame of ``image_record`` lies: ``split_image_dir/<CellType>/<file_name>``
+        (images_per_celltype.zip, the sample) when that file exists, else the flat
+        ``split_image_dir/<file_name>`` (the official images.zip).
 
-        Returns the per-type path when neither exists, so the read error names the usual place.
+        Returns the flat path when neither exists, so the read error names the official place.
         """
         base = split_image_dir(self.root, self.name)
         name = image_record["file_name"]
         nested = base / cell_type_of(name) / name
         if nested.exists():
             return nested
-        flat = base / name
-        return flat if flat.exists() else nested
+        return nested if nested.exists() else base / name
 
     def cell_type(self, image_record: dict) -> str:
         return cell_type_of(image_record["file_name"])
 
 
 def load_split(root, split: str) -> Split:
-    """Load ``root/annotations/livecell_coco_{split}.json`` (memoised) as a :class:`Split`."""
+    """Load ``root/annotations/livecell_coco_{split}.json`` (memoised) as a :class:`Split`.
+
+    The train split leaves out every file that the val JSON also lists (LIVECell issue
+    #26), so training never sees a validation image; how many were left out is in
+    ``split.dataset["kit_val_overlap_dropped"]``.
+    """
     root = Path(root)
-    return Split(root=root, name=split, dataset=load_annotations(annotation_path(root, split)))
+    split_obj = Split(root=root, name=split, dataset=load_annotations(annotation_path(root, split)))
+    val_path = annotation_path(root, "val")
+    if split == "train" and val_path.is_file():
+        val_names = {img["file_name"] for img in load_annotations(val_path)["images"]}
+        keep = [img["id"] for img in split_obj.images if img["file_name"] not in val_names]
+        dropped = len(split_obj.images) - len(keep)
+        if dropped:
+            split_obj = subset_dataset(split_obj, keep)
+        split_obj.dataset["kit_val_overlap_dropped"] = dropped
+    return split_obj
+
+
+def available_splits(root) -> list[str]:
+    """The splits of :data:`SPLITS` whose annotation JSON exists under ``root``."""
+    return [s for s in SPLITS if annotation_path(root, s).is_file()]
+
+
+#: Fewer annotated cells than this flags an image as nearly unannotated (LIVECell
+#: issue #21 lists images with 1-9 outlines where hundreds of cells are visible).
+NEARLY_UNANNOTATED_CELLS = 10
+
+
+def nearly_unannotated(split: Split, min_cells: int = NEARLY_UNANNOTATED_CELLS) -> list[dict]:
+    """Image records of ``split`` with fewer than ``min_cells`` annotated cells, in file order.
+
+    Each entry: ``{"image_id", "file_name", "cell_type", "n_cells"}``.  Such frames teach
+    the model that visible cells are background; look at them before training on them.
+    """
+    counts: dict = {}
+    for ann in split.dataset["annotations"]:
+        counts[ann["image_id"]] = counts.get(ann["image_id"], 0) + 1
+    return [{"image_id": img["id"], "file_name": img["file_name"],
+             "cell_type": split.cell_type(img), "n_cells": counts.get(img["id"], 0)}
+            for img in split.images if counts.get(img["id"], 0) < min_cells]
 
 
 def subset_dataset(split: Split, image_ids) -> Split:
@@ -411,16 +500,17 @@ def subset_dataset(split: Split, image_ids) -> Split:
     return Split(root=split.root, name=split.name, dataset=dataset)
 
 
-def load_subset(root, split: str, limit: int | None = None, seed: int = 0) -> Split:
+def load_subset(root, split: str, limit: int | None = None, seed: int = 0,
+                rule: str = "stratified") -> Split:
     """``load_split(root, split)``, restricted to :func:`select_subset`'s ``limit`` images when it has more.
 
-    The same (root, limit, seed) gives the same images as the manifest notebook 01 writes,
-    so training (``DataConfig.train_images``…) and evaluation see the seed project's subset.
+    The same (root, limit, seed, rule) gives the same images as the manifest notebook 01
+    writes, so training (``DataConfig``) and evaluation see the same subset.
     """
     full = load_split(root, split)
     if limit is None or len(full.images) <= limit:
         return full
-    ids = [e["image_id"] for e in select_subset(root, sizes={split: limit}, seed=seed)]
+    ids = [e["image_id"] for e in select_subset(root, sizes={split: limit}, seed=seed, rule=rule)]
     return subset_dataset(full, ids)
 
 
@@ -437,15 +527,21 @@ def _allocate(total: int, counts: dict) -> dict:
     return alloc
 
 
-def select_subset(root, sizes=None, seed: int = 0) -> list[dict]:
-    """Draw a reproducible subset of images per split, stratified over the 8 cell types.
+def select_subset(root, sizes=None, seed: int = 0, rule: str = "stratified") -> list[dict]:
+    """Pick a reproducible subset of images per split.
 
     sizes: images per split, default the seed project's ``{"train": 1024, "val": 256, "test": 512}``.
-    Each cell type gets a share proportional to its image count in that split
-    (largest-remainder rounding); a split with fewer images than asked is taken whole,
-    with a warning.  Returns entries ``{"split", "image_id", "file_name", "cell_type"}``
-    ordered by split, cell type, image id.  Same data + seed -> same list.
+    rule: ``"stratified"`` — a seeded draw in which each cell type gets a share
+        proportional to its image count in that split (largest-remainder rounding);
+        entries ordered by split, cell type, image id.  ``"first"`` — the first N
+        image records in file order, as the seed project took them
+        (``COCO.getImgIds()[:N]``); ``seed`` is ignored.
+    A split with fewer images than asked is taken whole, with a warning.  Returns
+    entries ``{"split", "image_id", "file_name", "cell_type"}``.  Same data, rule and
+    seed -> same list.
     """
+    if rule not in ("stratified", "first"):
+        raise ValueError(f"unknown subset rule {rule!r}; choose 'stratified' or 'first'")
     sizes = dict(sizes or {"train": 1024, "val": 256, "test": 512})
     entries: list[dict] = []
     for split_name in SPLITS:
@@ -453,15 +549,19 @@ def select_subset(root, sizes=None, seed: int = 0) -> list[dict]:
             continue
         want = int(sizes[split_name])
         split = load_split(root, split_name)
+        if want > len(split.images):
+            warnings.warn(f"split {split_name!r} has only {len(split.images)} images, fewer than the "
+                          f"{want} asked for; taking all of them", stacklevel=2)
+        if rule == "first":
+            entries.extend({"split": split_name, "image_id": img["id"], "file_name": img["file_name"],
+                            "cell_type": cell_type_of(img["file_name"])} for img in split.images[:want])
+            continue
         groups: dict = {}
         for img in sorted(split.images, key=lambda r: r["id"]):
             groups.setdefault(cell_type_of(img["file_name"]), []).append(img)
         groups = {t: groups[t] for t in CELL_TYPES if t in groups}
         total = sum(len(g) for g in groups.values())
         if want >= total:
-            if want > total:
-                warnings.warn(f"split {split_name!r} has only {total} images, fewer than the "
-                              f"{want} asked for; taking all of them", stacklevel=2)
             alloc = {t: len(g) for t, g in groups.items()}
         else:
             alloc = _allocate(want, {t: len(g) for t, g in groups.items()})

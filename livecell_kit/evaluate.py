@@ -54,6 +54,7 @@ import numpy as np
 from scipy import ndimage
 
 from livecell_kit import files
+from livecell_kit.presets import SEED_REPORTED
 
 EPS = 1e-7
 METRIC_KEYS = ("pixel_accuracy", "bce", "iou", "dice", "precision", "recall")
@@ -90,11 +91,13 @@ class MetricAccumulator:
     """Pooled (micro-averaged) pixel metrics, added one image at a time.
 
     Holds only counts, never images: ``tp, fp, fn, tn`` are pixel counts at
-    ``threshold`` (a pixel is "cell" when ``prob >= threshold``) and
-    ``bce_sum`` is the summed per-pixel binary cross-entropy in nats.
+    ``threshold`` (a pixel is "cell" when ``prob >= threshold``, or ``prob >
+    threshold`` with ``strict=True`` — Keras' ``binary_accuracy`` rule, which the seed
+    project reported) and ``bce_sum`` is the summed per-pixel binary cross-entropy in nats.
     """
 
     threshold: float = 0.5
+    strict: bool = False
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -106,7 +109,7 @@ class MetricAccumulator:
         """Add one image: ``prob`` float (H, W) in [0, 1], ``truth`` (H, W) 0/1."""
         prob, truth = _check_pair(prob, truth)
         p = prob.astype(np.float64)
-        pred = p >= self.threshold
+        pred = p > self.threshold if self.strict else p >= self.threshold
         tp = int(np.count_nonzero(pred & truth))
         fp = int(np.count_nonzero(pred)) - tp
         npos = int(np.count_nonzero(truth))
@@ -122,7 +125,7 @@ class MetricAccumulator:
 
     def merge(self, other: "MetricAccumulator") -> "MetricAccumulator":
         """Add another accumulator's counts (same threshold) into this one."""
-        if other.threshold != self.threshold:
+        if (other.threshold, other.strict) != (self.threshold, self.strict):
             raise ValueError(f"cannot pool metrics at threshold {other.threshold} into {self.threshold}")
         self.tp += other.tp
         self.fp += other.fp
@@ -913,27 +916,36 @@ def _grouped(accs: Mapping[str, MetricAccumulator]) -> dict:
 def evaluate_model(model, data_root, split: str = "test", threshold: float | None = None,
                    val_split: str = "val", batch_size: int | None = None, instance: bool = True,
                    progress: bool = True, max_images: int | None = None, min_size: int = 20,
-                   jit_compile: bool = False, verbose: bool = False) -> dict:
+                   jit_compile: bool = False, verbose: bool = False, subset_rule: str = "stratified",
+                   threshold_data=None) -> dict:
     """Evaluate a segmentation model on a split of a LIVECell-layout data set.
 
     model: Keras model, (N, H, W, 1) grey images → sigmoid (N, H, W, C).
     data_root: folder with ``images/`` and ``annotations/`` (sample or LIVECell).
     threshold: cell-probability cut-off; ``None`` chooses the best-IoU
-        threshold on ``val_split`` (one streaming pass, see :class:`ThresholdSweep`).
+        threshold on ``val_split`` of ``threshold_data`` (default ``data_root``) in one
+        streaming pass (see :class:`ThresholdSweep`).  When that would be the very split
+        being evaluated, 0.5 is used instead: a threshold tuned on the images it is
+        scored on flatters the model.
+    threshold_data: data root whose ``val_split`` picks the threshold, e.g. the sample a
+        model was trained on when ``data_root`` holds real frames to measure.
     instance: also split predictions into cells and compute COCO AP.
-    max_images: evaluate at most N images of each split: the stratified, seeded subset of
-        :func:`livecell_kit.data.load_subset` (the seed project used 512 test and 256 val images).
+    max_images: evaluate at most N images of each split, picked by
+        :func:`livecell_kit.data.load_subset` with ``subset_rule`` ("stratified", or
+        "first" — the seed project's first 512 test and 256 val images).
     batch_size: images per forward pass; default 1 on CPU (full frames are
         memory-bound there, bigger batches were slower) and 8 on a GPU.
     jit_compile: XLA-compile the forward pass (see :func:`predict.predict_image`).
 
     Returns a JSON-serialisable dict: pooled pixel metrics (``pixel_accuracy,
     bce, iou, dice, precision, recall``), ``threshold`` (+ ``threshold_source``
-    and the ``threshold_sweep`` table when chosen on val), ``per_cell_type``
-    {type: metrics + n_images}, ``baselines`` {all_background, otsu}: same
-    keys + per_cell_type, ``instance`` {AP, AP50, AP75, AP_small/medium/large,
-    per_cell_type: {type: {AP, AP50, AP75}}} (AP over IoU .50:.95),
-    ``n_images``, ``n_pixels``, ``split``, ``model`` info and ``seconds``.
+    and the ``threshold_sweep`` table when chosen on val), ``seed_metrics``
+    {pixel_accuracy, bce} computed the seed project's way (Keras binary accuracy,
+    ``p > 0.5``, over all pixels), ``per_cell_type`` {type: metrics + n_images},
+    ``baselines`` {all_background, otsu}: same keys + per_cell_type, ``instance``
+    {AP, AP50, AP75, AP_small/medium/large, per_cell_type: {type: {AP, AP50, AP75}}}
+    (AP over IoU .50:.95), ``n_images``, ``n_pixels``, ``split``, ``model`` info and
+    ``seconds``.
     """
     from livecell_kit import data
 
@@ -941,10 +953,17 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     if batch_size is None:
         batch_size = _default_batch_size()
     stream_kw = {"jit_compile": jit_compile}
-    results: dict = {"split": split, "data_root": str(data_root), "model": model_info(model)}
-    if threshold is None:
+    results: dict = {"split": split, "data_root": str(data_root), "subset_rule": subset_rule,
+                     "model": model_info(model)}
+    threshold_root = Path(threshold_data) if threshold_data is not None else Path(data_root)
+    same_images = (split == val_split and threshold_root.resolve() == Path(data_root).resolve())
+    if threshold is None and same_images:
+        threshold = 0.5
+        results["threshold_source"] = (f"default 0.5: the {split!r} split is the one evaluated, "
+                                       f"so choosing the threshold on it would flatter the model")
+    elif threshold is None:
         try:
-            val = data.load_subset(data_root, val_split, max_images)
+            val = data.load_subset(threshold_root, val_split, max_images, rule=subset_rule)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {val_split!r} split; "
                                     f"provide that split or pass a threshold (e.g. 0.5)") from err
@@ -953,7 +972,8 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
                                       **stream_kw):
             sweep.add(_channels(out)[0], truth)
         threshold = sweep.best("iou")
-        results["threshold_source"] = f"best IoU on {val_split}"
+        where = "" if threshold_root == Path(data_root) else f" of {threshold_root}"
+        results["threshold_source"] = f"best IoU on {val_split}{where}"
         results["threshold_sweep"] = sweep.table()
     else:
         threshold = float(threshold)
@@ -961,9 +981,10 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
         results["threshold_source"] = "given"
 
-    test = data.load_subset(data_root, split, max_images)
+    test = data.load_subset(data_root, split, max_images, rule=subset_rule)
     names = ("model", "all_background", "otsu")
     overall = {n: MetricAccumulator(threshold) for n in names}
+    seed_way = MetricAccumulator(0.5, strict=True)
     per_type: dict[str, dict[str, MetricAccumulator]] = {n: {} for n in names}
     coco_results: list[dict] = []
     cell_type_of_id: dict[int, str] = {}
@@ -975,6 +996,7 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
         preds = {"model": prob,
                  "all_background": np.zeros(truth.shape, np.float32),
                  "otsu": otsu_segment(image).astype(np.float32)}
+        seed_way.add(prob, truth)
         for n, p in preds.items():
             one = MetricAccumulator(threshold).add(p, truth)  # counted once, pooled twice
             overall[n].merge(one)
@@ -985,6 +1007,10 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
 
     results.update(overall["model"].result())
     results["threshold"] = threshold
+    seed_result = seed_way.result()
+    results["seed_metrics"] = {"pixel_accuracy": seed_result["pixel_accuracy"], "bce": seed_result["bce"],
+                               "rule": "Keras binary_accuracy (p > 0.5) and binary cross-entropy "
+                                       "(p clipped to [1e-7, 1 - 1e-7]), pooled over all pixels"}
     results["per_cell_type"] = _grouped(per_type["model"])
     results["baselines"] = {n: {**overall[n].result(), "per_cell_type": _grouped(per_type[n])}
                             for n in ("all_background", "otsu")}
@@ -997,6 +1023,23 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
         results["instance"]["seconds"] = round(time.time() - t1, 2)
     results["seconds"] = round(time.time() - t0, 2)
     return results
+
+
+def seed_comparison(results: Mapping) -> str:
+    """A side-by-side text table: what the seed project reported vs this evaluation.
+
+    Rows: test pixel accuracy and BCE the seed's way (:data:`presets.SEED_REPORTED`),
+    then the kit's own IoU and Dice at its chosen threshold for context.
+    """
+    seed = results["seed_metrics"]
+    rows = [("pixel accuracy (p > 0.5)", f"{SEED_REPORTED['pixel_accuracy']:.2%}", f"{seed['pixel_accuracy']:.2%}"),
+            ("BCE", f"{SEED_REPORTED['bce']:.4f}", f"{seed['bce']:.4f}"),
+            (f"IoU (threshold {results['threshold']:.2f})", "not reported", f"{results['iou']:.4f}"),
+            (f"Dice (threshold {results['threshold']:.2f})", "not reported", f"{results['dice']:.4f}")]
+    head = ("metric", "seed reported", f"this run ({results['n_images']} {results['split']} images)")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
+    lines = [head, tuple("-" * w for w in widths), *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
 
 
 def per_cell_type_table(results: Mapping, which: str = "model") -> MetricsTable:

@@ -6,6 +6,7 @@
     image (B, H, W, 1), raw intensities 0..255 (uint8 or float)
       └ Rescaling(1/255)                       → [0, 1]
       └ encoder level l = 0..depth-1:  2 × (3×3 conv → [BN] → ReLU), 2×2 max pool
+                                       (convs initialised by cfg.kernel_initializer)
       └ bottleneck:                    2 × (3×3 conv → [BN] → ReLU), [dropout]
       └ decoder level l = depth-1..0:  2×2 transposed conv (or bilinear ×2 + 1×1 conv),
                                        concatenate the encoder's level-l features,
@@ -54,6 +55,11 @@ def _check(cfg: ModelConfig) -> None:
     if cfg.outputs not in _OUTPUT_CHANNELS:
         raise ValueError(f"ModelConfig.outputs must be one of {tuple(_OUTPUT_CHANNELS)}, "
                          f"got {cfg.outputs!r}")
+    try:
+        keras.initializers.get(cfg.kernel_initializer)
+    except ValueError:
+        raise ValueError(f"ModelConfig.kernel_initializer {cfg.kernel_initializer!r} is not a Keras "
+                         f"initializer name (e.g. 'he_normal', 'glorot_uniform')") from None
 
 
 def output_channels(cfg: ModelConfig) -> int:
@@ -72,7 +78,7 @@ def _conv_block(x, filters: int, cfg: ModelConfig, prefix: str):
     for i in (1, 2):
         # No conv bias when BN follows: BN's beta does the same job.
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not cfg.batch_norm,
-                          kernel_initializer="he_normal", name=f"{prefix}_conv{i}")(x)
+                          kernel_initializer=cfg.kernel_initializer, name=f"{prefix}_conv{i}")(x)
         if cfg.batch_norm:
             # momentum 0.9 (Keras: 0.99): running statistics settle within tens of
             # steps, so short runs (the quick preset) validate with sensible statistics

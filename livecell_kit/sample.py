@@ -4,9 +4,13 @@
 cell types and writes them in LIVECell's own layout and JSON format, so every
 notebook runs offline, and later on the real data set without changes::
 
-    out/images/livecell_train_val_images/<CellType>/<CellType>_Phase_C7_1_00d04h00m_2.tif
-    out/images/livecell_test_images/<CellType>/...
+    out/images/livecell_train_val_images/<CellType>_Phase_C7_1_00d04h00m_2.tif   (flat, as images.zip)
+    out/images/livecell_test_images/...
     out/annotations/livecell_coco_{train,val,test}.json
+
+The JSON is what the official S3 files hold: ``annotations`` as a list, large
+non-contiguous image and annotation ids, ``original_filename`` ending in .png and
+a ``url`` per image (here under the reserved, never-resolving ``.invalid`` domain).
 
 Each frame is 704×520 (W×H) pixels, single-channel uint8: a flat grey
 background near 128 with slow illumination drift and noise, and cells drawn as
@@ -36,7 +40,7 @@ DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.
 STAMP_NAME = ".livecell-kit-sample.json"
 #: Bump when the drawing changes, so cached samples are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: Polygon vertices are snapped to this grid: exact in binary floating point,
 #: short in JSON, and rasterised identically wherever the polygon is shifted.
 _SNAP = 4.0
@@ -347,10 +351,13 @@ def _write_json(path: Path, obj) -> None:
     files.write_bytes(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
 
-def _file_names(rng: np.random.Generator, cell_type: str, count: int) -> list[str]:
-    """Distinct LIVECell-style names: <type>_Phase_<well>_<location>_<time>_<crop>.tif."""
+def _file_names(rng: np.random.Generator, cell_type: str, count: int, seen: set[str]) -> list[str]:
+    """Distinct LIVECell-style names: <type>_Phase_<well>_<location>_<time>_<crop>.tif.
+
+    ``seen`` holds the names already given (all splits): train and val frames share one
+    folder, and a name in two splits would be LIVECell's train/val overlap quirk.
+    """
     names: list[str] = []
-    seen: set[str] = set()
     while len(names) < count:
         well = f"{'ABCDEFGH'[rng.integers(8)]}{rng.integers(1, 13)}"
         hours = 4 * int(rng.integers(0, 19))  # frames every 4 h over three days
@@ -417,13 +424,17 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
     _write_json(stamp_path, {"complete": False, "settings": settings})
 
     files: list[str] = []
-    image_id, ann_id = 0, 0
+    # Ids like LIVECell's: large, increasing, with gaps (its image ids run to ~1.6 M).
+    id_rng = np.random.default_rng([seed, 4242])
+    image_id, ann_id = 100_000, 1_000_000
+    names_taken: set[str] = set()
     for s_index, split in enumerate(SPLITS):
-        images, annotations = [], {}
+        images, annotations = [], []
         for t_index, cell_type in enumerate(CELL_TYPES):
             morph = MORPHOLOGIES[cell_type]
             count = sizes[split]
-            names = _file_names(np.random.default_rng([seed, t_index, 1000 + s_index]), cell_type, count)
+            names = _file_names(np.random.default_rng([seed, t_index, 1000 + s_index]), cell_type, count,
+                                 names_taken)
             for k, name in enumerate(names):
                 # one stream per frame: a frame does not change when others are added
                 rng = np.random.default_rng([seed, t_index, s_index, k])
@@ -433,20 +444,22 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                 coverage = lo * (hi / lo) ** q
                 labels, polygons = _place_cells(rng, morph, coverage)
                 img = _render(rng, morph, labels)
-                rel = split_image_dir(Path(), split) / cell_type / name
+                rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
                 files.append(rel.as_posix())
-                image_id += 1
+                image_id += int(id_rng.integers(1, 5000))
+                png = name.rsplit(".", 1)[0] + ".png"
                 images.append({"id": image_id, "width": IMAGE_WIDTH, "height": IMAGE_HEIGHT,
-                               "file_name": name, "original_filename": name})
+                               "file_name": name, "original_filename": png,
+                               "url": f"https://livecell-kit.invalid/sample/seed{seed}/{png}"})
                 for pts in polygons:
                     seg = [pts.ravel().tolist()]
                     rle = mask_utils.merge(mask_utils.frPyObjects(seg, IMAGE_HEIGHT, IMAGE_WIDTH))
                     area = int(mask_utils.area(rle))
                     if area == 0:
                         continue
-                    ann_id += 1
-                    annotations[str(ann_id)] = {
+                    ann_id += int(id_rng.integers(1, 40))
+                    annotations.append({
                         "segmentation": seg,
                         "area": float(area),
                         "iscrowd": 0,
@@ -454,12 +467,14 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                         "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                         "category_id": 1,
                         "id": ann_id,
-                    }
+                    })
         dataset = {
             "info": {"description": "livecell-kit synthetic LIVECell-like sample", "version": "1.0",
                      "year": 2021, "contributor": "livecell-kit", "seed": seed,
                      "generator_version": GENERATOR_VERSION},
-            "licenses": [{"id": 1, "name": "CC BY-NC 4.0 (as LIVECell)", "url": ""}],
+            # Synthetic: drawn from random numbers, no LIVECell pixel or outline in it.
+            "licenses": [{"id": 1, "name": "synthetic sample of livecell-kit (MIT, as the kit)",
+                          "url": ""}],
             "categories": [{"id": 1, "name": "cell", "supercategory": "cell"}],
             "images": images,
             "annotations": annotations,

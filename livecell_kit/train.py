@@ -246,17 +246,19 @@ def validation_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: 
 
 
 def split_files(data_root, split: str, outputs: str = "semantic", limit: int | None = None,
-                subset_seed: int = 0, progress: bool = False) -> tuple[list[Path], list]:
+                subset_seed: int = 0, progress: bool = False,
+                subset_rule: str = "stratified") -> tuple[list[Path], list]:
     """Image files of a LIVECell split and their cached mask files (built on first use).
 
-    limit: use at most this many images: the stratified subset of
-        :func:`livecell_kit.data.select_subset` (same seed → same images as its manifest).
+    limit: use at most this many images, picked by :func:`livecell_kit.data.select_subset`
+        with ``subset_rule`` ("stratified" or the seed's "first") and ``subset_seed``
+        (same seed → same images as its manifest).
     Returns (image_paths, mask_paths); mask entries are tuples (semantic,
     border) when ``outputs == "semantic+border"``.
     """
     from livecell_kit import data, masks
 
-    sp = data.load_subset(data_root, split, limit, subset_seed)
+    sp = data.load_subset(data_root, split, limit, subset_seed, rule=subset_rule)
     records = sorted(sp.images, key=lambda r: r["file_name"])
     kinds = ["semantic"] + (["border"] if outputs == "semantic+border" else [])
     caches = [masks.build_mask_cache(sp, kind=k, progress=progress) for k in kinds]
@@ -522,9 +524,9 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
 
     keras.utils.set_random_seed(tc.seed)
     train_images, train_masks = split_files(data_root, "train", mc.outputs, dc.train_images,
-                                            dc.subset_seed, progress=verbose > 0)
+                                            dc.subset_seed, progress=verbose > 0, subset_rule=dc.subset)
     val_images, val_masks = split_files(data_root, "val", mc.outputs, dc.val_images,
-                                        dc.subset_seed, progress=verbose > 0)
+                                        dc.subset_seed, progress=verbose > 0, subset_rule=dc.subset)
     steps = tc.steps_per_epoch or max(1, len(train_images) // tc.batch_size)
     train_ds = training_dataset(train_images, train_masks, tc.batch_size, tc.crop_size, tc.augment, tc.seed)
     val_ds = validation_dataset(val_images, val_masks, tc.batch_size)
@@ -585,17 +587,21 @@ def example_batch(data_root, preset="quick", split: str = "train", seed: int = 0
 
 
 def reproduce_command(preset: str = "seed", data_dir: str = "~/livecell", out_dir: str = "runs/seed") -> str:
-    """The shell commands that download LIVECell, train ``preset`` on it and evaluate the result."""
+    """The shell commands that download LIVECell, train ``preset`` on it and evaluate the result.
+
+    ``evaluate`` picks the test images with the run's own subset rule (the seed: the first
+    512 in file order) and prints the seed's reported figures beside this run's.
+    ``make reproduce-seed`` runs exactly these commands.
+    """
     tc, dc = get_preset(preset).train, get_preset(preset).data
     return "\n".join([
         f"livecell-kit download --out {data_dir}",
         f"livecell-kit train --data {data_dir} --preset {preset} --out {out_dir}"
-        f"   # {dc.train_images} train / {dc.val_images} val images, {tc.epochs} epochs, "
+        f"   # {dc.subset} {dc.train_images} train / {dc.val_images} val images, {tc.epochs} epochs, "
         f"batch {tc.batch_size}, lr {tc.learning_rate:g}",
         f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --images {dc.test_images} "
         f"--out {out_dir}/metrics.json",
     ])
-
 
 
 class PredictionSnapshots(keras.callbacks.Callback):

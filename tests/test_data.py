@@ -1,7 +1,9 @@
 """Reading side of livecell_kit.data: paths, images, annotations, splits, subsets."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 from collections import Counter
@@ -200,11 +202,11 @@ def _layout(root, per_type=None, split_sizes=None):
     """Write annotation files for all splits; ``per_type`` = {cell type: n images} per split."""
     per_type = per_type or {t: 2 for t in data.CELL_TYPES}
     next_id = 1
-    for split in data.SPLITS:
+    for s_index, split in enumerate(data.SPLITS):
         images, anns = [], {}
         for cell_type, n in (split_sizes or {}).get(split, per_type).items():
             for k in range(n):
-                images.append({"id": next_id, "file_name": f"{cell_type}_Phase_A1_{k}_00d00h00m_1.tif",
+                images.append({"id": next_id, "file_name": f"{cell_type}_Phase_A1_{k}_00d00h00m_{s_index}.tif",
                                "width": W, "height": H})
                 anns[str(next_id * 100)] = _ann(next_id * 100, next_id)
                 next_id += 1
@@ -221,7 +223,7 @@ def test_split_paths_and_annotations(tmp_path):
     assert train.cell_type(rec) == "A172"
     nested = data.split_image_dir(root, "train") / "A172" / rec["file_name"]
     flat = data.split_image_dir(root, "train") / rec["file_name"]
-    assert train.image_path(rec) == nested  # neither exists yet: the usual place
+    assert train.image_path(rec) == flat  # neither exists yet: the official images.zip place
     flat.parent.mkdir(parents=True)
     flat.write_bytes(b"")
     assert train.image_path(rec) == flat
@@ -314,3 +316,83 @@ def test_load_subset_matches_the_manifest_and_keeps_small_splits_whole(tmp_path)
     full = data.load_split(root, "train")
     assert len(data.load_subset(root, "train", limit=None).images) == len(full.images)
     assert len(data.load_subset(root, "train", limit=10_000).images) == len(full.images)
+
+
+# --------------------------------------------------------------------------- LIVECell's quirks
+
+def _official_split(root, split, records, anns):
+    """A split JSON as the official S3 files store it: annotations as a list."""
+    return _write(data.annotation_path(root, split),
+                  {"info": {}, "categories": [{"id": 1, "name": "cell", "supercategory": "cell"}],
+                   "images": records, "annotations": anns})
+
+
+def _rec(image_id, name):
+    return {"id": image_id, "file_name": name, "width": W, "height": H,
+            "original_filename": name[:-4] + ".png", "url": f"https://example.invalid/{image_id}"}
+
+
+def test_a_file_listed_twice_keeps_its_first_record(tmp_path):
+    # LIVECell issue #26: 65 train names carry two ids (e.g. 742297 and 1012330); #14: test doubles.
+    dup = "Huh7_Phase_A10_2_00d16h00m_4.tif"
+    records = [_rec(742297, dup), _rec(5, "A172_Phase_C7_1_00d00h00m_1.tif"), _rec(1012330, dup)]
+    anns = [_ann(1, 742297), _ann(2, 742297), _ann(3, 5), _ann(4, 1012330)]
+    path = _official_split(tmp_path, "test", records, anns)
+    with pytest.warns(UserWarning, match=r"1 file name\(s\).*Huh7_Phase_A10_2_00d16h00m_4.*742297 and 1012330"):
+        dataset = data.load_annotations(path)
+    assert [r["id"] for r in dataset["images"]] == [742297, 5]
+    assert [a["id"] for a in dataset["annotations"]] == [1, 2, 3]  # the dropped record's cell is gone
+    assert dataset["kit_duplicate_records"] == [
+        {"file_name": dup, "kept_id": 742297, "dropped_id": 1012330}]
+    # masks key by file name: one record per name means no collision
+    from livecell_kit import masks
+    split = data.load_split(tmp_path, "test")
+    cache = masks.build_mask_cache(split, cache_root=tmp_path / "masks", progress=False)
+    assert masks.load_mask(cache, dup).sum() > 0
+
+
+def test_train_never_holds_a_val_image(tmp_path):
+    shared = "BV2_Phase_B4_2_01d00h00m_3.tif"  # LIVECell issue #26: listed in train and val
+    _official_split(tmp_path, "train", [_rec(1, "A172_Phase_C7_1_00d00h00m_1.tif"), _rec(2, shared),
+                                        _rec(3, "MCF7_Phase_E4_2_00d08h00m_4.tif")],
+                    [_ann(10, 1), _ann(20, 2), _ann(30, 3)])
+    _official_split(tmp_path, "val", [_rec(9, shared)], [_ann(90, 9)])
+    train = data.load_split(tmp_path, "train")
+    assert [r["file_name"] for r in train.images] == ["A172_Phase_C7_1_00d00h00m_1.tif",
+                                                       "MCF7_Phase_E4_2_00d08h00m_4.tif"]
+    assert {a["image_id"] for a in train.dataset["annotations"]} == {1, 3}
+    assert train.dataset["kit_val_overlap_dropped"] == 1
+    for rule in ("first", "stratified"):
+        subset = data.select_subset(tmp_path, sizes={"train": 2, "val": 1}, rule=rule)
+        assert shared not in {e["file_name"] for e in subset if e["split"] == "train"}
+    assert [r["file_name"] for r in data.load_split(tmp_path, "val").images] == [shared]
+
+
+def test_first_rule_takes_the_first_ids_in_file_order(tmp_path):
+    # the seed project: COCO(json).getImgIds()[:n] — file order, not sorted ids, not stratified
+    names = [f"{t}_Phase_A1_{k}_00d00h00m_1.tif" for k in range(3) for t in ("SKOV3", "A172", "BV2")]
+    ids = [900, 15, 47, 3, 1200, 8, 77, 5, 600]
+    _official_split(tmp_path, "test", [_rec(i, n) for i, n in zip(ids, names)],
+                    [_ann(10_000 + i, i) for i in ids])
+    subset = data.select_subset(tmp_path, sizes={"test": 4}, rule="first", seed=123)
+    assert [e["image_id"] for e in subset] == [900, 15, 47, 3]
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(data.annotation_path(tmp_path, "test")))
+    assert [e["image_id"] for e in subset] == list(coco.getImgIds())[:4]
+    sub = data.load_subset(tmp_path, "test", limit=4, rule="first")
+    assert [r["id"] for r in sub.images] == [900, 15, 47, 3]
+    with pytest.raises(ValueError, match="unknown subset rule"):
+        data.select_subset(tmp_path, sizes={"test": 4}, rule="random")
+
+
+def test_nearly_unannotated_images_are_flagged(tmp_path):
+    records = [_rec(1, "A172_Phase_D7_1_01d20h00m_1.tif"), _rec(2, "BV2_Phase_D4_1_00d12h00m_2.tif"),
+               _rec(3, "MCF7_Phase_E4_2_00d08h00m_4.tif")]
+    anns = [_ann(100 + k, 2) for k in range(12)] + [_ann(200 + k, 3) for k in range(3)]
+    _official_split(tmp_path, "train", records, anns)
+    flagged = data.nearly_unannotated(data.load_split(tmp_path, "train"))
+    assert flagged == [
+        {"image_id": 1, "file_name": records[0]["file_name"], "cell_type": "A172", "n_cells": 0},
+        {"image_id": 3, "file_name": records[2]["file_name"], "cell_type": "MCF7", "n_cells": 3}]
+    assert data.available_splits(tmp_path) == ["train"]

@@ -63,12 +63,14 @@ def test_layout_names_and_cell_types(root):
             m = NAME.match(rec["file_name"])
             assert m, rec["file_name"]
             types.add(m["type"])
-            path = data.split_image_dir(root, split) / m["type"] / rec["file_name"]
+            # flat, as in the official images.zip
+            path = data.split_image_dir(root, split) / rec["file_name"]
             assert path.is_file(), path
             assert (rec["width"], rec["height"]) == (704, 520)
+            assert rec["original_filename"] == rec["file_name"][:-4] + ".png"
+            assert rec["url"].startswith("https://livecell-kit.invalid/")
         assert types == set(data.CELL_TYPES)
-    assert (root / "images" / "livecell_train_val_images" / "A172").is_dir()
-    assert (root / "images" / "livecell_test_images" / "SKOV3").is_dir()
+    assert not [p for p in (root / "images").rglob("*") if p.is_dir() and p.parent.name != "images"]
     # nothing half-written left behind
     assert not [p for p in root.rglob("*.tmp*")]
 
@@ -106,23 +108,27 @@ def test_images_look_like_phase_contrast(decoded):
     assert 4 <= min(stds) and max(stds) <= 15
 
 
-def test_annotations_are_livecell_dicts_and_load_with_pycocotools(root, decoded):
+def test_annotations_are_official_lists_and_load_with_pycocotools(root, decoded):
     image_ids, ann_ids = set(), set()
     for split in data.SPLITS:
         raw = json.loads(data.annotation_path(root, split).read_text())
         assert raw["categories"] == [{"id": 1, "name": "cell", "supercategory": "cell"}]
-        assert isinstance(raw["annotations"], dict) and raw["annotations"]
-        for key, ann in raw["annotations"].items():
-            assert key == str(ann["id"])
+        # the official S3 files: a list, large ids with gaps
+        assert isinstance(raw["annotations"], list) and raw["annotations"]
+        ids_in_order = [a["id"] for a in raw["annotations"]]
+        assert ids_in_order == sorted(set(ids_in_order)) and min(ids_in_order) > 1_000_000
+        assert len(ids_in_order) < max(ids_in_order) - min(ids_in_order)  # not contiguous
+        assert min(r["id"] for r in raw["images"]) > 100_000
+        for ann in raw["annotations"]:
             assert ann["category_id"] == 1 and ann["iscrowd"] == 0
             (poly,) = ann["segmentation"]
             xy = np.asarray(poly).reshape(-1, 2)
             assert len(poly) >= 6 and xy.min() >= 0
             assert xy[:, 0].max() <= 704 and xy[:, 1].max() <= 520
         ids = {r["id"] for r in raw["images"]}
-        assert not ids & image_ids and not set(raw["annotations"]) & ann_ids  # unique across splits
+        assert not ids & image_ids and not set(ids_in_order) & ann_ids  # unique across splits
         image_ids |= ids
-        ann_ids |= set(raw["annotations"])
+        ann_ids |= set(ids_in_order)
 
     assert sum(len(d["anns"]) for d in decoded) == len(ann_ids)
     for d in decoded:
