@@ -457,6 +457,19 @@ def _resolve_preset(preset, epochs, overrides) -> Preset:
     return preset
 
 
+def _with_new_defaults(preset_dict):
+    """A stored preset with settings added to the kit since it was written set to their defaults.
+
+    New settings are added with defaults that keep the old behaviour, so a run folder
+    written before (e.g. without ``kernel_initializer``) still matches its preset.
+    """
+    if not isinstance(preset_dict, dict):
+        return preset_dict
+    defaults = json.loads(json.dumps(Preset(name="", description="").to_dict()))
+    return {k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+            for k, v in preset_dict.items()}
+
+
 def _lr(tc, steps_per_epoch: int):
     if tc.lr_schedule == "constant":
         return tc.learning_rate
@@ -505,7 +518,7 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
     if config_path.exists():
         with open(config_path) as f:
             prior = json.load(f)
-        if prior.get("preset") != json.loads(json.dumps(preset.to_dict())):
+        if _with_new_defaults(prior.get("preset")) != json.loads(json.dumps(preset.to_dict())):
             raise ValueError(f"{out_dir} holds a run with other settings (see {config_path}); "
                              "rerun with the same preset and options, or choose a new --out folder")
         if prior.get("finished") and (out_dir / "model.keras").exists():

@@ -244,3 +244,13 @@ def test_killed_run_resumes_at_next_epoch(tmp_path, monkeypatch):
     assert result.model.output_shape == (None, None, None, 1)
     with pytest.raises(ValueError, match="other settings"):
         T.train(root, preset="quick", out_dir=out, epochs=4, verbose=0, **TINY)
+
+
+def test_run_written_before_a_setting_existed_still_matches_its_preset():
+    preset = T._resolve_preset("quick", None, {})
+    stored = json.loads(json.dumps(preset.to_dict()))
+    del stored["model"]["kernel_initializer"], stored["data"]["subset"]  # an older kit's config.json
+    assert T._with_new_defaults(stored) == json.loads(json.dumps(preset.to_dict()))
+    seed = json.loads(json.dumps(T._resolve_preset("seed", None, {}).to_dict()))
+    del seed["model"]["kernel_initializer"]  # an old seed run was He-initialised: not the same run
+    assert T._with_new_defaults(seed) != json.loads(json.dumps(T._resolve_preset("seed", None, {}).to_dict()))
