@@ -52,8 +52,13 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
                      "--out", str(metrics)]) == 0
     results = json.loads(metrics.read_text())
     for key in ("pixel_accuracy", "bce", "iou", "dice", "precision", "recall", "threshold",
-                "per_cell_type", "baselines", "instance"):
+                "per_cell_type", "baselines", "instance", "seed_metrics"):
         assert key in results
+    assert set(results["seed_metrics"]) == {"pixel_accuracy", "bce", "rule"}
+    assert results["seed_metrics"]["bce"] == pytest.approx(results["bce"])  # BCE needs no threshold
+    assert results["subset_rule"] == "stratified"  # the quick run's rule, read from its config.json
+    out = capsys.readouterr().out
+    assert "seed reported" in out and "92.19%" in out and "0.2043" in out
     assert set(results["baselines"]) == {"all_background", "otsu"}
     assert {"AP", "AP50", "AP75", "per_cell_type"} <= set(results["instance"])
 
@@ -63,3 +68,21 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     stem = path.stem
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {f"{stem}_mask.png", f"{stem}_labels.tif",
                                                                f"{stem}_overlay.png"}
+
+
+def test_evaluate_picks_test_images_with_the_runs_subset_rule(tiny_sample, tmp_path, capsys):
+    """A seed run is scored on the first N test images in file order, as the seed was."""
+    run = tmp_path / "seed-run"
+    assert cli.main(["train", "--data", str(tiny_sample), "--preset", "seed", "--out", str(run),
+                     "--epochs", "1", "--batch-size", "2", "--precision", "float32"]) == 0
+    metrics = tmp_path / "m.json"
+    assert cli.main(["evaluate", "--model", str(run), "--data", str(tiny_sample), "--split", "test",
+                     "--images", "3", "--no-instance", "--threshold", "0.5", "--out", str(metrics)]) == 0
+    results = json.loads(metrics.read_text())
+    assert results["subset_rule"] == "first" and results["n_images"] == 3
+    first3 = {r["file_name"] for r in data.load_split(tiny_sample, "test").images[:3]}
+    assert set(results["per_cell_type"]) == {data.cell_type_of(n) for n in first3}
+    # evaluating the val split itself: the threshold is not tuned on the images scored
+    assert cli.main(["evaluate", "--model", str(run), "--data", str(tiny_sample), "--split", "val",
+                     "--no-instance", "--out", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["threshold"] == 0.5
