@@ -26,7 +26,8 @@ LIVECell's known quirks, each handled by a documented rule:
   them from train, so no subset ever trains on a validation image;
 * nearly unannotated images (issue #21): :func:`nearly_unannotated` lists them.
 
-Reading: :func:`load_split`, :func:`load_annotations`, :func:`read_image`, :func:`to_coco`.
+Reading: :func:`load_split`, :func:`load_annotations`, :func:`to_coco`;
+:func:`read_image` is :func:`livecell_kit.images.read_image`, re-exported here.
 Fetching: :func:`download_livecell` (pooch with sha256, retries, resumable
 transfers and atomic writes), :func:`safe_extract_zip`.
 Subsets: :func:`select_subset`, :func:`write_manifest`, :func:`read_manifest`,
@@ -50,6 +51,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from livecell_kit import files
+from livecell_kit.images import ImageReadError, read_image  # noqa: F401  (data.read_image)
 
 CELL_TYPES = ("A172", "BT474", "BV2", "Huh7", "MCF7", "SHSY5Y", "SkBr3", "SKOV3")
 SPLITS = ("train", "val", "test")
@@ -99,51 +101,6 @@ def cell_type_of(file_name: str) -> str:
         raise ValueError(f"{file_name!r} is not a LIVECell file name: expected "
                          f"'<CellType>_Phase_...' with CellType one of {CELL_TYPES}")
     return canonical
-
-
-# --------------------------------------------------------------------------- images
-
-class ImageReadError(OSError):
-    """An image file is missing or unreadable; the message names the file and the fix."""
-
-
-def read_image(path) -> np.ndarray:
-    """Read one phase-contrast frame as ``uint8`` of shape (H, W) (520 x 704 for LIVECell).
-
-    TIFFs go through tifffile, everything else (PNG, JPEG) through Pillow.
-    Colour images are converted to grayscale (ITU-R 601 luma).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image {path} does not exist; check the data root or {_FIX_DATA}")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                array = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)
-    except Exception as exc:  # tifffile/Pillow raise many types for corrupt files
-        raise ImageReadError(f"cannot read image {path} ({type(exc).__name__}: {exc}); "
-                             f"the file is probably corrupt: {_FIX_DATA}") from exc
-    if array.size == 0:  # tifffile reads some broken headers as an empty array
-        raise ImageReadError(f"image {path} holds no pixels; the file is probably corrupt: "
-                             f"{_FIX_DATA}")
-    array = np.squeeze(array)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        rgb = array[..., :3].astype(np.float32)
-        array = np.rint(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255)
-        array = array.astype(np.uint8)
-    if array.ndim != 2:
-        raise ImageReadError(f"image {path} has shape {array.shape}; expected one grayscale "
-                             f"(H, W) frame — use single-page 8-bit TIFF or PNG files")
-    if array.dtype != np.uint8:
-        raise ImageReadError(f"image {path} has dtype {array.dtype}; the kit expects 8-bit "
-                             f"images as LIVECell ships them — convert it to uint8 first")
-    return array
 
 
 # --------------------------------------------------------------------------- annotations

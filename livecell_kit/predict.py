@@ -37,8 +37,8 @@ from typing import Iterable
 import numpy as np
 
 from livecell_kit import files
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+from livecell_kit.images import SUFFIXES as IMAGE_SUFFIXES
+from livecell_kit.images import iter_pages
 #: Images with more pixels than this are tiled automatically (memory, not accuracy).
 AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
@@ -324,7 +324,7 @@ def write_prediction(pred: Prediction, image: np.ndarray, out_dir, stem: str) ->
 
 
 def list_images(paths) -> list[Path]:
-    """Expand files and folders (searched recursively) into a sorted list of TIFF/PNG files."""
+    """Expand files and folders (searched recursively) into a sorted list of TIFF/PNG/JPEG files."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
@@ -332,7 +332,7 @@ def list_images(paths) -> list[Path]:
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise FileNotFoundError(f"{p}: folder has no .tif/.tiff/.png images")
+                raise FileNotFoundError(f"{p}: folder has no {'/'.join(IMAGE_SUFFIXES)} images")
             found.extend(files)
         elif p.is_file():
             found.append(p)
@@ -341,22 +341,19 @@ def list_images(paths) -> list[Path]:
     return found
 
 
-def _read(path: Path) -> np.ndarray:
-    from livecell_kit.data import read_image
-
-    return read_image(path)
-
-
 def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | None = None,
                   min_size: int = 20, progress: bool = False) -> list[dict]:
-    """Predict image files and write three files per image into ``out_dir``.
+    """Predict image files and write three files per image (per page of a stack) into ``out_dir``.
 
-    paths: one TIFF/PNG file or folder, or a list of them (folders are
-        searched recursively for .tif/.tiff/.png).
+    paths: one TIFF/PNG/JPEG file or folder, or a list of them (folders are
+        searched recursively for .tif/.tiff/.png/.jpg/.jpeg).
     Writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels)
     and ``<stem>_overlay.png``; stems that occur twice get their folder name
-    prefixed.  Returns one ``{"image", "mask", "labels", "overlay"}`` dict of
-    paths per image.  Unreadable images raise an error naming the file.
+    prefixed, and pages of a multi-page file get ``_p001``, ``_p002``… appended.
+    Returns one ``{"image", "page", "scaling", "mask", "labels", "overlay"}`` dict
+    per image page: ``page`` is 0-based, ``scaling`` the intensity rule used to
+    reach uint8 (16-bit/float inputs, also printed once per file) or None.
+    Unreadable images raise an error naming the file.
     """
     files = list_images(paths)
     stems = [f.stem for f in files]
@@ -367,11 +364,18 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
         from tqdm.auto import tqdm
         it = tqdm(files, desc="predict", unit="image")
     for f in it:
-        image = _read(f)
-        stem = f"{f.parent.name}_{f.stem}" if f.stem in dupes else f.stem
-        try:
-            pred = predict_array(model, image, threshold=threshold, tile=tile, min_size=min_size)
-        except ValueError as err:
-            raise ValueError(f"{f}: {err}") from err
-        written.append({"image": f, **write_prediction(pred, image, out_dir, stem)})
+        base = f"{f.parent.name}_{f.stem}" if f.stem in dupes else f.stem
+        noted = False
+        for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page
+            page = f" page {info.page + 1}/{info.pages}" if info.pages > 1 else ""
+            stem = f"{base}_p{info.page + 1:03d}" if info.pages > 1 else base
+            if info.scaling and not noted:  # one line per file, not per page
+                noted = True
+                print(f"{f}{page}: {info.scaling}" + (" (each page scaled on its own)" if page else ""))
+            try:
+                pred = predict_array(model, image, threshold=threshold, tile=tile, min_size=min_size)
+            except ValueError as err:
+                raise ValueError(f"{f}{page}: {err}") from err
+            written.append({"image": f, "page": info.page, "scaling": info.scaling,
+                            **write_prediction(pred, image, out_dir, stem)})
     return written

@@ -177,7 +177,8 @@ def _coco(image_id, file_name) -> bytes:
 
 def _serve_livecell(server, zip_bytes):
     server.files["images.zip"] = zip_bytes
-    names = {"train": "A172_Phase_C7_1_00d00h00m_1.tif", "val": "A172_Phase_C7_1_00d00h00m_1.tif",
+    # val lists another frame: a val file would be left out of train (LIVECell issue #26)
+    names = {"train": "A172_Phase_C7_1_00d00h00m_1.tif", "val": "A172_Phase_C7_1_00d00h00m_3.tif",
              "test": "A172_Phase_C7_1_00d00h00m_2.tif"}
     for i, split in enumerate(data.SPLITS, start=1):
         server.files[f"annotations/LIVECell/livecell_coco_{split}.json"] = _coco(i, names[split])

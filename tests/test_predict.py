@@ -160,3 +160,31 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .tif"):
         predict.predict_paths(_brightness_model(), tmp_path / "empty", tmp_path / "out")
+
+
+def test_predict_paths_reads_stacks_16bit_rgb_and_jpeg(tmp_path, capsys):
+    import tifffile
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    img = _bright_discs()
+    stack = np.stack([img, img[::-1], img[:, ::-1]])
+    tifffile.imwrite(src / "stack.tif", stack, photometric="minisblack", compression="lzw")
+    tifffile.imwrite(src / "u16.tif", img.astype(np.uint16) * 257)  # 40..220 -> stretched to 0..255
+    Image.fromarray(np.stack([img] * 3, -1)).save(src / "rgb.png")
+    Image.fromarray(img).save(src / "cells.jpg", quality=95)
+    written = predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    names = [(w["image"].name, w["page"]) for w in written]
+    assert names == [("cells.jpg", 0), ("rgb.png", 0), ("stack.tif", 0), ("stack.tif", 1),
+                     ("stack.tif", 2), ("u16.tif", 0)]
+    assert [w["mask"].name for w in written[2:5]] == [f"stack_p00{i}_mask.png" for i in (1, 2, 3)]
+    sources = [img, img, *stack, img]
+    for w, source in zip(written, sources):
+        labels = tifffile.imread(w["labels"])
+        assert labels.shape == source.shape and labels.max() == 2, w["mask"].name
+        if w["image"].suffix != ".jpg":  # lossy JPEG may move edge pixels
+            np.testing.assert_array_equal(labels > 0, source > 128)
+    assert [w["scaling"] is not None for w in written] == [False] * 5 + [True]
+    out = capsys.readouterr().out
+    assert "u16.tif: uint16 -> uint8: linear stretch" in out and "stack.tif" not in out

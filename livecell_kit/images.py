@@ -1,0 +1,448 @@
+"""Reading image files into one uint8 (H, W) grey frame — the one place the rules live.
+
+Formats (chosen by the file's first bytes; the name must end in one of :data:`SUFFIXES`):
+
+* TIFF through tifffile, with the imagecodecs package for compressed data:
+  uncompressed, LZW (with or without the horizontal predictor — what LIVECell
+  ships), Deflate/zlib, PackBits, JPEG.  If tifffile has no decoder for a
+  file's compression (imagecodecs missing or too old), Pillow (libtiff) tries.
+* PNG and JPEG through Pillow (16-bit RGB PNGs through imagecodecs, because
+  Pillow keeps only their top 8 bits).
+
+Shapes: every frame comes back as uint8 (H, W) = (rows, columns); LIVECell is
+520 x 704.  Colour (RGB/RGBA, 8 or 16 bit) becomes grey by ITU-R 601 luma
+Y = 0.299 R + 0.587 G + 0.114 B; alpha is dropped (grey+alpha keeps the grey).
+Palette TIFFs go through their colour map; MINISWHITE TIFFs are inverted.
+
+Intensities (:func:`to_uint8`), decided per frame:
+
+* uint8: kept as is.
+* integer images (e.g. uint16) whose values all lie in 0..255: kept as is, so
+  an 8-bit image saved as 16-bit keeps its grey values (a very dim 16-bit
+  image therefore stays dim — no guessing at the camera's range).
+* other integer and all float images: linear stretch of the
+  :data:`STRETCH_PERCENTILES` (0.1th..99.9th percentile of the finite values)
+  to 0..255, clipped; NaN and -inf count as low (0), +inf as high (255).
+  A flat image (both percentiles equal) gives 0 at that value and 255 above.
+* bool (1-bit): False/True -> 0/255.
+The rule applied is returned as :attr:`ImageInfo.scaling` (None when values were kept).
+
+Pages: a file holds ``pages`` frames.  TIFF stacks and ImageJ/OME hyperstacks
+(T, Z, C, ... planes) count every 2-D plane as a page, leading axes first.
+:func:`read_image` refuses files with more than one page (the error says how
+many); :func:`read_pages` / :func:`iter_pages` return them all, each scaled on its own.
+
+Errors are :class:`ImageReadError` with ``kind``: ``"missing"`` (no such file),
+``"access"`` (cannot open it), ``"unsupported"`` (a valid file the kit cannot
+read: file type, codec, pages, layout — never call these corrupt) or
+``"corrupt"`` (broken or truncated data: re-download or re-export it).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+STRETCH_PERCENTILES = (0.1, 99.9)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
+
+_MAGIC = {b"II*\x00": "tiff", b"MM\x00*": "tiff", b"II+\x00": "tiff", b"MM\x00+": "tiff",
+          b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg"}
+_REFETCH = ("re-download it (LIVECell: `livecell-kit download --out DIR`) or export it "
+            "again from the original")
+_CODEC_FIX = ("pip install imagecodecs (conda: conda install -c conda-forge imagecodecs), "
+              "or re-save the file as an uncompressed TIFF")
+# tifffile logs (does not raise) when IFDs or an ImageJ stack run past the end of the file
+_BROKEN_CHAIN = re.compile(r"page offset|offset to page|next page|corrupted tag list|missing data|"
+                           r"ImageJ series metadata invalid")
+
+
+class ImageReadError(OSError):
+    """An image file cannot be read; the message names the file, the problem and the fix.
+
+    kind: ``"missing"``, ``"access"``, ``"unsupported"`` or ``"corrupt"`` (see module docstring).
+    """
+
+    def __init__(self, message: str, kind: str = "corrupt"):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # keep ``kind`` through pickling (worker processes)
+        return type(self), (str(self), self.kind)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Where a frame came from and what was done to it.
+
+    page: 0-based index of this frame; pages: frames in the file.
+    source_dtype: pixel type in the file (e.g. ``"uint16"``); compression: e.g.
+    ``"lzw+horizontal"``, ``"none"``, ``"png"``.  scaling: the intensity rule
+    applied to reach uint8, or None when the values were kept.
+    """
+
+    path: Path
+    page: int
+    pages: int
+    source_dtype: str
+    compression: str
+    scaling: str | None
+
+
+# --------------------------------------------------------------------------- public API
+
+def read_image(path) -> np.ndarray:
+    """One single-page image file as uint8 (H, W); see the module docstring for the rules."""
+    return read_image_info(path)[0]
+
+
+def read_image_info(path) -> tuple[np.ndarray, ImageInfo]:
+    """Like :func:`read_image`, also returning the :class:`ImageInfo` (scaling rule applied)."""
+    with contextlib.closing(iter_pages(path)) as pages:
+        return next(pages)
+
+
+def read_pages(path) -> list[np.ndarray]:
+    """Every page of a (multi-page) file as uint8 (H, W) arrays, in file order."""
+    return [frame for frame, _ in iter_pages(path, allow_pages=True)]
+
+
+def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, ImageInfo]]:
+    """Yield ``(uint8 (H, W) frame, ImageInfo)`` per page, decoding one page at a time.
+
+    allow_pages: False (what :func:`read_image` uses) raises ImageReadError for
+        files with more than one page before decoding any of them.
+    """
+    path, kind = _check_file(path)
+    opener = _tiff if kind == "tiff" else _pillow
+    with opener(path) as (n_pages, compression, raws):
+        if n_pages > 1 and not allow_pages:
+            raise ImageReadError(
+                f"image {path} is a stack of {n_pages} pages, but read_image reads one frame; "
+                "use livecell_kit.images.read_pages(path) (or iter_pages) for all pages, "
+                "`livecell-kit predict`, which predicts page by page, or save the page you "
+                "want as its own file", "unsupported")
+        if n_pages == 0:
+            raise _corrupt(path, "it holds no image")
+        for i, raw in enumerate(raws):
+            frame, scaling = to_uint8(_grey(path, raw))
+            yield frame, ImageInfo(path, i, n_pages, str(raw.dtype), compression, scaling)
+
+
+def to_uint8(grey: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Map a grey (H, W) array of any real dtype to uint8 by the module's rules.
+
+    Returns ``(uint8 (H, W), scaling)``; scaling describes the rule, None if values were kept.
+    """
+    a = np.asarray(grey)
+    if a.dtype == np.uint8:
+        return a, None
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255, "bool -> uint8: False/True -> 0/255"
+    if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
+        return a.astype(np.uint8), None
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"cannot map pixel type {a.dtype} to grey values")
+    x = a.astype(np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return np.zeros(a.shape, np.uint8), f"{a.dtype} -> uint8: no finite values, all 0"
+    lo, hi = (float(v) for v in np.percentile(finite, STRETCH_PERCENTILES))
+    rule = (f"{a.dtype} -> uint8: linear stretch of the {STRETCH_PERCENTILES[0]:g}-"
+            f"{STRETCH_PERCENTILES[1]:g} percentiles ({lo:.6g}..{hi:.6g}) to 0..255, clipped")
+    if hi <= lo:  # flat image: only "above the level" carries information
+        return np.where(x > lo, 255, 0).astype(np.uint8), rule
+    y = np.nan_to_num((x - lo) * 255.0 / (hi - lo), nan=0.0, posinf=255.0, neginf=0.0)
+    return np.rint(np.clip(y, 0, 255)).astype(np.uint8), rule
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _corrupt(path: Path, what: str) -> ImageReadError:
+    return ImageReadError(f"image {path} is corrupt or truncated: {what}; {_REFETCH}", "corrupt")
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _check_file(path) -> tuple[Path, str]:
+    """Existence, name and first bytes; returns (path, "tiff" | "png" | "jpeg")."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"image {path} does not exist; check the path (or the data root), "
+                             "or fetch the data with `livecell-kit download --out DIR`", "missing")
+    if path.is_dir():
+        raise ImageReadError(f"image {path} is a folder, not an image file; pass the files "
+                             "inside it (`livecell-kit predict` searches folders)", "unsupported")
+    if path.suffix.lower() not in SUFFIXES:
+        raise ImageReadError(f"image {path}: file type {path.suffix or '(none)'!r} is not "
+                             f"supported; the kit reads {'/'.join(SUFFIXES)} — convert it, e.g. "
+                             "in Fiji: File > Save As > Tiff", "unsupported")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ImageReadError(f"image {path} cannot be opened ({_why(exc)}); check its "
+                             "permissions", "access") from exc
+    if not head:
+        raise _corrupt(path, "the file is empty (0 bytes)")
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return path, kind
+    try:  # a valid image of another format, misnamed?
+        with Image.open(path) as im:
+            fmt = im.format
+    except Exception:
+        fmt = None
+    if fmt:
+        raise ImageReadError(f"image {path} is a {fmt} file despite its {path.suffix} name; the "
+                             "kit reads TIFF, PNG and JPEG — convert it", "unsupported")
+    raise _corrupt(path, f"it does not start like a TIFF, PNG or JPEG file (first bytes {head[:8]!r})")
+
+
+def _grey(path: Path, raw: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, S) with S = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA -> grey (H, W)."""
+    if raw.ndim == 2:
+        return raw
+    if raw.ndim == 3 and raw.shape[-1] in (1, 2):
+        return raw[..., 0]
+    if raw.ndim == 3 and raw.shape[-1] in (3, 4):
+        y = raw[..., :3].astype(np.float64) @ LUMA
+        # back to the source type, so to_uint8 applies the same rules as for grey files
+        return (np.rint(y) if np.issubdtype(raw.dtype, np.integer) else y).astype(raw.dtype)
+    raise ImageReadError(f"image {path} has a frame of shape {raw.shape}; the kit reads grey, "
+                         "grey+alpha, RGB or RGBA planes — save one channel as its own file "
+                         "(Fiji: Image > Color > Split Channels)", "unsupported")
+
+
+class _ThreadLog(logging.Handler):
+    """Collects tifffile's ERROR records from this thread only (tf.data reads in parallel)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record):
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+# --------------------------------------------------------------------------- TIFF
+
+_COLOUR = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)  # tifffile decodes YCbCr to RGB
+
+
+def _tiff_layout(path: Path, series) -> tuple[int, str]:
+    """Planes in one series and the sample handling ("grey", "colour", "palette", "invert")."""
+    kf = series.keyframe
+    photometric, samples = kf.photometric, kf.samplesperpixel
+    if photometric in _COLOUR:
+        mode = "colour"
+    elif photometric == tifffile.PHOTOMETRIC.PALETTE and samples == 1:
+        mode = "palette"
+    elif photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE) and (
+            samples == 1 or (samples == 2 and kf.extrasamples)):
+        mode = "invert" if photometric == tifffile.PHOTOMETRIC.MINISWHITE else "grey"
+    else:
+        raise ImageReadError(
+            f"image {path} has {samples} samples per pixel with photometric "
+            f"{_name(tifffile.PHOTOMETRIC, photometric)}; the kit reads grey, grey+alpha, palette, "
+            "RGB or RGBA TIFFs — save one channel or an RGB/grey copy", "unsupported")
+    return _planes_per(series.shape, series.axes), mode
+
+
+def _name(enum, value) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
+
+
+def _predicted(kf) -> bool:  # tifffile ignores the predictor of JPEG-like codecs
+    return kf.predictor != 1 and kf.compression not in tifffile.TIFF.IMAGE_COMPRESSIONS
+
+
+def _missing_decoder(kf) -> str | None:
+    """Name of the compression/predictor tifffile cannot decode for this page, else None."""
+    if kf.compression != 1 and kf.compression not in tifffile.TIFF.DECOMPRESSORS:
+        return f"{_name(tifffile.COMPRESSION, kf.compression)} compression"
+    if _predicted(kf) and kf.predictor not in tifffile.TIFF.UNPREDICTORS:
+        return f"{_name(tifffile.PREDICTOR, kf.predictor)} predictor"
+    return None
+
+
+def _compression_name(kf) -> str:
+    name = _name(tifffile.COMPRESSION, kf.compression).lower()
+    return name + "+" + _name(tifffile.PREDICTOR, kf.predictor).lower() if _predicted(kf) else name
+
+
+def _planes(arr: np.ndarray, axes: str, mode: str, kf) -> np.ndarray:
+    """Array with tifffile ``axes`` -> (N, H, W) or (N, H, W, S): leading axes become pages."""
+    keep = [a for a in "YXS" if a in axes]
+    order = [i for i, a in enumerate(axes) if a not in keep] + [axes.index(a) for a in keep]
+    arr = arr.transpose(order).reshape((-1,) + tuple(arr.shape[axes.index(a)] for a in keep))
+    if mode == "palette":  # colormap is (3, 2**bits) of 16-bit (sometimes 8-bit) values
+        cmap = np.asarray(kf.colormap)
+        rgb = np.moveaxis(cmap[:, arr], 0, -1)
+        arr = (rgb // 257 if cmap.max() > 255 else rgb).astype(np.uint8)
+    elif mode == "invert":  # MINISWHITE: 0 is white
+        arr = ~arr if arr.dtype == np.bool_ else (
+            np.iinfo(arr.dtype).max - arr if np.issubdtype(arr.dtype, np.integer) else -arr)
+    return arr
+
+
+def _check_extent(path: Path, page, size: int) -> None:
+    """Raise if this page's strips/tiles run past the end of the file (truncated download)."""
+    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts) if c]
+    if ends and max(ends) > size:
+        raise _corrupt(path, f"the file has {size} bytes but its image data runs to byte "
+                             f"{max(ends)} (truncated download or copy?)")
+
+
+def _parse_tiff(path: Path):
+    """Open with tifffile and walk its IFDs; returns (TiffFile, series, layouts)."""
+    log, tiff_log = _ThreadLog(), logging.getLogger("tifffile")
+    tiff_log.addHandler(log)
+    tif = None
+    try:
+        tif = tifffile.TiffFile(path)
+        series = [s for s in tif.series if not s.keyframe.subfiletype & 1] or tif.series[:1]
+        layouts = [_tiff_layout(path, s) for s in series]
+        broken = [m for m in log.messages if _BROKEN_CHAIN.search(m)]
+        if broken or not series:
+            raise _corrupt(path, f"tifffile reports {broken[0][:200]!r}" if broken
+                           else "it holds no image")
+        return tif, series, layouts
+    except BaseException:
+        if tif is not None:
+            tif.close()
+        raise
+    finally:
+        tiff_log.removeHandler(log)
+
+
+@contextlib.contextmanager
+def _tiff(path: Path):
+    """Yield ``(pages, compression, raw frames)``; raw frames are (H, W[, S]) arrays."""
+    try:
+        tif, series, layouts = _parse_tiff(path)
+        fallback = None
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile cannot parse the structure: let libtiff try
+        fallback = _corrupt(path, f"its TIFF structure cannot be parsed ({_why(exc)})")
+    if fallback is None:
+        missing = next(filter(None, (_missing_decoder(s.keyframe) for s in series)), None)
+        if missing:
+            tif.close()
+            fallback = ImageReadError(f"image {path} is a valid TIFF that needs the {missing} "
+                                      f"decoder, which tifffile lacks here: {_CODEC_FIX}",
+                                      "unsupported")
+    if fallback is not None:
+        with _pillow(path, fallback) as src:
+            yield src
+        return
+    with tif:
+        yield (sum(n for n, _ in layouts), _compression_name(series[0].keyframe),
+               _tiff_frames(path, tif, series, layouts))
+
+
+def _planes_per(shape, axes) -> int:
+    return int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"]))
+
+
+def _tiff_frames(path: Path, tif, series, layouts) -> Iterator[np.ndarray]:
+    size = tif.filehandle.size
+    for s, (n, mode) in zip(series, layouts):
+        kf, ifds = s.keyframe, list(s.pages)
+        if any(p is None for p in ifds) or len(ifds) * _planes_per(kf.shape, kf.axes) != n:
+            # e.g. ImageJ files over 4 GB: one IFD, then all planes contiguous
+            if s.dataoffset is not None and s.dataoffset + s.nbytes > size:
+                raise _corrupt(path, f"the file has {size} bytes but its image data runs to "
+                                     f"byte {s.dataoffset + s.nbytes} (truncated download or copy?)")
+            chunks = [(s, s.axes)]
+        else:
+            chunks = [(p, kf.axes) for p in ifds]
+        for src, axes in chunks:
+            if src is not s:
+                _check_extent(path, src, size)
+            try:
+                planes = _planes(src.asarray(), axes, mode, kf)
+            except Exception as exc:
+                raise _corrupt(path, f"its image data cannot be decoded ({_why(exc)})") from exc
+            yield from planes
+
+
+# --------------------------------------------------------------------------- Pillow
+
+def _pillow_array(path: Path, im) -> np.ndarray:
+    if im.mode in ("P", "PA", "RGBa", "RGBX"):
+        im = im.convert("RGBA")
+    elif im.mode == "La":
+        im = im.convert("LA")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    if im.format == "PNG" and im.mode in ("RGB", "RGBA", "LA"):
+        # Pillow keeps only the top 8 bits of 16-bit colour/LA PNGs; IHDR byte 24 is the bit depth
+        with open(path, "rb") as fh:
+            if fh.read(25)[24:25] == b"\x10":
+                import imagecodecs  # a dependency; only this rare case needs it
+
+                return imagecodecs.png_decode(path.read_bytes())
+    return np.asarray(im)
+
+
+def _pillow_error(path: Path, exc: Exception) -> ImageReadError:
+    """Classify a Pillow failure on a PNG/JPEG."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageReadError(f"image {path} is larger than Pillow's safety limit ({exc}); if you "
+                              "trust it, set PIL.Image.MAX_IMAGE_PIXELS = None", "unsupported")
+    if "not available" in str(exc):  # e.g. "decoder jpeg not available" in a stripped Pillow
+        return ImageReadError(f"image {path} needs a decoder this Pillow lacks ({_why(exc)}); "
+                              "reinstall pillow from PyPI or conda-forge", "unsupported")
+    return _corrupt(path, f"Pillow cannot decode it ({_why(exc)})")
+
+
+@contextlib.contextmanager
+def _pillow(path: Path, error: ImageReadError | None = None):
+    """Yield ``(pages, compression, raw frames)`` via Pillow; ``error`` replaces Pillow's failures.
+
+    Only TIFFs count frames; a PNG/JPEG is one frame (ignores APNG/MPO extras).
+    """
+    def fail(exc: Exception) -> ImageReadError:
+        return error if error is not None else _pillow_error(path, exc)
+
+    try:
+        im = Image.open(path)
+    except Exception as exc:
+        raise fail(exc) from exc
+    with im:
+        try:
+            first = _pillow_array(path, im)  # decode now: Image.open is lazy
+        except Exception as exc:
+            raise fail(exc) from exc
+        n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+        compression = (str(im.info.get("compression", "tiff")) + " (read by Pillow)"
+                       if im.format == "TIFF" else im.format.lower())
+
+        def frames():
+            yield first
+            for i in range(1, n):
+                try:
+                    im.seek(i)
+                    arr = _pillow_array(path, im)
+                except Exception as exc:
+                    raise fail(exc) from exc
+                yield arr
+
+        yield n, compression, frames()
