@@ -129,21 +129,66 @@ def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
                 f"${REAL_DATA_ENV}={real} holds no annotations/ folder; run "
                 f"`livecell-kit download --out {real}` first, or unset the variable to use the sample")
         return root
+    return sample_root(seed, images_per_type)
+
+
+def sample_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
+    """The kit's synthetic sample (generated on first use), whatever ``$LIVECELL_KIT_DATA_ROOT`` says."""
     from livecell_kit import sample
 
     return Path(sample.make_sample(workdir() / f"sample-seed{seed}", seed=seed,
                                    images_per_type=images_per_type))
 
 
+def explored_split(root: Path) -> str:
+    """The split notebooks 01-02 explore: ``train``, else the first split ``root`` annotates.
+
+    A real data root may hold only some of LIVECell's JSONs (e.g. frames for evaluation).
+    """
+    from livecell_kit import data
+
+    available = data.available_splits(root)
+    if not available:
+        raise FileNotFoundError(f"{root}/annotations holds none of livecell_coco_{{train,val,test}}.json; "
+                                f"run `livecell-kit download --out {root}` or unset ${REAL_DATA_ENV}")
+    if "train" not in available:
+        print(f"{root} has no train annotations: exploring the {available[0]} split instead")
+    return "train" if "train" in available else available[0]
+
+
+def training_root() -> Path:
+    """Where notebook 04 trains: the data root when it annotates train and val, else the sample.
+
+    A real data root with only evaluation frames is then measured (notebook 05) with a
+    model trained on the sample — never tuned on the frames it is scored on.
+    """
+    from livecell_kit import data
+
+    root = data_root()
+    missing = [s for s in ("train", "val") if s not in data.available_splits(root)]
+    if not missing:
+        return root
+    print(f"{root} has no {' or '.join(missing)} annotations: training on the synthetic sample")
+    return sample_root()
+
+
+def evaluation_split(root: Path) -> str:
+    """The split notebook 05 scores: ``test`` when ``root`` annotates it, else ``val``."""
+    from livecell_kit import data
+
+    return "test" if "test" in data.available_splits(root) else "val"
+
+
 def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0, callbacks=()):
     """The run trained in notebook 04: reuse it when complete, else train it now.
 
+    root: the data it trains on, default :func:`training_root`.
     ``callbacks`` (Keras callbacks) only run when training actually happens.
     Returns the training result (``.model``, ``.history``, ``.out_dir``).
     """
     from livecell_kit import train
 
-    root = Path(root) if root is not None else data_root()
+    root = Path(root) if root is not None else training_root()
     out_dir = workdir() / "runs" / f"{preset}-{root.name}"
     return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
 

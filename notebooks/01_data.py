@@ -53,7 +53,7 @@ info = course.setup()
 from livecell_kit import data, plot, checks
 
 root = course.data_root()
-splits = {name: data.load_split(root, name) for name in data.SPLITS}
+splits = {name: data.load_split(root, name) for name in data.available_splits(root)}
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -62,15 +62,16 @@ for name, split in splits.items():
     print(f"{name:5s}: {len(split.images):4d} images, {n_cells:6d} annotated cells")
 
 # %% [markdown]
-# The folder looks like LIVECell's own: images sorted by split and cell type, one COCO JSON
-# per split.
+# The folder looks like LIVECell's own `images.zip`: one flat image folder per split (train and
+# val share one), one COCO JSON per split. (LIVECell's other archive, `images_per_celltype.zip`,
+# adds a `<CellType>/` sub-folder; the kit reads both.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for path in sorted(root.glob("*/*"))[:6]:
     print(path.relative_to(root))
 print(data.split_image_dir(root, "test").relative_to(root))
-print(data.annotation_path(root, "train").relative_to(root))
+print(data.annotation_path(root, "val").relative_to(root))
 
 # %% [markdown]
 # ## The annotation format
@@ -80,17 +81,18 @@ print(data.annotation_path(root, "train").relative_to(root))
 # a flat list of pixel coordinates `[x0, y0, x1, y1, …]` (x = column, y = row), with its
 # `area` in pixels and its bounding box `bbox = [x, y, width, height]`.
 #
-# One quirk: LIVECell's files store `annotations` as a *dictionary keyed by id* instead of a
-# list, and `pycocotools.coco.COCO` then fails with "string indices must be integers".
-# `data.load_annotations` reads both forms and hands back the standard list.
+# The official files store `annotations` as a list, as COCO does; some re-uploads (the Kaggle
+# copies) store a *dictionary keyed by id*, on which `pycocotools.coco.COCO` fails with "string
+# indices must be integers". `data.load_annotations` reads both forms and hands back the list.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 import json
 
-raw = json.loads(data.annotation_path(root, "train").read_text())
+explored = course.explored_split(root)
+raw = json.loads(data.annotation_path(root, explored).read_text())
 print("annotations stored as a", type(raw["annotations"]).__name__)
-train = splits["train"]
+train = splits[explored]
 first_cell = train.dataset["annotations"][0]
 print("keys of one cell:", sorted(first_cell))
 print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", first_cell["area"], "px")
@@ -151,12 +153,36 @@ answer = {cell_type: sum(counts) / len(counts) for cell_type, counts in cells_pe
 checks.check_cells_per_type(answer, train)
 
 # %% [markdown]
+# ## LIVECell's quirks
+#
+# Real data sets have flaws, and LIVECell documents some of its own. A few files are listed
+# twice under different ids (65 in the train JSON; some test images were annotated twice):
+# the kit keeps the **first** record of each file. Some images appear in both train and val:
+# the kit drops them from train, so the model is never validated on an image it trained on.
+# And a few images have almost no outlines although they are full of cells — training on
+# them teaches the network that cells are background. The kit flags images with fewer
+# than 10 outlined cells; look at them before you trust them.
+
+# %%
+for name, split in splits.items():
+    flagged = data.nearly_unannotated(split)
+    left_out = split.dataset.get("kit_val_overlap_dropped")  # set for train only
+    print(f"{name:5s}: {len(split.dataset['kit_duplicate_records'])} duplicate records dropped, "
+          + (f"{left_out} val images left out, " if left_out is not None else "")
+          + f"{len(flagged)} nearly unannotated")
+    for entry in flagged[:5]:
+        print(f"       {entry['file_name']}: {entry['n_cells']} cells outlined")
+
+# %% [markdown]
 # ## The seed subset
 #
 # The student project this course grew out of trained on **1024 training, 256 validation and
-# 512 test images** drawn from LIVECell's own splits. `data.select_subset` draws such a subset
-# reproducibly (same seed → same images), stratified so each cell type keeps its share, and
-# `data.write_manifest` saves it so a whole class can share the exact same images.
+# 512 test images** from LIVECell's own splits: simply the *first* ones listed in each JSON
+# (`data.select_subset(..., rule="first")`, what the `seed` preset uses). The first images of a
+# file are not a fair sample — the JSON is not shuffled, so some cell types may be missing.
+# The kit's default rule draws a subset reproducibly (same seed → same images), stratified so
+# each cell type keeps its share, and `data.write_manifest` saves it so a whole class can
+# share the exact same images.
 # On the small sample we ask for fewer images.
 
 # %%
@@ -165,8 +191,9 @@ from livecell_kit import presets
 seed_sizes = presets.get_preset("seed").data
 print("seed project:", seed_sizes.train_images, "train /", seed_sizes.val_images, "val /",
       seed_sizes.test_images, "test images")
-sizes = {"train": 16, "val": 8, "test": 8} if not course.using_real_data() else None
-subset = data.select_subset(root, sizes=sizes or {"train": 1024, "val": 256, "test": 512}, seed=0)
+seed_sizes_by_split = {"train": 1024, "val": 256, "test": 512}
+sizes = {"train": 16, "val": 8, "test": 8} if not course.using_real_data() else seed_sizes_by_split
+subset = data.select_subset(root, sizes={s: n for s, n in sizes.items() if s in splits}, seed=0)
 manifest = data.write_manifest(subset, course.workdir() / "subset_manifest.json")
 
 # %%

@@ -39,7 +39,7 @@ from pycocotools import mask as mask_utils
 from livecell_kit import data, masks, plot, checks
 
 root = course.data_root()
-train = data.load_split(root, "train")
+train = data.load_split(root, course.explored_split(root))
 image_record = train.images[0]
 height, width = image_record["height"], image_record["width"]
 image = data.read_image(train.image_path(image_record))

@@ -38,7 +38,7 @@ info = course.setup()
 # %%
 from livecell_kit import data, masks, plot, presets, train, checks
 
-root = course.data_root()
+root = course.training_root()  # the sample, or real LIVECell when it annotates train and val
 quick = presets.get_preset("quick")
 print(quick.description)
 

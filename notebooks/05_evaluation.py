@@ -35,8 +35,9 @@ info = course.setup()
 # %%
 from livecell_kit import data, evaluate, masks, plot, predict, checks
 
-root = course.data_root()
-run = course.quick_run(root)  # the model trained in notebook 04 (trained now if missing)
+root = course.data_root()        # the sample, or real LIVECell frames when configured
+run = course.quick_run()          # the model trained in notebook 04 (trained now if missing)
+eval_split = course.evaluation_split(root)
 
 # %% [markdown]
 # ## Metrics on the test split
@@ -53,7 +54,9 @@ run = course.quick_run(root)  # the model trained in notebook 04 (trained now if
 # * instance **AP** with LIVECell's COCO protocol.
 
 # %%
-results = evaluate.evaluate_model(run.model, root, split="test", progress=False)
+# the threshold is chosen on the validation split of the data the model was trained on
+results = evaluate.evaluate_model(run.model, root, split=eval_split, progress=False,
+                                  threshold_data=course.training_root())
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -67,7 +70,7 @@ table = {"U-Net (quick)": results, **{f"baseline: {k}": v for k, v in results["b
 for name, r in table.items():
     print(f"{name:22s} accuracy {r['pixel_accuracy']:.3f}  IoU {r['iou']:.3f}  Dice {r['dice']:.3f}  "
           f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
-fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title="test split")
+fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f"{eval_split} split")
 
 # %% [markdown]
 # Look at the all-background row: high accuracy, zero IoU. Pixel accuracy alone flatters.
@@ -97,7 +100,7 @@ print(f"chosen threshold: {results['threshold']:.2f} ({results['threshold_source
 # output (both 0/1 arrays). Compute the IoU of the cell class.
 
 # %%
-test_split = data.load_split(root, "test")
+test_split = data.load_split(root, eval_split)
 test_mask_dir = masks.build_mask_cache(test_split, kind="semantic", progress=False)
 first = test_split.images[0]
 image = data.read_image(test_split.image_path(first))
