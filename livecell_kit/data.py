@@ -58,7 +58,7 @@ SPLITS = ("train", "val", "test")
 IMAGE_HEIGHT, IMAGE_WIDTH = 520, 704
 
 _FIX_DATA = ("recreate it with `livecell-kit sample --out DIR` or fetch it again with "
-             "`livecell-kit download --out DIR` (delete the broken file first)")
+             "`livecell-kit download --out DIR`")
 
 
 # --------------------------------------------------------------------------- paths
