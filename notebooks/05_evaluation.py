@@ -35,8 +35,9 @@ info = course.setup()
 # %%
 from livecell_kit import data, evaluate, masks, plot, predict, checks
 
-root = course.data_root()        # the sample, or real LIVECell frames when configured
-run = course.quick_run()          # the model trained in notebook 04 (trained now if missing)
+root = course.data_root()              # the sample, or real LIVECell frames when configured
+train_root = course.training_root()   # where notebook 04 trained
+run = course.quick_run(train_root)    # the model trained in notebook 04 (trained now if missing)
 eval_split = course.evaluation_split(root)
 
 # %% [markdown]
@@ -56,7 +57,7 @@ eval_split = course.evaluation_split(root)
 # %%
 # the threshold is chosen on the validation split of the data the model was trained on
 results = evaluate.evaluate_model(run.model, root, split=eval_split, progress=False,
-                                  threshold_data=course.training_root())
+                                  threshold_data=train_root)
 
 # %%
 # NBVAL_CHECK_OUTPUT
