@@ -104,16 +104,12 @@ def sample_model(model_arg):
 
 def sample_threshold(model, sample_root: Path) -> tuple[float, dict]:
     """Best-IoU threshold on the sample's val split (ThresholdSweep), and the sweep's figures there."""
-    val = data.load_split(sample_root, "val")
-    sweep = evaluate.ThresholdSweep()
-    for rec in val.images:
-        image = data.read_image(val.image_path(rec))
-        truth = masks.semantic_mask(val.annotations_for(rec["id"]), *image.shape)
-        sweep.add(predict.predict_image(model, image), truth)
+    sweep = evaluate.sweep_split(model, sample_root, "val")
     best = sweep.best("iou")
     tab = sweep.table()
     i = tab["threshold"].index(best)
-    return best, {"threshold": best, "n_images": len(val.images), **{k: tab[k][i] for k in METRICS}}
+    n_images = len(data.load_split(sample_root, "val").images)
+    return best, {"threshold": best, "n_images": n_images, **{k: tab[k][i] for k in METRICS}}
 
 
 def score(model, records, thresholds, keep: int):

@@ -913,6 +913,27 @@ def _grouped(accs: Mapping[str, MetricAccumulator]) -> dict:
     return {k: {"n_images": a.n_images, **a.result()} for k, a in sorted(accs.items())}
 
 
+def sweep_split(model, data_root, split: str = "val", max_images: int | None = None,
+                subset_rule: str = "stratified", batch_size: int | None = None, progress: bool = False,
+                jit_compile: bool = False) -> ThresholdSweep:
+    """A :class:`ThresholdSweep` of ``model`` over one split (streamed, one batch in memory).
+
+    Its ``.best("iou")`` is how :func:`evaluate_model` chooses the threshold on val.
+    """
+    from livecell_kit import data
+
+    try:
+        images = data.load_subset(data_root, split, max_images, rule=subset_rule)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {split!r} split; "
+                                f"provide that split or pass a threshold (e.g. 0.5)") from err
+    sweep = ThresholdSweep()
+    for _, _, out, truth in _stream(model, images, batch_size or _default_batch_size(), progress,
+                                    f"threshold on {split}", jit_compile=jit_compile):
+        sweep.add(_channels(out)[0], truth)
+    return sweep
+
+
 def evaluate_model(model, data_root, split: str = "test", threshold: float | None = None,
                    val_split: str = "val", batch_size: int | None = None, instance: bool = True,
                    progress: bool = True, max_images: int | None = None, min_size: int = 20,
@@ -962,15 +983,8 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
         results["threshold_source"] = (f"default 0.5: the {split!r} split is the one evaluated, "
                                        f"so choosing the threshold on it would flatter the model")
     elif threshold is None:
-        try:
-            val = data.load_subset(threshold_root, val_split, max_images, rule=subset_rule)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {val_split!r} split; "
-                                    f"provide that split or pass a threshold (e.g. 0.5)") from err
-        sweep = ThresholdSweep()
-        for _, _, out, truth in _stream(model, val, batch_size, progress, f"threshold on {val_split}",
-                                      **stream_kw):
-            sweep.add(_channels(out)[0], truth)
+        sweep = sweep_split(model, threshold_root, val_split, max_images, subset_rule, batch_size,
+                            progress, jit_compile)
         threshold = sweep.best("iou")
         where = "" if threshold_root == Path(data_root) else f" of {threshold_root}"
         results["threshold_source"] = f"best IoU on {val_split}{where}"
