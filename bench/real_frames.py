@@ -40,7 +40,7 @@ os.environ.setdefault("LIVECELL_KIT_WORKDIR", str(ROOT / "build" / "work"))  # a
 
 import numpy as np  # noqa: E402
 
-from livecell_kit import course, data, evaluate, files, masks, plot  # noqa: E402
+from livecell_kit import atomic, course, data, evaluate, masks, plot  # noqa: E402
 
 course.import_tensorflow_quietly()  # TensorFlow's C++ start-up chatter silenced before train imports it
 from livecell_kit import predict, train  # noqa: E402
@@ -183,7 +183,7 @@ def save_figure(path: Path, shown, thr: float) -> None:
             ax.set(xlim=(-0.5, image.shape[1] - 0.5), ylim=(image.shape[0] - 0.5, -0.5))
             ax.axis("off")
     fig.tight_layout()
-    with files.atomic_path(path, suffix=".png") as tmp:
+    with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
 

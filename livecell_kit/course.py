@@ -212,7 +212,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     """
     import nbformat
 
-    from livecell_kit import files
+    from livecell_kit import atomic
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))
@@ -230,7 +230,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
                 cell.source = strip_solutions(cell.source)
                 cell.outputs, cell.execution_count = [], None
         target = out_dir / path.name
-        with files.atomic_path(target, suffix=".ipynb") as tmp:
+        with atomic.atomic_path(target, suffix=".ipynb") as tmp:
             nbformat.write(nb, tmp)
         written.append(target)
     return written

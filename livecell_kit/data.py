@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from livecell_kit import files
+from livecell_kit import atomic
 from livecell_kit.images import ImageReadError, read_image  # noqa: F401  (data.read_image)
 
 CELL_TYPES = ("A172", "BT474", "BV2", "Huh7", "MCF7", "SHSY5Y", "SkBr3", "SKOV3")
@@ -539,7 +539,7 @@ _MANIFEST_KEYS = ("split", "image_id", "file_name", "cell_type")
 def write_manifest(entries, path) -> Path:
     """Save subset entries as JSON (atomically); returns ``Path(path)``."""
     path = Path(path)
-    files.write_json(path, {"format": "livecell-kit subset", "version": 1,
+    atomic.write_json(path, {"format": "livecell-kit subset", "version": 1,
                             "entries": [dict(e) for e in entries]}, indent=1)
     return path
 
@@ -700,7 +700,7 @@ def _read_recorded(cache: Path) -> dict:
 def _forget_recorded(cache: Path, name: str) -> None:
     recorded = _read_recorded(cache)
     if recorded.pop(name, None) is not None:
-        files.write_json(cache / RECORDED_HASHES, recorded, indent=1)
+        atomic.write_json(cache / RECORDED_HASHES, recorded, indent=1)
 
 
 def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
@@ -746,7 +746,7 @@ def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
     if known is None:
         recorded = _read_recorded(cache)
         recorded[name] = "sha256:" + pooch.file_hash(str(path), alg="sha256")
-        files.write_json(cache / RECORDED_HASHES, recorded, indent=1)
+        atomic.write_json(cache / RECORDED_HASHES, recorded, indent=1)
     return path
 
 
@@ -776,7 +776,7 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
     st = zip_path.stat()
     signature = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-        if json.loads(stamp.read_text()) == signature:
+        if atomic.read_stamp(stamp) == signature:
             return dest
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
@@ -805,7 +805,7 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
                 os.replace(entry, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    files.write_json(stamp, signature, indent=1)
+    atomic.write_stamp(stamp, signature)
     return dest
 
 

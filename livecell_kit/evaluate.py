@@ -53,7 +53,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from livecell_kit import files
+from livecell_kit import atomic
 from livecell_kit.presets import SEED_REPORTED
 
 EPS = 1e-7
@@ -594,28 +594,6 @@ def instances_to_coco_results(labels: np.ndarray, image_id: int, scores=None,
     return out
 
 
-def write_json_atomic(obj, path) -> Path:
-    """Write ``obj`` as JSON to ``path`` via a temporary file + ``os.replace``."""
-    return files.write_json(path, obj, indent=2, allow_nan=False, default=_json_default)
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def write_coco_results(results: list[dict], path) -> Path:
-    """Save COCO results (from :func:`instances_to_coco_results`) as JSON, atomically."""
-    return write_json_atomic(results, path)
-
-
 class _FastCOCOeval:
     """Factory for a ``COCOeval`` whose per-image matching visits only plausible pairs.
 
@@ -1073,14 +1051,4 @@ def per_cell_type_table(results: Mapping, which: str = "model") -> MetricsTable:
 
 def write_metrics_json(results: Mapping, path) -> Path:
     """Save :func:`evaluate_model`'s results as JSON, atomically (NaN is written as null)."""
-    return write_json_atomic(_nan_to_none(results), path)
-
-
-def _nan_to_none(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    return obj
+    return atomic.write_json(path, results)

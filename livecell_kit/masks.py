@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from livecell_kit import files
+from livecell_kit import atomic
 
 #: Mask kinds the cache and :func:`write_masks` know.
 KINDS = ("semantic", "instance", "border")
@@ -475,7 +474,7 @@ def _encode_png(mask: np.ndarray, kind: str):
 
 def _save_atomic(mask: np.ndarray, kind: str, path: Path) -> None:
     """Write the PNG to a temporary file next to ``path``, then rename: never a half file."""
-    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
         _encode_png(mask, kind).save(f, format="PNG")
 
 
@@ -581,16 +580,13 @@ def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: b
     stamp = cache_dir / STAMP_NAME
     expected = {"version": CACHE_VERSION, "kind": kind, "annotations_sha256_16": digest,
                 "images": len(split.images)}
-    try:
-        if json.loads(stamp.read_text()) == expected:
-            return cache_dir
-    except (OSError, ValueError):
-        pass
+    if atomic.read_stamp(stamp) == expected:
+        return cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
     _write_all(split.images, split.annotations_for, cache_dir, kind, source, progress,
                desc=f"{kind} masks ({split.name})")
-    files.write_json(stamp, expected, indent=None)
+    atomic.write_stamp(stamp, expected)
     return cache_dir
 
 

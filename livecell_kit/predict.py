@@ -36,7 +36,7 @@ from typing import Iterable
 
 import numpy as np
 
-from livecell_kit import files
+from livecell_kit import atomic
 from livecell_kit.images import SUFFIXES as IMAGE_SUFFIXES
 from livecell_kit.images import iter_pages
 #: Images with more pixels than this are tiled automatically (memory, not accuracy).
@@ -284,7 +284,7 @@ def predict_array(model, image: np.ndarray, threshold: float = 0.5, out_dir=None
 
 def _atomic_write(path: Path, write) -> None:
     """``write(tmp_path)`` then rename into place (see :mod:`livecell_kit.files`)."""
-    with files.atomic_path(path, suffix=path.suffix) as tmp:
+    with atomic.atomic_path(path, suffix=path.suffix) as tmp:
         write(tmp)
 
 

@@ -24,7 +24,6 @@ type and split, 64 frames) takes a few seconds on a laptop CPU.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from livecell_kit import files
+from livecell_kit import atomic
 from livecell_kit.data import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS, annotation_path,
                                split_image_dir)
 
@@ -344,11 +343,7 @@ def _write_tiff(path: Path, img: np.ndarray) -> None:
     # no compression, no time stamp, no shape description: same pixels -> same bytes
     tifffile.imwrite(buf, img, photometric="minisblack", compression=None, metadata=None,
                      software="livecell-kit")
-    files.write_bytes(path, buf.getvalue())
-
-
-def _write_json(path: Path, obj) -> None:
-    files.write_bytes(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def _file_names(rng: np.random.Generator, cell_type: str, count: int, seen: set[str]) -> list[str]:
@@ -383,13 +378,6 @@ def _check_sizes(images_per_type) -> dict[str, int]:
     return out
 
 
-def _read_stamp(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = None) -> Path:
     """Write the synthetic LIVECell-like sample to ``out`` and return ``Path(out)``.
 
@@ -409,7 +397,7 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
     seed = int(seed)
     settings = {"generator_version": GENERATOR_VERSION, "seed": seed, "images_per_type": sizes}
     stamp_path = out / STAMP_NAME
-    stamp = _read_stamp(stamp_path)
+    stamp = atomic.read_stamp(stamp_path)
     if stamp is not None and stamp.get("complete") and stamp.get("settings") == settings:
         if all((out / f).is_file() for f in stamp.get("files", [])):
             return out
@@ -421,9 +409,9 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
     # Mark the folder as an unfinished sample first: an interrupted run is then
     # redrawn next time, never mistaken for a complete one.
     old_files = set(stamp.get("files", [])) if stamp else set()
-    _write_json(stamp_path, {"complete": False, "settings": settings})
+    atomic.write_stamp(stamp_path, {"complete": False, "settings": settings})
 
-    files: list[str] = []
+    written: list[str] = []
     # Ids like LIVECell's: large, increasing, with gaps (its image ids run to ~1.6 M).
     id_rng = np.random.default_rng([seed, 4242])
     image_id, ann_id = 100_000, 1_000_000
@@ -446,7 +434,7 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                 img = _render(rng, morph, labels)
                 rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
-                files.append(rel.as_posix())
+                written.append(rel.as_posix())
                 image_id += int(id_rng.integers(1, 5000))
                 png = name.rsplit(".", 1)[0] + ".png"
                 images.append({"id": image_id, "width": IMAGE_WIDTH, "height": IMAGE_HEIGHT,
@@ -480,16 +468,16 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
             "annotations": annotations,
         }
         rel = annotation_path(Path(), split)
-        _write_json(out / rel, dataset)
-        files.append(rel.as_posix())
+        atomic.write_json(out / rel, dataset, indent=None)
+        written.append(rel.as_posix())
 
     # frames left over from an earlier sample with more images per type
-    for stale in sorted(old_files - set(files)):
+    for stale in sorted(old_files - set(written)):
         if not (stale.startswith("images/") and stale.endswith(".tif") and ".." not in stale):
             continue
         try:
             (out / stale).unlink()
         except OSError:
             pass
-    _write_json(stamp_path, {"complete": True, "settings": settings, "files": files})
+    atomic.write_stamp(stamp_path, {"complete": True, "settings": settings, "files": written})
     return out

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from livecell_kit import files
+from livecell_kit import atomic
 from livecell_kit import __version__
 from livecell_kit.model import build_unet
 from livecell_kit.presets import Preset, get_preset, override
@@ -393,12 +393,8 @@ def make_metrics() -> list[keras.metrics.Metric]:
 # Run folder helpers
 # ----------------------------------------------------------------------------
 
-def _write_json_atomic(obj, path: Path) -> None:
-    files.write_json(path, obj, indent=2, default=float)
-
-
 def _save_model_atomic(model: keras.Model, path: Path) -> None:
-    with files.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
+    with atomic.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
         model.save(tmp)
 
 
@@ -431,7 +427,7 @@ class JsonHistory(keras.callbacks.Callback):
         epochs = sorted(rows)
         keys = sorted({k for r in rows.values() for k in r})
         hist = {"epoch": epochs, **{k: [rows[e].get(k, float("nan")) for e in epochs] for k in keys}}
-        _write_json_atomic(hist, self.path)
+        atomic.write_json(self.path, hist)
 
 
 @dataclass
@@ -533,7 +529,7 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
     config = {"preset": preset.to_dict(), "precision": precision, "data_root": str(data_root.resolve()),
               "kit_version": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
               "finished": False}
-    _write_json_atomic(config, config_path)
+    atomic.write_json(config_path, config)
 
     keras.utils.set_random_seed(tc.seed)
     train_images, train_masks = split_files(data_root, "train", mc.outputs, dc.train_images,
@@ -581,7 +577,7 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
     _save_model_atomic(final, out_dir / "model.keras")
     history = read_history(out_dir)
     config.update(finished=True, epochs_trained=len(history.get("epoch", [])))
-    _write_json_atomic(config, config_path)
+    atomic.write_json(config_path, config)
     shutil.rmtree(out_dir / "backup", ignore_errors=True)
     return TrainResult(model=final, history=history, out_dir=out_dir, precision=precision)
 

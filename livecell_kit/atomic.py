@@ -1,0 +1,95 @@
+"""Atomic file writes, the one JSON writer and the one "done" stamp shared by every stage.
+
+A file appears at its final path only once it is complete: writers fill a
+temporary file in the same folder and rename it into place (``os.replace`` is
+atomic on one file system). A crash, a full disk or Ctrl-C leaves the old file
+or none — never half a file that a later run would take for a good one.
+
+A *stamp* is a small JSON file written last, after everything it vouches for
+(a mask cache, a sample, an extracted archive). A missing or unreadable stamp
+means "not done", so an interrupted job is redone rather than trusted.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; it replaces ``path`` when the block succeeds.
+
+    suffix: ending of the temporary name, for writers that infer the format from it
+        (``".keras"`` for Keras, ``".png"`` for Pillow). On any error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` atomically; returns ``Path(path)``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars/arrays and paths made JSON types, and NaN/inf as None (JSON null)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path, obj, indent: int | None = 2) -> Path:
+    """Write ``obj`` as strict UTF-8 JSON (newline-terminated) to ``path`` atomically.
+
+    numpy numbers and arrays become plain numbers and lists, paths become
+    strings and NaN/inf become ``null`` (JSON has no NaN). ``indent=None``
+    writes the compact form (no spaces), for large machine-read files.
+    Returns ``Path(path)``.
+    """
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(_plain(obj), indent=indent, separators=separators, allow_nan=False)
+    return write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def read_stamp(path) -> dict | None:
+    """The stamp at ``path`` as a dict, or None when it is missing or unreadable (= not done)."""
+    try:
+        stamp = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def write_stamp(path, info: Mapping) -> Path:
+    """Record that the job described by ``info`` is done; call it after the job's last write."""
+    return write_json(path, dict(info), indent=1)
