@@ -182,7 +182,7 @@ def test_complete_sample_is_reused_and_interrupted_one_redrawn(tmp_path, monkeyp
     def no_drawing(*args):
         raise AssertionError("a complete sample was drawn again")
 
-    monkeypatch.setattr(sample, "_render", no_drawing)
+    monkeypatch.setattr(sample, "render_frame", no_drawing)
     assert sample.make_sample(out, seed=3, images_per_type=TINY) == out
     with pytest.raises(AssertionError, match="drawn again"):  # other settings: redrawn
         sample.make_sample(out, seed=4, images_per_type=TINY)
