@@ -13,6 +13,10 @@
                                        2 × (3×3 conv → [BN] → ReLU)
       └ 1×1 conv + sigmoid (float32)  → probabilities (B, H, W, C)
 
+The blocks below (``_two_convs``, ``_encoder_block``, ``_decoder_block``) mirror the
+plain Keras version notebook 03 writes for the seed preset; the notebook checks that
+both networks agree (same weights' shapes, same output), so they cannot drift apart.
+
 Why the rescaling is inside the model: the input pipeline can carry uint8
 pixels (4× less memory than float32 in caches and prefetch buffers), and a
 saved ``model.keras`` takes images exactly as :func:`livecell_kit.data.read_image`
@@ -73,8 +77,8 @@ def level_filters(cfg: ModelConfig) -> list[int]:
     return [cfg.base_filters * 2**level for level in range(cfg.depth + 1)]
 
 
-def _conv_block(x, filters: int, cfg: ModelConfig, prefix: str):
-    """Two 3×3 'same' convolutions, each followed by optional BN and ReLU."""
+def _two_convs(x, filters: int, cfg: ModelConfig, prefix: str):
+    """Two 3×3 'same' convolutions, each followed by optional BN and ReLU; (B, h, w, filters)."""
     for i in (1, 2):
         # No conv bias when BN follows: BN's beta does the same job.
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not cfg.batch_norm,
@@ -85,6 +89,28 @@ def _conv_block(x, filters: int, cfg: ModelConfig, prefix: str):
             x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
     return x
+
+
+def _encoder_block(x, filters: int, cfg: ModelConfig, level: int):
+    """Encoder level ``level``: two convs, then a 2×2 max pool.
+
+    Returns (skip, pooled): the features (B, h, w, filters) the decoder concatenates
+    and their pool (B, h/2, w/2, filters) that the next level takes.
+    """
+    features = _two_convs(x, filters, cfg, f"enc{level}")
+    return features, layers.MaxPooling2D(2, name=f"pool{level}")(features)
+
+
+def _decoder_block(x, skip, filters: int, cfg: ModelConfig, level: int):
+    """Decoder level ``level``: up-sample ``x`` (B, h/2, w/2, ·) ×2, concatenate ``skip``
+    (B, h, w, filters) and convolve; returns (B, h, w, filters)."""
+    if cfg.upsampling == "transpose":
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
+    else:
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
+        x = layers.Conv2D(filters, 1, name=f"up{level}_conv")(x)
+    x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+    return _two_convs(x, filters, cfg, f"dec{level}")
 
 
 def build_unet(cfg: ModelConfig, input_shape=(None, None, 1), name: str | None = None) -> keras.Model:
@@ -108,23 +134,15 @@ def build_unet(cfg: ModelConfig, input_shape=(None, None, 1), name: str | None =
 
     skips = []
     for level in range(cfg.depth):
-        x = _conv_block(x, filters[level], cfg, f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+        skip, x = _encoder_block(x, filters[level], cfg, level)
+        skips.append(skip)
 
-    x = _conv_block(x, filters[cfg.depth], cfg, "bottleneck")
+    x = _two_convs(x, filters[cfg.depth], cfg, "bottleneck")
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="bottleneck_dropout")(x)
 
     for level in reversed(range(cfg.depth)):
-        if cfg.upsampling == "transpose":
-            x = layers.Conv2DTranspose(filters[level], 2, strides=2, padding="same",
-                                       name=f"up{level}")(x)
-        else:
-            x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
-            x = layers.Conv2D(filters[level], 1, name=f"up{level}_conv")(x)
-        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _conv_block(x, filters[level], cfg, f"dec{level}")
+        x = _decoder_block(x, skips[level], filters[level], cfg, level)
 
     outputs = layers.Conv2D(output_channels(cfg), 1, activation="sigmoid", dtype="float32",
                             name="output")(x)

@@ -55,14 +55,114 @@ for name, preset in presets.PRESETS.items():
     print(f"    {preset.model}")
 
 # %% [markdown]
-# ## Build the seed U-Net
+# ## The U-Net in code
 #
-# `model.build_unet` builds the network from a `ModelConfig`. The input size is left open
-# (`None × None`), so the same model trains on crops and predicts on whole frames.
+# Now the seed U-Net itself, written plainly with `keras.layers`, one block per cell. The unit
+# every level repeats is a pair of 3×3 convolutions, each followed by a ReLU. `padding="same"`
+# pads the border so the feature map keeps its height and width. No `kernel_initializer` is
+# given: the seed used Keras' default (Glorot-uniform).
 
 # %%
+import keras
+from keras import layers
+
+
+def two_convs(x, filters):
+    """Two 3×3 convolutions with ReLU: (B, h, w, channels) -> (B, h, w, filters)."""
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    return x
+
+
+# %% [markdown]
+# An **encoder block** runs the two convolutions and then a 2×2 max-pool, which keeps the
+# largest value of each 2×2 patch and so halves the height and width. It returns both
+# tensors: the full-size features are kept for the skip connection, the pooled ones go one
+# level down.
+
+# %%
+def encoder_block(x, filters):
+    """Returns (skip, pooled): (B, h, w, filters) and (B, h/2, w/2, filters)."""
+    skip = two_convs(x, filters)
+    pooled = layers.MaxPooling2D(2)(skip)
+    return skip, pooled
+
+
+# %% [markdown]
+# A **decoder block** goes the other way. A 2×2 transposed convolution with stride 2 doubles
+# the height and width (it learns how to spread each pixel over a 2×2 patch); the encoder's
+# features of the same size are concatenated along the channel axis (the skip connection);
+# two 3×3 convolutions then mix the coarse "what" with the fine "where".
+
+# %%
+def decoder_block(x, skip, filters):
+    """(B, h/2, w/2, ·) and skip (B, h, w, filters) -> (B, h, w, filters)."""
+    x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+    x = layers.Concatenate()([x, skip])  # channels: filters (up-sampled) + filters (skip)
+    return two_convs(x, filters)
+
+
+# %% [markdown]
+# The **assembly**. The input is a grey image of any size (`None × None`, a multiple of 8)
+# holding raw values 0…255; the first layer divides by 255, so the model takes images exactly
+# as they are read from disk. Three encoder levels (16, 32, 64 filters), a 128-filter
+# bottleneck at 1/8 of the size, three decoder levels that take the skips back in reverse
+# order, and a 1×1 convolution with a sigmoid: one probability per pixel.
+
+# %%
+inputs = keras.Input(shape=(None, None, 1))
+x = layers.Rescaling(1 / 255)(inputs)
+skip1, x = encoder_block(x, 16)   # 520×704 -> 260×352
+skip2, x = encoder_block(x, 32)   #         -> 130×176
+skip3, x = encoder_block(x, 64)   #         ->  65×88
+x = two_convs(x, 128)             # the bottleneck
+x = decoder_block(x, skip3, 64)   #  65×88  -> 130×176
+x = decoder_block(x, skip2, 32)   #         -> 260×352
+x = decoder_block(x, skip1, 16)   #         -> 520×704
+outputs = layers.Conv2D(1, 1, activation="sigmoid")(x)
+my_unet = keras.Model(inputs, outputs, name="my_unet")
+
+# %% [markdown]
+# ## The package's builder
+#
+# The kit builds its networks with `model.build_unet(preset.model)`. It is the same recipe
+# with options the seed does not use (batch normalisation, dropout, bilinear up-sampling, a
+# second output channel, another initializer) and a name for every layer; its `_two_convs`,
+# `_encoder_block` and `_decoder_block` in `livecell_kit/model.py` read like the cells above,
+# with those options added. For the seed preset
+# it must give exactly our network — first check: the same number of parameters, and the same
+# weight tensors in the same order.
+
+# %%
+# NBVAL_CHECK_OUTPUT
 seed_preset = presets.get_preset("seed")
 unet = model.build_unet(seed_preset.model)
+print(f"notebook: {my_unet.count_params():,d} parameters; package: {unet.count_params():,d}")
+assert my_unet.count_params() == unet.count_params()
+assert [w.shape for w in my_unet.weights] == [w.shape for w in unet.weights]
+
+# %% [markdown]
+# Second check: give the package's model our (random, untrained) weights and feed both the
+# same random 520×704 frame. Same shape and same values out means the same computation. If
+# `livecell_kit/model.py` ever changes the seed network, one of these two cells fails.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import numpy as np
+
+unet.set_weights(my_unet.get_weights())
+frame = np.random.default_rng(0).integers(0, 256, (1, 520, 704, 1)).astype(np.float32)
+ours = keras.ops.convert_to_numpy(my_unet(frame))
+theirs = keras.ops.convert_to_numpy(unet(frame))
+print("notebook:", ours.shape, "package:", theirs.shape)
+print("same probabilities:", np.allclose(ours, theirs))
+assert ours.shape == theirs.shape == (1, 520, 704, 1) and np.allclose(ours, theirs)
+
+# %% [markdown]
+# `summary()` lists the package's layers with their names: `enc0_conv1` is the first
+# convolution of encoder level 0, `up2` the transposed convolution of decoder level 2, and so on.
+
+# %%
 unet.summary(line_length=100)
 
 # %% [markdown]
@@ -89,7 +189,7 @@ fig = plot.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Net")
 # A convolution with a k×k kernel, C_in input channels and F filters learns one k×k×C_in kernel
 # **and one bias** per filter. How many parameters does the very first convolution of the seed
 # U-Net have (3×3 kernel, 1 input channel — a grey image — and 16 filters)? Store it in `answer`;
-# compare with the first row of the summary above.
+# compare with the row `enc0_conv1` of the summary above.
 
 # %%
 ### BEGIN SOLUTION
@@ -105,8 +205,6 @@ checks.check_conv_params(answer, kernel=3, in_channels=1, filters=16)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-import numpy as np
-
 frame = np.zeros((1, 520, 704, 1), dtype=np.float32)
 probabilities = unet.predict(frame, verbose=0)
 print("in:", frame.shape, "-> out:", probabilities.shape, probabilities.dtype)

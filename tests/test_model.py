@@ -75,3 +75,13 @@ def test_output_float32_under_mixed_bfloat16():
     assert model.get_layer("enc0_conv1").compute_dtype == "bfloat16"
     y = model(np.zeros((1, 8, 8, 1), np.uint8))
     assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+def test_seed_layer_names_and_weight_order():
+    """Names that notebook 03's prose cites and saved runs carry; weights in the order of
+    notebook 03's plain version (encoder levels, bottleneck, decoder levels, output)."""
+    names = [layer.name for layer in build_unet(PRESETS["seed"].model).layers if layer.weights]
+    encoder = [f"enc{level}_conv{i}" for level in range(3) for i in (1, 2)]
+    decoder = [name for level in (2, 1, 0)
+               for name in (f"up{level}", f"dec{level}_conv1", f"dec{level}_conv2")]
+    assert names == encoder + ["bottleneck_conv1", "bottleneck_conv2"] + decoder + ["output"]
