@@ -8,6 +8,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from livecell_kit import data, masks
+from livecell_kit.masks import cache as mask_cache
+from livecell_kit.masks.rle import compressed_counts, foreground_runs
 
 H, W = 32, 40
 
@@ -71,8 +73,22 @@ def test_compressed_string_rle_and_round_trip():
         ann = {"id": 3, "image_id": 1, "segmentation": {"size": [H, W], "counts": counts}}
         np.testing.assert_array_equal(masks.semantic_mask([ann], H, W), mask)
     # the kit's own reading of the string agrees with the uncompressed runs
-    assert masks.rle_counts(rle) == masks.uncompressed_rle(mask)["counts"]
-    assert sum(masks.rle_counts(rle)[1::2]) == int(mask.sum()) == mask_utils.area(rle)
+    counts, owner, position = compressed_counts([rle["counts"]])
+    assert counts.tolist() == masks.uncompressed_rle(mask)["counts"]
+    assert (owner == 0).all() and position.tolist() == list(range(len(counts)))
+    assert int(counts[1::2].sum()) == int(mask.sum()) == mask_utils.area(rle)
+
+
+def test_foreground_runs_of_several_rles_match_decoding():
+    rng = np.random.default_rng(2)
+    decoded = [(rng.random((H, W)) < p).astype(np.uint8) for p in (0.0, 0.2, 0.9, 1.0)]
+    rles = [mask_utils.encode(np.asfortranarray(m)) for m in decoded]
+    owner, start, length = foreground_runs(rles)
+    for i, m in enumerate(decoded):
+        flat = np.zeros(H * W, np.uint8)
+        for s, n in zip(start[owner == i], length[owner == i]):
+            flat[s:s + n] = 1
+        np.testing.assert_array_equal(flat.reshape(W, H).T, m)  # starts are column-major
 
 
 def test_annotation_rles_one_per_annotation_multi_polygon_merged():
@@ -143,6 +159,9 @@ def _inside_somewhat(ann):
     ({"size": [H, W], "counts": [5, 3]}, "adding up"),
     ({"size": [H, W + 1], "counts": [H * (W + 1)]}, "does not match"),
     ({"size": [H, W], "counts": "abc"}, "corrupt"),     # would hang pycocotools' merge
+    ({"size": [H, W], "counts": "0 1"}, "not an RLE character"),
+    ({"size": [H, W], "counts": "oooooooo0"}, "spans 9 characters"),
+    ({"size": [H, W], "counts": "@"}, "adding up"),      # a negative count (-16)
 ])
 def test_bad_segmentations_raise_mask_error_naming_the_annotation(seg, words):
     anns = [square(1, 0, 0, 4, 4), {"id": 4242, "image_id": 7, "segmentation": seg}]
@@ -261,7 +280,7 @@ def test_write_masks_one_png_per_image(tmp_path):
 
 
 def test_cache_built_once_reused_and_rebuilt_after_json_change(tmp_path, monkeypatch):
-    path = _write_dataset(tmp_path)
+    _write_dataset(tmp_path)
     split = data.load_split(tmp_path, "train")
     cache_root = tmp_path / "cache"
     first = masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
@@ -275,8 +294,8 @@ def test_cache_built_once_reused_and_rebuilt_after_json_change(tmp_path, monkeyp
                                   masks.semantic_mask(split.annotations_for(rec["id"]), H, W))
 
     calls = []
-    real_render = masks.render
-    monkeypatch.setattr(masks, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
+    real_render = mask_cache.render
+    monkeypatch.setattr(mask_cache, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
     again = masks.build_mask_cache(data.load_split(tmp_path, "train"), kind="semantic",
                                    cache_root=cache_root, progress=False)
     assert again == first and calls == []
@@ -303,7 +322,7 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
     _write_dataset(tmp_path)
     split = data.load_split(tmp_path, "train")
     cache_root = tmp_path / "cache"
-    real_encode = masks._encode_png
+    real_encode = mask_cache._encode_png
     state = {"n": 0}
 
     class Image2:  # a PNG encoder that dies half-way through writing its second file
@@ -317,7 +336,7 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
                 raise KeyboardInterrupt
             self.img.save(f, format=format)
 
-    monkeypatch.setattr(masks, "_encode_png", lambda m, k: Image2(real_encode(m, k)))
+    monkeypatch.setattr(mask_cache, "_encode_png", lambda m, k: Image2(real_encode(m, k)))
     with pytest.raises(KeyboardInterrupt):
         masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
     (cache_dir,) = cache_root.iterdir()
@@ -325,7 +344,7 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
     assert len(names) == 1 and names[0].endswith(".png")  # the first, complete mask only
     assert not (cache_dir / masks.STAMP_NAME).exists()
 
-    monkeypatch.setattr(masks, "_encode_png", real_encode)
+    monkeypatch.setattr(mask_cache, "_encode_png", real_encode)
     done = masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
     assert done == cache_dir and len(list(done.glob("*.png"))) == 3
     assert (done / masks.STAMP_NAME).exists()

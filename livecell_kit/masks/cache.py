@@ -1,0 +1,183 @@
+"""Masks on disk: one PNG per image, in a cache folder keyed by the annotation file.
+
+:func:`build_mask_cache` writes the masks of a whole split once (PNG per image)
+in a folder named after the annotation file's content and stamps it complete
+(:func:`livecell_kit.atomic.write_stamp`); :func:`load_mask` reads one back;
+:func:`write_masks` does the same for any annotation file (the
+``livecell-kit masks`` command).  :func:`render` makes the mask of one kind.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from livecell_kit import atomic
+from livecell_kit.data import default_workdir, load_annotations
+from livecell_kit.masks.borders import touching_border_mask
+from livecell_kit.masks.rasterise import instance_labels, semantic_mask
+from livecell_kit.masks.segmentations import MaskError
+
+#: Mask kinds the cache and :func:`write_masks` know.
+KINDS = ("semantic", "instance", "border")
+#: Written last into a cache folder; its presence (with this version) marks the folder complete.
+STAMP_NAME = ".livecell-kit-masks.json"
+#: Bump when the masks' content or file format changes, so old caches are rebuilt.
+CACHE_VERSION = 1
+#: 16-bit PNGs hold instance labels, so an image may have at most this many cells.
+MAX_INSTANCES = 65535
+
+
+def render(kind: str, anns, height: int, width: int, source=None) -> np.ndarray:
+    """The ``kind`` mask of one image: semantic / border → uint8 0/1, instance → int32."""
+    if kind == "semantic":
+        return semantic_mask(anns, height, width, source)
+    if kind == "instance":
+        return instance_labels(anns, height, width, source)
+    if kind == "border":
+        return touching_border_mask(instance_labels(anns, height, width, source))
+    raise ValueError(f"unknown mask kind {kind!r}; choose one of {KINDS}")
+
+
+def _encode_png(mask: np.ndarray, kind: str):
+    """Pillow image of a mask: 0/255 8-bit for semantic/border, 16-bit labels for instance."""
+    if kind == "instance":
+        if mask.size and int(mask.max()) > MAX_INSTANCES:
+            raise MaskError(f"{int(mask.max())} cells in one image do not fit a 16-bit PNG "
+                            f"(at most {MAX_INSTANCES})")
+        return Image.fromarray(mask.astype(np.uint16))
+    return Image.fromarray((mask != 0).astype(np.uint8) * np.uint8(255))
+
+
+def _save_atomic(mask: np.ndarray, kind: str, path: Path) -> None:
+    """Write the PNG to a temporary file next to ``path``, then rename: never a half file."""
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _encode_png(mask, kind).save(f, format="PNG")
+
+
+def mask_file(cache_dir, file_name: str) -> Path:
+    """Path of the mask of image ``file_name`` in a mask folder: ``<stem>.png``."""
+    return Path(cache_dir) / (Path(file_name).stem + ".png")
+
+
+def load_mask(cache_dir, file_name: str) -> np.ndarray:
+    """Read the mask of image ``file_name`` from a folder made by :func:`build_mask_cache`
+    or :func:`write_masks`.
+
+    Returns uint8 (H, W) 0/1 for semantic and border masks (stored 0/255), int32
+    (H, W) labels for instance masks (stored as 16-bit PNG).
+    """
+    path = mask_file(cache_dir, file_name)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no mask {path} for image {file_name}; build the masks with "
+                                f"masks.build_mask_cache(split) or `livecell-kit masks`") from None
+    if arr.dtype == np.uint8:
+        return (arr > 127).astype(np.uint8)
+    return arr.astype(np.int32)
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def annotation_hash(path) -> str:
+    """First 16 hex digits of the sha256 of the file's bytes (memoised per path, size, mtime)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()[:16]
+    return _HASHES[key]
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int):
+    if not enabled:
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, unit="image")
+
+
+def _image_size(rec: dict, source) -> tuple[int, int]:
+    try:
+        return int(rec["height"]), int(rec["width"])
+    except (KeyError, TypeError, ValueError):
+        raise MaskError(f"image {rec.get('id', '?')} ({rec.get('file_name', '?')}) in {source} has "
+                        f"no valid 'height'/'width'; add them to the image record") from None
+
+
+def _write_all(records, anns_for, out_dir: Path, kind: str, source, progress: bool,
+               desc: str) -> list[Path]:
+    """Render and atomically write one mask per image record; returns the paths."""
+    stems: dict[str, str] = {}
+    paths = []
+    for rec in _progress(records, progress, desc, len(records)):
+        path = mask_file(out_dir, rec["file_name"])
+        if path.name in stems:
+            raise MaskError(f"images {stems[path.name]!r} and {rec['file_name']!r} in {source} "
+                            f"would share the mask file {path.name}; file-name stems must be unique")
+        stems[path.name] = rec["file_name"]
+        h, w = _image_size(rec, source)
+        _save_atomic(render(kind, anns_for(rec["id"]), h, w, source), kind, path)
+        paths.append(path)
+    return paths
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown mask kind {kind!r}; choose one of {KINDS}")
+
+
+def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: bool = True) -> Path:
+    """Write the ``kind`` masks of every image of ``split`` (a ``data.Split``) once; return the folder.
+
+    Folder: ``cache_root/<split>-<kind>-<hash>/`` with one ``<image stem>.png``
+    per image (see :func:`load_mask`), where ``<hash>`` is the first 16 hex
+    digits of the sha256 of the annotation file, so editing the JSON gives a new
+    folder and the masks are rebuilt; otherwise later calls return at once.
+    Each file is written atomically and a stamp file is written last, so an
+    interrupted build is never mistaken for a complete one (it is redone).
+    ``cache_root`` defaults to ``data.default_workdir() / "masks"``.
+    """
+    _check_kind(kind)
+    source = split.annotation_file
+    root = Path(cache_root) if cache_root is not None else default_workdir() / "masks"
+    digest = annotation_hash(source)
+    cache_dir = root / f"{split.name}-{kind}-{digest}"
+    stamp = cache_dir / STAMP_NAME
+    expected = {"version": CACHE_VERSION, "kind": kind, "annotations_sha256_16": digest,
+                "images": len(split.images)}
+    if atomic.read_stamp(stamp) == expected:
+        return cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    _write_all(split.images, split.annotations_for, cache_dir, kind, source, progress,
+               desc=f"{kind} masks ({split.name})")
+    atomic.write_stamp(stamp, expected)
+    return cache_dir
+
+
+def write_masks(annotations_json, out_dir, kind: str = "semantic", progress: bool = True) -> list[Path]:
+    """Write one mask per image of a COCO/LIVECell annotation file into ``out_dir``.
+
+    Files are named after the image's file-name stem: ``<stem>.png`` — 8-bit
+    0 = background / 255 = cell for ``semantic`` and ``border``, 16-bit labels
+    (0 = background, k = k-th annotation of the image) for ``instance``.
+    Returns the written paths in the file's image order.
+    """
+    _check_kind(kind)
+    dataset = load_annotations(annotations_json)
+    by_image: dict = {}
+    for ann in dataset["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_all(dataset["images"], lambda i: by_image.get(i, []), out, kind,
+                      Path(annotations_json), progress, desc=f"{kind} masks")
