@@ -164,7 +164,7 @@ def test_load_annotations_is_memoised(tmp_path, monkeypatch):
     path = _write(tmp_path / "a.json", _dataset())
     calls = []
     real_load = json.load
-    monkeypatch.setattr(data.json, "load", lambda f: calls.append(1) or real_load(f))
+    monkeypatch.setattr(json, "load", lambda f: calls.append(1) or real_load(f))
     first = data.load_annotations(path)
     assert data.load_annotations(tmp_path / "." / "a.json") is first
     assert len(calls) == 1
