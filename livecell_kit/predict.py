@@ -37,8 +37,8 @@ from typing import Iterable
 import numpy as np
 
 from livecell_kit import atomic
-from livecell_kit.images import SUFFIXES as IMAGE_SUFFIXES
-from livecell_kit.images import iter_pages
+from livecell_kit.data.images import SUFFIXES as IMAGE_SUFFIXES
+from livecell_kit.data.images import iter_pages
 #: Images with more pixels than this are tiled automatically (memory, not accuracy).
 AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024

@@ -5,8 +5,12 @@ import contextlib
 import copy
 import io
 import json
+import ast
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ import tifffile
 from PIL import Image
 
 from livecell_kit import data
+from livecell_kit.data import subsets
 
 W, H = data.IMAGE_WIDTH, data.IMAGE_HEIGHT
 
@@ -151,6 +156,21 @@ def test_tolerance_and_rle_pass(tmp_path):
     assert len(ds["annotations"]) == 3
 
 
+@pytest.mark.parametrize("poly, ok", [
+    ([-1, -1, W + 1, -1, W + 1, H + 1], True),      # 1 px outside on every side: tolerated
+    ([-1.01, 0, 5, 0, 5, 5], False), ([0, 0, W + 1.01, 0, 5, 5], False),
+    ([0, 0, 5, 0, 5, H + 1.01], False), ([0, -1.01, 5, 0, 5, 5], False),
+])
+def test_segmentation_problem_tolerates_one_pixel(poly, ok):
+    assert data.POLYGON_TOLERANCE_PX == 1.0
+    problem = data.segmentation_problem([poly], (H, W))
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert problem.startswith("polygon 0 spans") and f"{W} x {H} image" in problem
+    assert data.segmentation_problem({"counts": "x", "size": [H, W]}, (H, W)) is None
+    assert "does not match" in data.segmentation_problem({"counts": [], "size": [W, H]}, (H, W))
+
+
 def test_malformed_json_names_file_and_fix(tmp_path):
     path = tmp_path / "cut.json"
     path.write_text(json.dumps(_dataset())[:-40])
@@ -164,7 +184,7 @@ def test_load_annotations_is_memoised(tmp_path, monkeypatch):
     path = _write(tmp_path / "a.json", _dataset())
     calls = []
     real_load = json.load
-    monkeypatch.setattr(data.json, "load", lambda f: calls.append(1) or real_load(f))
+    monkeypatch.setattr(json, "load", lambda f: calls.append(1) or real_load(f))
     first = data.load_annotations(path)
     assert data.load_annotations(tmp_path / "." / "a.json") is first
     assert len(calls) == 1
@@ -307,6 +327,15 @@ def test_loaded_dataset_is_not_copied_per_split_call(tmp_path):
     assert a.dataset == snapshot
 
 
+def test_load_subset_reads_its_split_once(tmp_path, monkeypatch):
+    root = _layout(tmp_path, per_type=COUNTS)
+    calls = []
+    real = subsets.load_split
+    monkeypatch.setattr(subsets, "load_split", lambda *a: calls.append(a) or real(*a))
+    assert len(data.load_subset(root, "train", limit=50, seed=3).images) == 50
+    assert len(calls) == 1
+
+
 def test_load_subset_matches_the_manifest_and_keeps_small_splits_whole(tmp_path):
     root = _layout(tmp_path, per_type=COUNTS)
     sub = data.load_subset(root, "train", limit=50, seed=3)
@@ -396,3 +425,32 @@ def test_nearly_unannotated_images_are_flagged(tmp_path):
         {"image_id": 1, "file_name": records[0]["file_name"], "cell_type": "A172", "n_cells": 0},
         {"image_id": 3, "file_name": records[2]["file_name"], "cell_type": "MCF7", "n_cells": 3}]
     assert data.available_splits(tmp_path) == ["train"]
+
+
+# --------------------------------------------------------------------------- the package itself
+
+def test_data_modules_import_siblings_at_the_top_and_never_the_package():
+    # livecell_kit/data/__init__.py imports every submodule, so a submodule that imports
+    # the package (``from livecell_kit import data``) would be a cycle.
+    folder = Path(data.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            assert id(node) in top, f"{path.name}:{node.lineno}: import inside a function"
+            if path.name == "__init__.py":
+                continue
+            names = [a.name for a in node.names]
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            assert module != "livecell_kit.data" and not (module == "livecell_kit" and "data" in names) \
+                and "livecell_kit.data" not in names, f"{path.name}:{node.lineno} imports the package"
+
+
+def test_importing_data_stays_light():
+    code = ("import sys, livecell_kit.data; "
+            "print(sorted(m for m in ('tensorflow', 'matplotlib.pyplot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(data.__file__).parents[2])
+    assert out.stdout.strip() == "[]"

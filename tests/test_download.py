@@ -1,9 +1,10 @@
-"""Download side of livecell_kit.data, against a local HTTP server (tests/conftest.py)."""
+"""livecell_kit.data.download and .registry, against a local HTTP server (tests/conftest.py)."""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import re
 import types
 import zipfile
 
@@ -13,6 +14,7 @@ import pytest
 import tifffile
 
 from livecell_kit import data
+from livecell_kit.data import download, registry
 
 VAL = "annotations/LIVECell/livecell_coco_val.json"
 
@@ -104,6 +106,57 @@ def test_interrupted_run_is_resumed_by_the_next_run(http_server, tmp_path):
     assert http_server.ranges_for(VAL)[1] == f"bytes={len(body) // 2}-"
 
 
+def test_a_part_file_the_server_rejects_is_started_over(http_server, tmp_path):
+    body = _body()
+    http_server.files[VAL] = body
+    part = tmp_path / (VAL + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x" * (len(body) + 10))  # longer than the file: the server answers 416
+    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
+    assert path.read_bytes() == body
+    assert http_server.ranges_for(VAL) == [f"bytes={len(body) + 10}-", None]
+
+
+class _Response:
+    """What ``requests.get`` returns, for answers the test server cannot give."""
+
+    def __init__(self, status, body, headers):
+        self.status_code, self.reason, self.headers = status, "", headers
+        self.raw, self._body = types.SimpleNamespace(), body
+
+    def iter_content(self, chunk_size):
+        yield self._body
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_server_that_ignores_range_sends_the_whole_file_again(tmp_path, monkeypatch):
+    body = _body(1000)
+    part = tmp_path / "f.part"
+    part.write_bytes(body[:300])
+    sent = []
+    monkeypatch.setattr(download.requests, "get", lambda url, headers, **kw: sent.append(headers)
+                        or _Response(200, body, {"Content-Length": str(len(body))}))
+    download.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
+    assert sent == [{"Range": "bytes=300-"}]
+    assert (tmp_path / "f").read_bytes() == body and not part.exists()
+
+
+def test_a_resume_at_the_wrong_byte_is_refused(tmp_path, monkeypatch):
+    part = tmp_path / "f.part"
+    part.write_bytes(b"a" * 300)
+    monkeypatch.setattr(download.requests, "get", lambda url, headers, **kw: _Response(
+        206, b"b" * 700, {"Content-Range": "bytes 200-899/900", "Content-Length": "700"}))
+    with pytest.raises(download.requests.exceptions.ContentDecodingError,
+                       match="at byte 200, expected 300"):
+        download.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
+    assert part.read_bytes() == b"a" * 300 and not (tmp_path / "f").exists()
+
+
 def test_recorded_hash_guards_later_downloads(http_server, tmp_path):
     body = _body()
     http_server.files[VAL] = body
@@ -128,6 +181,14 @@ def test_base_url_and_cache_dir_from_environment(http_server, tmp_path, monkeypa
     assert http_server.requests == [(VAL, None)]
 
 
+def test_without_a_mirror_the_registry_url_is_used(http_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("LIVECELL_BASE_URL", raising=False)
+    http_server.files["official/" + VAL] = b"{}"
+    monkeypatch.setitem(registry.REGISTRY_URLS, VAL, http_server.url + "official/" + VAL)
+    assert data.fetch(VAL, cache_dir=tmp_path, progressbar=False).read_bytes() == b"{}"
+    assert http_server.requests == [("official/" + VAL, None)]
+
+
 def test_unknown_names_are_refused(tmp_path):
     with pytest.raises(KeyError, match="REGISTRY"):
         data.fetch("annotations/nope.json", cache_dir=tmp_path)
@@ -139,6 +200,9 @@ def test_unknown_names_are_refused(tmp_path):
 
 def test_registry_covers_the_published_files():
     names = set(data.REGISTRY)
+    assert set(registry.REGISTRY_URLS) == names
+    assert all(url == data.BASE_URL + name for name, url in registry.REGISTRY_URLS.items())
+    assert all(h is None or re.fullmatch("sha256:[0-9a-f]{64}", h) for h in data.REGISTRY.values())
     assert "images.zip" in names
     assert {f"annotations/LIVECell/livecell_coco_{s}.json" for s in data.SPLITS} <= names
     assert "annotations/LIVECell_single_cells/shsy5y/test.json" in names

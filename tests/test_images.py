@@ -1,4 +1,4 @@
-"""livecell_kit.images: every format, codec, dtype, layout and failure on tiny files made here."""
+"""livecell_kit.data.images: every format, codec, dtype, layout and failure on tiny files made here."""
 from __future__ import annotations
 
 import importlib
@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from livecell_kit import data, images, predict
+from livecell_kit import data, predict
+from livecell_kit.data import images, intensity
 
 H, W = 40, 56
 
@@ -116,10 +117,10 @@ def test_float32_stretch_and_nan_is_low(tmp_path):
 
 def test_to_uint8_edge_cases():
     flat = np.full((3, 4), 1000, np.uint16)
-    assert (images.to_uint8(flat)[0] == 0).all()
-    assert images.to_uint8(np.array([[np.nan, np.inf, -np.inf]]))[0].tolist() == [[0, 0, 0]]
-    assert images.to_uint8(np.array([[True, False]]))[0].tolist() == [[255, 0]]
-    assert images.to_uint8(np.array([[-5, 0, 5]], np.int16))[1] is not None  # negative: stretched
+    assert (intensity.to_uint8(flat)[0] == 0).all()
+    assert intensity.to_uint8(np.array([[np.nan, np.inf, -np.inf]]))[0].tolist() == [[0, 0, 0]]
+    assert intensity.to_uint8(np.array([[True, False]]))[0].tolist() == [[255, 0]]
+    assert intensity.to_uint8(np.array([[-5, 0, 5]], np.int16))[1] is not None  # negative: stretched
 
 
 # --------------------------------------------------------------------------- colour and layout
@@ -141,7 +142,7 @@ def test_16bit_rgb_is_luma_then_stretched(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 65536, (H, W, 3)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "rgb16.tif", rgb, photometric="rgb")
     got, info = images.read_image_info(tmp_path / "rgb16.tif")
-    expected, _ = images.to_uint8(_luma(rgb).astype(np.uint16))
+    expected, _ = intensity.to_uint8(_luma(rgb).astype(np.uint16))
     np.testing.assert_array_equal(got, expected)
     assert info.source_dtype == "uint16" and info.scaling.startswith("uint16")
 
@@ -166,7 +167,7 @@ def test_imagej_hyperstack_planes_are_pages_in_order(tmp_path):
     pages = images.read_pages(tmp_path / "hyper.tif")
     assert len(pages) == 6
     for got, want in zip(pages, hyper.reshape(6, H, W)):
-        np.testing.assert_array_equal(got, images.to_uint8(want)[0])
+        np.testing.assert_array_equal(got, intensity.to_uint8(want)[0])
 
 
 def test_five_samples_per_pixel_is_unsupported_not_corrupt(tmp_path):

@@ -1,45 +1,32 @@
-"""Reading image files into one uint8 (H, W) grey frame — the one place the rules live.
+"""Reading image files into one uint8 (H, W) grey frame: formats, colour, pages, errors.
 
 Formats (chosen by the file's first bytes; the name must end in one of :data:`SUFFIXES`):
 
-* TIFF through tifffile, with the imagecodecs package for compressed data:
-  uncompressed, LZW (with or without the horizontal predictor — what LIVECell
-  ships), Deflate/zlib, PackBits, JPEG.  If tifffile has no decoder for a
-  file's compression (imagecodecs missing or too old), Pillow (libtiff) tries.
-* PNG and JPEG through Pillow (16-bit RGB PNGs through imagecodecs, because
-  Pillow keeps only their top 8 bits).
+* TIFF through tifffile, with imagecodecs for compressed data: uncompressed, LZW (with
+  or without the horizontal predictor — what LIVECell ships), Deflate/zlib, PackBits,
+  JPEG.  If tifffile has no decoder for a file's compression (imagecodecs missing or
+  too old), Pillow (libtiff) tries.
+* PNG and JPEG through Pillow (16-bit RGB PNGs through imagecodecs: Pillow keeps only
+  their top 8 bits).
 
 Shapes: every frame comes back as uint8 (H, W) = (rows, columns); LIVECell is
 520 x 704.  Colour (RGB/RGBA, 8 or 16 bit) becomes grey by ITU-R 601 luma
 Y = 0.299 R + 0.587 G + 0.114 B; alpha is dropped (grey+alpha keeps the grey).
 Palette TIFFs go through their colour map; MINISWHITE TIFFs are inverted.
 
-Intensities (:func:`to_uint8`), decided per frame:
-
-* uint8: kept as is.
-* integer images (e.g. uint16) whose values all lie in 0..255: kept as is, so
-  an 8-bit image saved as 16-bit keeps its grey values (a very dim 16-bit
-  image therefore stays dim — no guessing at the camera's range).
-* other integer and all float images: linear stretch of the
-  :data:`STRETCH_PERCENTILES` (0.1th..99.9th percentile of the finite values)
-  to 0..255, clipped; NaN and -inf count as low (0), +inf as high (255).
-  A flat image (both percentiles equal) gives 0 at that value and 255 above.
-* bool (1-bit): False/True -> 0/255.
-The rule applied is returned as :attr:`ImageInfo.scaling` (None when values were kept).
+Intensities: :func:`livecell_kit.data.intensity.to_uint8`, decided per frame; the rule
+applied is returned as :attr:`ImageInfo.scaling` (None when values were kept).
 
 Pages: a file holds ``pages`` frames.  TIFF stacks and ImageJ/OME hyperstacks
 (T, Z, C, ... planes) count every 2-D plane as a page, leading axes first.
 :func:`read_image` refuses files with more than one page (the error says how
 many); :func:`read_pages` / :func:`iter_pages` return them all, each scaled on its own.
-
-Errors are :class:`ImageReadError` with ``kind``: ``"missing"`` (no such file),
-``"access"`` (cannot open it), ``"unsupported"`` (a valid file the kit cannot
-read: file type, codec, pages, layout — never call these corrupt) or
-``"corrupt"`` (broken or truncated data: re-download or re-export it).
+Every failure is an :class:`ImageReadError` that says which of four kinds it is.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -47,12 +34,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image
 
+from livecell_kit.data.intensity import to_uint8
+
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-STRETCH_PERCENTILES = (0.1, 99.9)
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 
 _MAGIC = {b"II*\x00": "tiff", b"MM\x00*": "tiff", b"II+\x00": "tiff", b"MM\x00+": "tiff",
@@ -69,7 +58,9 @@ _BROKEN_CHAIN = re.compile(r"page offset|offset to page|next page|corrupted tag 
 class ImageReadError(OSError):
     """An image file cannot be read; the message names the file, the problem and the fix.
 
-    kind: ``"missing"``, ``"access"``, ``"unsupported"`` or ``"corrupt"`` (see module docstring).
+    kind: ``"missing"`` (no such file), ``"access"`` (cannot open it), ``"unsupported"``
+    (a valid file the kit cannot read: file type, codec, pages, layout — never call these
+    corrupt) or ``"corrupt"`` (broken or truncated data: re-download or re-export it).
     """
 
     def __init__(self, message: str, kind: str = "corrupt"):
@@ -128,7 +119,7 @@ def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, Im
         if n_pages > 1 and not allow_pages:
             raise ImageReadError(
                 f"image {path} is a stack of {n_pages} pages, but read_image reads one frame; "
-                "use livecell_kit.images.read_pages(path) (or iter_pages) for all pages, "
+                "use livecell_kit.data.images.read_pages(path) (or iter_pages) for all pages, "
                 "`livecell-kit predict`, which predicts page by page, or save the page you "
                 "want as its own file", "unsupported")
         if n_pages == 0:
@@ -136,33 +127,6 @@ def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, Im
         for i, raw in enumerate(raws):
             frame, scaling = to_uint8(_grey(path, raw))
             yield frame, ImageInfo(path, i, n_pages, str(raw.dtype), compression, scaling)
-
-
-def to_uint8(grey: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """Map a grey (H, W) array of any real dtype to uint8 by the module's rules.
-
-    Returns ``(uint8 (H, W), scaling)``; scaling describes the rule, None if values were kept.
-    """
-    a = np.asarray(grey)
-    if a.dtype == np.uint8:
-        return a, None
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255, "bool -> uint8: False/True -> 0/255"
-    if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
-        return a.astype(np.uint8), None
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise TypeError(f"cannot map pixel type {a.dtype} to grey values")
-    x = a.astype(np.float64)
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
-        return np.zeros(a.shape, np.uint8), f"{a.dtype} -> uint8: no finite values, all 0"
-    lo, hi = (float(v) for v in np.percentile(finite, STRETCH_PERCENTILES))
-    rule = (f"{a.dtype} -> uint8: linear stretch of the {STRETCH_PERCENTILES[0]:g}-"
-            f"{STRETCH_PERCENTILES[1]:g} percentiles ({lo:.6g}..{hi:.6g}) to 0..255, clipped")
-    if hi <= lo:  # flat image: only "above the level" carries information
-        return np.where(x > lo, 255, 0).astype(np.uint8), rule
-    y = np.nan_to_num((x - lo) * 255.0 / (hi - lo), nan=0.0, posinf=255.0, neginf=0.0)
-    return np.rint(np.clip(y, 0, 255)).astype(np.uint8), rule
 
 
 # --------------------------------------------------------------------------- helpers
@@ -301,12 +265,11 @@ def _planes(arr: np.ndarray, axes: str, mode: str, kf) -> np.ndarray:
     return arr
 
 
-def _check_extent(path: Path, page, size: int) -> None:
-    """Raise if this page's strips/tiles run past the end of the file (truncated download)."""
-    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts) if c]
-    if ends and max(ends) > size:
+def _check_extent(path: Path, end: int, size: int) -> None:
+    """Raise if image data ending at byte ``end`` runs past the file's ``size`` (truncated download)."""
+    if end > size:
         raise _corrupt(path, f"the file has {size} bytes but its image data runs to byte "
-                             f"{max(ends)} (truncated download or copy?)")
+                             f"{end} (truncated download or copy?)")
 
 
 def _parse_tiff(path: Path):
@@ -336,25 +299,22 @@ def _tiff(path: Path):
     """Yield ``(pages, compression, raw frames)``; raw frames are (H, W[, S]) arrays."""
     try:
         tif, series, layouts = _parse_tiff(path)
-        fallback = None
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile cannot parse the structure: let libtiff try
         fallback = _corrupt(path, f"its TIFF structure cannot be parsed ({_why(exc)})")
-    if fallback is None:
+    else:
         missing = next(filter(None, (_missing_decoder(s.keyframe) for s in series)), None)
-        if missing:
-            tif.close()
-            fallback = ImageReadError(f"image {path} is a valid TIFF that needs the {missing} "
-                                      f"decoder, which tifffile lacks here: {_CODEC_FIX}",
-                                      "unsupported")
-    if fallback is not None:
-        with _pillow(path, fallback) as src:
-            yield src
-        return
-    with tif:
-        yield (sum(n for n, _ in layouts), _compression_name(series[0].keyframe),
-               _tiff_frames(path, tif, series, layouts))
+        if not missing:
+            with tif:
+                yield (sum(n for n, _ in layouts), _compression_name(series[0].keyframe),
+                       _tiff_frames(path, tif, series, layouts))
+            return
+        tif.close()
+        fallback = ImageReadError(f"image {path} is a valid TIFF that needs the {missing} "
+                                  f"decoder, which tifffile lacks here: {_CODEC_FIX}", "unsupported")
+    with _pillow(path, fallback) as src:  # libtiff may read what tifffile cannot
+        yield src
 
 
 def _planes_per(shape, axes) -> int:
@@ -367,15 +327,15 @@ def _tiff_frames(path: Path, tif, series, layouts) -> Iterator[np.ndarray]:
         kf, ifds = s.keyframe, list(s.pages)
         if any(p is None for p in ifds) or len(ifds) * _planes_per(kf.shape, kf.axes) != n:
             # e.g. ImageJ files over 4 GB: one IFD, then all planes contiguous
-            if s.dataoffset is not None and s.dataoffset + s.nbytes > size:
-                raise _corrupt(path, f"the file has {size} bytes but its image data runs to "
-                                     f"byte {s.dataoffset + s.nbytes} (truncated download or copy?)")
+            if s.dataoffset is not None:
+                _check_extent(path, s.dataoffset + s.nbytes, size)
             chunks = [(s, s.axes)]
         else:
             chunks = [(p, kf.axes) for p in ifds]
         for src, axes in chunks:
-            if src is not s:
-                _check_extent(path, src, size)
+            if src is not s:  # this page's strips/tiles
+                _check_extent(path, max((o + c for o, c in zip(src.dataoffsets, src.databytecounts)
+                                         if c), default=0), size)
             try:
                 planes = _planes(src.asarray(), axes, mode, kf)
             except Exception as exc:
@@ -396,8 +356,6 @@ def _pillow_array(path: Path, im) -> np.ndarray:
         # Pillow keeps only the top 8 bits of 16-bit colour/LA PNGs; IHDR byte 24 is the bit depth
         with open(path, "rb") as fh:
             if fh.read(25)[24:25] == b"\x10":
-                import imagecodecs  # a dependency; only this rare case needs it
-
                 return imagecodecs.png_decode(path.read_bytes())
     return np.asarray(im)
 
@@ -427,22 +385,15 @@ def _pillow(path: Path, error: ImageReadError | None = None):
     except Exception as exc:
         raise fail(exc) from exc
     with im:
-        try:
-            first = _pillow_array(path, im)  # decode now: Image.open is lazy
-        except Exception as exc:
-            raise fail(exc) from exc
+        def decode(page: int) -> np.ndarray:
+            try:
+                im.seek(page)
+                return _pillow_array(path, im)
+            except Exception as exc:
+                raise fail(exc) from exc
+
+        first = decode(0)  # decode now: Image.open is lazy
         n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
         compression = (str(im.info.get("compression", "tiff")) + " (read by Pillow)"
                        if im.format == "TIFF" else im.format.lower())
-
-        def frames():
-            yield first
-            for i in range(1, n):
-                try:
-                    im.seek(i)
-                    arr = _pillow_array(path, im)
-                except Exception as exc:
-                    raise fail(exc) from exc
-                yield arr
-
-        yield n, compression, frames()
+        yield n, compression, itertools.chain([first], map(decode, range(1, n)))
