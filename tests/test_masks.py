@@ -108,7 +108,10 @@ def test_semantic_equals_naive_or_on_random_polygons(seed):
         cx, cy = rng.uniform(-2, W + 2), rng.uniform(-2, H + 2)
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
         radii = rng.uniform(1, 9, n)
-        poly = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1).ravel()
+        # up to the 1 px margin the annotation check allows around the frame
+        xs = np.clip(cx + radii * np.cos(angles), -1, W + 1)
+        ys = np.clip(cy + radii * np.sin(angles), -1, H + 1)
+        poly = np.stack([xs, ys], 1).ravel()
         anns.append({"id": i, "image_id": 1, "segmentation": [poly.tolist()]})
     anns = [a for a in anns if _inside_somewhat(a)]
     sem = masks.semantic_mask(anns, H, W)
@@ -124,7 +127,8 @@ def test_instance_labels_match_per_cell_decoding_reference(seed):
     anns = []
     for i in range(25):
         x0, y0 = rng.integers(0, w - 3), rng.integers(0, h - 3)
-        x1, y1 = x0 + rng.integers(2, 15), y0 + rng.integers(2, 15)
+        # corners up to the frame's edge (+1 px margin allowed by the annotation check)
+        x1, y1 = min(x0 + rng.integers(2, 15), w), min(y0 + rng.integers(2, 15), h)
         anns.append({"id": 1000 + i, "image_id": 1, "segmentation": [[
             float(x0), float(y0), x1 + rng.random(), float(y0), float(x1), y1 + rng.random(),
             x0 - rng.random(), float(y1)]]})
@@ -151,8 +155,8 @@ def _inside_somewhat(ann):
 
 @pytest.mark.parametrize("seg, words", [
     ([[1, 1, 5, 1]], "2 points"),                       # pycocotools would read this as a bbox
-    ([[1, 1, 5, 1, 5]], "5 coordinates"),
-    ([], "non-empty list"),
+    ([[1, 1, 5, 1, 5]], "odd number"),
+    ([], "empty"),
     ([[1, 1, 5, float("nan"), 5, 5]], "non-finite"),    # would hang pycocotools
     ([[1, 1, 5, "a", 5, 5]], "non-numeric"),
     ([[100, 100, 150, 100, 150, 150]], "outside"),
@@ -172,10 +176,13 @@ def test_bad_segmentations_raise_mask_error_naming_the_annotation(seg, words):
     assert issubclass(masks.MaskError, ValueError)
 
 
-def test_annotation_entirely_outside_is_rejected_partly_outside_is_clipped():
-    with pytest.raises(masks.MaskError, match="annotation 8 .*entirely outside"):
+def test_polygons_may_touch_the_edge_within_1px_not_cross_it():
+    # the same rule as the annotation loader (data.segmentation_problem)
+    with pytest.raises(masks.MaskError, match="annotation 8 .*outside"):
         masks.semantic_mask([square(8, W + 1, 2, W + 6, 6)], H, W)
-    m = masks.semantic_mask([square(8, W - 3, -2, W + 6, 3)], H, W)
+    with pytest.raises(masks.MaskError, match="annotation 8 .*outside"):
+        masks.semantic_mask([square(8, W - 3, -2, W + 6, 3)], H, W)
+    m = masks.semantic_mask([square(8, W - 3, -1, W + 1, 3)], H, W)  # clipped to the frame
     assert m.sum() == 3 * 3 and m[0:3, W - 3:].all()
 
 

@@ -214,8 +214,8 @@ def segmentation_problem(seg, size) -> str | None:
     """
     height, width = size
     if isinstance(seg, dict):
-        if not isinstance(seg.get("counts"), (list, str)) or "size" not in seg:
-            return "RLE segmentation needs 'counts' (list or string) and 'size'"
+        if not isinstance(seg.get("counts"), (list, str, bytes)) or "size" not in seg:
+            return "RLE segmentation needs 'counts' (a list or a compressed string) and 'size'"
         if list(seg["size"]) != [height, width]:
             return f"RLE size {seg['size']} does not match its image ({height} x {width})"
         return None
