@@ -50,13 +50,13 @@ class BorderWeights:
     The class-balance term w_c of the paper is 1: the loss then differs from plain
     BCE only near neighbouring cells.
 
-    Cost: 40-320 ms per 520×704 LIVECell frame (5 real frames, 73-711 cells, one
-    core of a shared 2-core CPU), several times the ~10 ms to decode the frame.
-    It is computed in the parallel ``tf.data`` map when a frame is read, so a data set
-    cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it once;
-    a streamed one pays it every epoch (an estimate for 16 cores: ~120 frames/s at
-    ~130 ms each).  Precomputing to disk would need a float mask kind in the mask
-    cache, which it does not have.
+    Cost of masks.border_weight_map per 520×704 frame, measured on one core:
+    17-90 ms, median 30 ms, on 5 real LIVECell frames (73-711 cells), 9-54 ms on the
+    sample's; decoding the frame takes ~3.5 ms.  That is cheap enough to compute in
+    the parallel ``tf.data`` map when a frame is read rather than to precompute: a
+    data set cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it
+    once, a streamed one every epoch (1024 seed-scale frames: ~30 s of one core, ~2 s
+    on 16).  Precomputing would also need a float mask kind in the mask cache.
     """
 
     w0: float = 10.0
