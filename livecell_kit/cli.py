@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a U-Net preset; rerun the same command to resume")
     p.add_argument("--data", required=True, type=Path, help="data set root (sample or LIVECell)")
     p.add_argument("--preset", default="quick",
-                   help="quick (CPU minutes), seed (the seed project, exactly) or kit (its better settings, GPU)")
+                   help="quick (CPU minutes), borders (quick, border-weighted BCE), seed (the seed project) or kit (GPU)")
     p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")

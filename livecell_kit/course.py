@@ -179,17 +179,24 @@ def evaluation_split(root: Path) -> str:
     return "test" if "test" in data.available_splits(root) else "val"
 
 
+def quick_run_dir(root: Path, preset: str = "quick") -> Path:
+    """Run folder of ``preset`` trained on ``root`` in the work folder: ``runs/<preset>-<root name>``."""
+    return workdir() / "runs" / f"{preset}-{Path(root).name}"
+
+
 def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0, callbacks=()):
-    """The run trained in notebook 04: reuse it when complete, else train it now.
+    """The run trained in notebook 04: reuse it when complete, else train it now (and say so).
 
     root: the data it trains on, default :func:`training_root`.
     ``callbacks`` (Keras callbacks) only run when training actually happens.
     Returns the training result (``.model``, ``.history``, ``.out_dir``).
     """
-    from livecell_kit import train
+    from livecell_kit import presets, train
 
     root = Path(root) if root is not None else training_root()
-    out_dir = workdir() / "runs" / f"{preset}-{root.name}"
+    out_dir = quick_run_dir(root, preset)
+    if not train.is_finished(out_dir):
+        print(f"training preset {preset!r} now, into {out_dir} ({presets.get_preset(preset).description})")
     return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
 
 

@@ -139,10 +139,34 @@ fig = plot.show_images([colours[labels], plot.overlay(image, {"truth": semantic,
                        ["instances", "touching borders (magenta)", "U-Net border weight map"], ncols=3)
 
 # %% [markdown]
-# The U-Net paper's **weight map** w(x) = w_c(x) + w₀·exp(−(d₁(x) + d₂(x))² / 2σ²), where d₁ and
-# d₂ are the distances to the nearest and second-nearest cell, makes mistakes in the narrow gaps
-# between cells cost up to w₀ times more. The `weighted_bce` loss uses it.
-#
+# The U-Net paper's **weight map** (Ronneberger et al. 2015, eq. 2)
+# w(x) = w_c(x) + w₀·exp(−(d₁(x) + d₂(x))² / 2σ²), where d₁ and d₂ are the distances to the
+# nearest and second-nearest cell, makes background in the narrow gaps between cells weigh up to
+# 1 + w₀ times more than elsewhere (the kit keeps the class-balance term w_c = 1). Close up,
+# bright = heavy: cell pixels keep weight 1, so where two cells touch, the background notches on
+# either side of the contact light up.
+
+# %%
+row, col = np.unravel_index(np.argmax(weights), weights.shape)  # the heaviest gap in this image
+box = np.s_[max(row - 40, 0):row + 40, max(col - 40, 0):col + 40]
+fig = plot.show_images([plot.overlay(image[box], {"truth": semantic[box], "border": border[box]}), weights[box]],
+                       ["cells and touching borders", "weight map, close up"], ncols=2)
+
+# %% [markdown]
+# Multiplying each pixel's binary cross-entropy by w(x) gives the **border-weighted BCE**, the
+# kit's loss `train.weighted_bce`: a network that paints a gap as cell, merging two cells, pays
+# up to eleven times more there. The **`borders`** preset trains notebook 04's `quick` U-Net with
+# it (`livecell-kit train --preset borders`); its input pipeline computes each frame's weight map
+# from the cached instance labels and hands it to the loss as one more target channel.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from livecell_kit import presets
+
+borders = presets.get_preset("borders").train
+print("preset 'borders': loss", borders.loss, "| w0", borders.border_weight_w0, "| sigma", borders.border_weight_sigma, "px")
+
+# %% [markdown]
 # ## A mask cache for training
 #
 # Masks do not change between epochs, so the kit builds them once per split and writes them to

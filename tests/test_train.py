@@ -4,16 +4,19 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
+from livecell_kit import presets
 from livecell_kit import train as T
+from livecell_kit.masks import border_weight_map
 from livecell_kit.model import build_unet
 from livecell_kit.presets import ModelConfig
+from livecell_kit.train import pipeline
+from livecell_kit.train.run import _with_new_defaults
 
 H, W = 32, 48
 
@@ -81,8 +84,8 @@ def test_cached_and_streamed_pipelines_agree(pairs):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     # "auto" caches only under the byte limit; both settings still give the same data
-    assert not T._should_cache("auto", images, 1, limit=10)
-    assert T._should_cache("auto", images, 1, limit=10**6)
+    assert not pipeline._should_cache("auto", images, 1, limit=10)
+    assert pipeline._should_cache("auto", images, 1, limit=10**6)
 
 
 def test_validation_full_frames_in_order_and_two_channels(pairs):
@@ -109,32 +112,47 @@ def test_mismatched_mask_size_names_the_files(pairs, tmp_path):
         next(iter(T.validation_dataset(images[:1], masks[:1], batch_size=1, cache=False)))
 
 
-def test_losses_known_values():
-    y = np.zeros((2, 4, 4, 1), np.float32)
-    y[:, :2] = 1.0
-    np.testing.assert_allclose(T.dice_loss(y, y).numpy(), 0.0, atol=1e-7)
-    assert float(np.max(T.bce(y, y).numpy())) < 1e-5
-    half = np.full_like(y, 0.5)
-    np.testing.assert_allclose(T.bce(y, half).numpy(), np.log(2), rtol=1e-5)
-    # all-zero prediction on 8 true pixels per image: dice = smooth / (8 + smooth) = 1/9
-    np.testing.assert_allclose(T.dice_loss(y, np.zeros_like(y)).numpy(), 1 - 1 / 9, rtol=1e-6)
-    np.testing.assert_allclose(T.bce_dice(y, half).numpy(),
-                               np.log(2) + T.dice_loss(y, half).numpy(), rtol=1e-5)
+def _instance_label_files(masks, arrays):
+    """16-bit instance-label PNGs (mask kind "instance") of the pairs' blobs."""
+    from scipy import ndimage
+
+    paths, labels = [], []
+    for mp, a in zip(masks, arrays):
+        lab, _ = ndimage.label(a > 128)
+        p = mp.with_name(mp.stem + "_labels.png")
+        Image.fromarray(lab.astype(np.uint16)).save(p)
+        paths.append(p)
+        labels.append(lab)
+    return paths, labels
 
 
-def test_metrics_pool_counts_over_batches():
-    truth = np.array([1, 1, 0, 0], np.float32).reshape(1, 2, 2, 1)
-    prob = np.array([0.9, 0.2, 0.7, 0.1], np.float32).reshape(1, 2, 2, 1)  # tp fn fp tn
-    acc, iou, dice = T.make_metrics()
-    for m in (acc, iou, dice):
-        m.update_state(truth, prob)
-        m.update_state(truth, truth)  # second batch: perfect, 2 tp + 2 tn
-    assert float(acc.result()) == pytest.approx(6 / 8)
-    assert float(iou.result()) == pytest.approx(3 / 5)       # tp 3, fp 1, fn 1
-    assert float(dice.result()) == pytest.approx(6 / 8)
-    iou.reset_state()
-    iou.update_state(np.zeros_like(truth), np.zeros_like(prob))
-    assert float(iou.result()) == 1.0  # both empty: perfect, as in evaluate
+def test_border_weights_ride_as_the_last_channel_aligned_with_the_crop(pairs):
+    images, masks, arrays = pairs
+    label_paths, labels = _instance_label_files(masks, arrays)
+    weights = [border_weight_map(lab, w0=10.0, sigma=5.0) for lab in labels]
+    entries = list(zip(masks, label_paths))
+    bw = T.BorderWeights(w0=10.0, sigma=5.0)
+    ds = T.training_dataset(images, entries, batch_size=3, crop_size=16, augment=False, seed=1, border_weights=bw)
+    for x, y in _first_batches(ds, 2):
+        assert x.dtype == np.uint8 and y.shape == (3, 16, 16, 2)
+        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        for crop, w_crop in zip(x[..., 0], y[..., 1]):
+            # the weights of the window the crop came from, computed on the whole frame
+            windows = [wt[i:i + 16, j:j + 16] for a, wt in zip(arrays, weights)
+                       for i in range(H - 15) for j in range(W - 15) if np.array_equal(a[i:i + 16, j:j + 16], crop)]
+            assert any(np.allclose(w_crop, w) for w in windows)
+    x, y = next(iter(T.validation_dataset(images, entries, batch_size=4, border_weights=bw)))
+    assert x.dtype == np.uint8
+    np.testing.assert_allclose(y.numpy()[..., 1], np.stack(weights), rtol=1e-6)
+    assert float(y.numpy()[..., 1].max()) > 5  # blobs touch: some gaps weigh much more
+    # augmented: the weight channel moves with the masks (flips and turns keep blobs' gaps heavy)
+    ds = T.training_dataset(images, entries, batch_size=4, crop_size=16, augment=True, seed=2, border_weights=bw)
+    for x, y in _first_batches(ds, 2):
+        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        assert y[..., 1].min() >= 1.0
+    # semantic masks given where instance labels belong: a clear error
+    with pytest.raises(Exception, match="not instance labels"):
+        next(iter(T.validation_dataset(images[:1], [(masks[0], masks[0])], batch_size=1, border_weights=bw)))
 
 
 @pytest.mark.parametrize("requested,flags,gpus,expected", [
@@ -247,10 +265,47 @@ def test_killed_run_resumes_at_next_epoch(tmp_path, monkeypatch):
 
 
 def test_run_written_before_a_setting_existed_still_matches_its_preset():
-    preset = T._resolve_preset("quick", None, {})
+    preset = presets.resolve("quick")
     stored = json.loads(json.dumps(preset.to_dict()))
-    del stored["model"]["kernel_initializer"], stored["data"]["subset"]  # an older kit's config.json
-    assert T._with_new_defaults(stored) == json.loads(json.dumps(preset.to_dict()))
-    seed = json.loads(json.dumps(T._resolve_preset("seed", None, {}).to_dict()))
+    # an older kit's config.json: no initializer, subset rule or border-weight settings yet
+    del stored["model"]["kernel_initializer"], stored["data"]["subset"]
+    del stored["train"]["border_weight_w0"], stored["train"]["border_weight_sigma"]
+    assert _with_new_defaults(stored) == json.loads(json.dumps(preset.to_dict()))
+    seed = json.loads(json.dumps(presets.resolve("seed").to_dict()))
     del seed["model"]["kernel_initializer"]  # an old seed run was He-initialised: not the same run
-    assert T._with_new_defaults(seed) != json.loads(json.dumps(T._resolve_preset("seed", None, {}).to_dict()))
+    assert _with_new_defaults(seed) != json.loads(json.dumps(presets.resolve("seed").to_dict()))
+
+
+def test_borders_preset_trains_one_step_end_to_end(tmp_path, monkeypatch):
+    from livecell_kit import sample
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    out = tmp_path / "borders"
+    result = T.train(root, preset="borders", out_dir=out, epochs=1, verbose=0,
+                     **{**TINY, "steps_per_epoch": 1})
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] and config["preset"]["train"]["loss"] == "weighted_bce"
+    assert result.history["epoch"] == [0] and np.isfinite(result.history["val_loss"][0])
+    assert T.load_model(out).loss is T.weighted_bce
+    # the notebook's way to the same folder: open_run sees the finished run and finish_run loads it
+    run = T.open_run(root, presets.resolve("borders", epochs=1, **{**TINY, "steps_per_epoch": 1}), out, verbose=0)
+    assert run.finished and T.finish_run(run).history == result.history
+
+
+def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):
+    from livecell_kit import course
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    calls = []
+    monkeypatch.setattr(T, "train", lambda root, **kw: calls.append(kw) or "result")
+    root = tmp_path / "sample-seed0"
+    assert course.quick_run(root) == "result"
+    out_dir = calls[0]["out_dir"]
+    assert out_dir == course.quick_run_dir(root) == tmp_path / "work" / "runs" / "quick-sample-seed0"
+    assert "training preset 'quick' now" in capsys.readouterr().out
+    out_dir.mkdir(parents=True)
+    (out_dir / "config.json").write_text(json.dumps({"finished": True}))
+    (out_dir / "model.keras").write_bytes(b"")
+    course.quick_run(root)
+    assert capsys.readouterr().out == ""  # a finished run is reused silently

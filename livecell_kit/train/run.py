@@ -1,0 +1,225 @@
+"""A training run and its folder: settings, resume, the finished model; :func:`train` in one call.
+
+Run folder::
+
+    out_dir/config.json      preset, precision, data root, kit version, finished flag
+    out_dir/model.keras      the best model (lowest val_loss), written at the end
+    out_dir/history.json, history.csv, checkpoints/, backup/   written while fitting
+                             (see :func:`livecell_kit.train.callbacks.run_callbacks`)
+
+A run takes three steps; :func:`train` takes them in one call and notebook 04
+shows them one by one::
+
+    run = open_run(data_root, preset, out_dir)          # config.json, or a finished run
+    model.compile(...); model.fit(..., callbacks=run_callbacks(out_dir))
+    result = finish_run(run, model)                     # model.keras; config.json "finished"
+
+Rerunning the same ``train()`` call resumes an interrupted run at the epoch
+it stopped, and returns at once (loading the model) when the run finished.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from livecell_kit import __version__, atomic
+from livecell_kit.model import build_unet
+from livecell_kit.presets import Preset, get_preset, resolve
+from livecell_kit.train.callbacks import read_history, run_callbacks
+from livecell_kit.train.losses import get_loss, make_metrics
+from livecell_kit.train.pipeline import preset_datasets
+from livecell_kit.train.precision import choose_precision, model_scope
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder opened by :func:`open_run`.
+
+    precision: the Keras policy the run trains in (as recorded in config.json).
+    finished: True when the folder holds the final model.keras: fit nothing,
+        :func:`finish_run` loads it.
+    """
+
+    out_dir: Path
+    preset: Preset
+    precision: str
+    finished: bool
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best model, its history, the run folder and the precision used."""
+
+    model: keras.Model
+    history: dict
+    out_dir: Path
+    precision: str
+
+
+def _as_json(preset_dict):
+    return json.loads(json.dumps(preset_dict))
+
+
+def _with_new_defaults(preset_dict):
+    """A stored preset with settings added to the kit since it was written set to their defaults.
+
+    New settings are added with defaults that keep the old behaviour, so a run folder
+    written before (e.g. without ``kernel_initializer``) still matches its preset.
+    """
+    if not isinstance(preset_dict, dict):
+        return preset_dict
+    defaults = _as_json(Preset(name="", description="").to_dict())
+    return {k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+            for k, v in preset_dict.items()}
+
+
+def _read_config(out_dir: Path) -> dict | None:
+    path = out_dir / "config.json"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_finished(out_dir) -> bool:
+    """True when ``out_dir`` holds a finished run (config.json says so and model.keras is there)."""
+    out_dir = Path(out_dir)
+    config = _read_config(out_dir)
+    return bool(config and config.get("finished")) and (out_dir / "model.keras").exists()
+
+
+def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
+    """Start, resume or reopen the run of ``preset`` on ``data_root`` in folder ``out_dir``.
+
+    A new or interrupted run gets (again) a config.json with ``"finished": false`` and
+    the precision chosen for this machine; a finished one is left as it is.  Raises
+    ValueError when ``out_dir`` holds a run with other settings.
+    """
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    config_path = out_dir / "config.json"
+    prior = _read_config(out_dir)
+    if prior is not None:
+        if _with_new_defaults(prior.get("preset")) != _as_json(preset.to_dict()):
+            raise ValueError(f"{out_dir} holds a run with other settings (see {config_path}); "
+                             "rerun with the same preset and options, or choose a new --out folder")
+        if is_finished(out_dir):
+            if verbose:
+                print(f"{out_dir}: run already finished; loading model.keras")
+            return RunFolder(out_dir, preset, prior["precision"], finished=True)
+    precision = choose_precision(preset.train.precision)
+    if verbose:
+        print(f"precision: {precision}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(config_path, {
+        "preset": preset.to_dict(), "precision": precision, "data_root": str(data_root.resolve()),
+        "kit_version": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "finished": False})
+    return RunFolder(out_dir, preset, precision, finished=False)
+
+
+def _save_model_atomic(model: keras.Model, path: Path) -> None:
+    with atomic.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
+        model.save(tmp)
+
+
+def finish_run(run: RunFolder, model: keras.Model | None = None) -> TrainResult:
+    """Close a run after ``model.fit``: the best epoch's model becomes model.keras.
+
+    Writes model.keras (checkpoints/best.keras, else ``model`` as trained), marks
+    config.json finished and removes the resume state.  A run that was already
+    finished is only loaded (``model`` is ignored).
+    """
+    out_dir = run.out_dir
+    if run.finished:
+        return TrainResult(model=load_model(out_dir), history=read_history(out_dir), out_dir=out_dir,
+                           precision=run.precision)
+    if model is None:
+        raise ValueError(f"finish_run needs the trained model for the unfinished run in {out_dir}")
+    best = out_dir / "checkpoints" / "best.keras"
+    final = load_model(best) if best.exists() else model
+    _save_model_atomic(final, out_dir / "model.keras")
+    history = read_history(out_dir)
+    config = _read_config(out_dir)
+    config.update(finished=True, epochs_trained=len(history.get("epoch", [])))
+    atomic.write_json(out_dir / "config.json", config)
+    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    return TrainResult(model=final, history=history, out_dir=out_dir, precision=run.precision)
+
+
+def learning_rate(tc, steps_per_epoch: int):
+    """Adam's learning rate for TrainConfig ``tc``: a number, or a schedule over the run's steps."""
+    if tc.lr_schedule == "constant":
+        return tc.learning_rate
+    if tc.lr_schedule == "cosine":
+        # Step-based, so a resumed run continues the curve (the optimizer's step counter is restored).
+        return keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=tc.epochs * steps_per_epoch,
+                                                      alpha=0.01)
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
+
+
+def load_model(run_dir_or_file, compile: bool = True) -> keras.Model:
+    """Load ``model.keras`` (or a run folder holding it) with the kit's losses and metrics."""
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained model at {path}; train one first "
+                                "(livecell-kit train --out RUN_DIR) or pass model.keras")
+    return keras.saving.load_model(path, compile=compile)
+
+
+def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, verbose: int = 1,
+          callbacks: Sequence[keras.callbacks.Callback] = (), **overrides) -> TrainResult:
+    """Train a U-Net preset on ``data_root``'s train split, validating on its val split.
+
+    data_root: LIVECell folder (real or :func:`livecell_kit.sample.make_sample`).
+    preset: "quick", "seed", ... or a :class:`~livecell_kit.presets.Preset`;
+        ``overrides`` replace its fields (``batch_size=4``, ``precision="float32"``...).
+    out_dir: run folder (see the module docstring).  Rerunning the same call
+        resumes an interrupted run; a finished run is loaded, not retrained.
+    epochs: overrides the preset's epochs.
+    callbacks: extra Keras callbacks, run after the kit's own.
+    """
+    if out_dir is None:
+        raise ValueError("train() needs out_dir, the run folder for checkpoints and the model")
+    if epochs is not None:
+        overrides["epochs"] = int(epochs)
+    preset = resolve(preset, **overrides)
+    run = open_run(data_root, preset, out_dir, verbose)
+    if run.finished:
+        return finish_run(run)
+    tc = preset.train
+    keras.utils.set_random_seed(tc.seed)
+    train_ds, val_ds, steps = preset_datasets(data_root, preset, progress=verbose > 0)
+    with model_scope(run.precision):
+        model = build_unet(preset.model, name=f"unet_{preset.name}")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(tc, steps)), loss=get_loss(tc.loss),
+                      metrics=make_metrics(), jit_compile=tc.jit_compile)
+    model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=steps, validation_data=val_ds,
+              callbacks=run_callbacks(run.out_dir, tc.early_stopping_patience) + list(callbacks),
+              verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles itself
+    return finish_run(run, model)
+
+
+def reproduce_command(preset: str = "seed", data_dir: str = "~/livecell", out_dir: str = "runs/seed") -> str:
+    """The shell commands that download LIVECell, train ``preset`` on it and evaluate the result.
+
+    ``evaluate`` picks the test images with the run's own subset rule (the seed: the first
+    512 in file order) and prints the seed's reported figures beside this run's.
+    ``make reproduce-seed`` runs exactly these commands.
+    """
+    tc, dc = get_preset(preset).train, get_preset(preset).data
+    return "\n".join([
+        f"livecell-kit download --out {data_dir}",
+        f"livecell-kit train --data {data_dir} --preset {preset} --out {out_dir}"
+        f"   # {dc.subset} {dc.train_images} train / {dc.val_images} val images, {tc.epochs} epochs, "
+        f"batch {tc.batch_size}, lr {tc.learning_rate:g}",
+        f"livecell-kit evaluate --model {out_dir} --data {data_dir} --split test --images {dc.test_images} "
+        f"--out {out_dir}/metrics.json",
+    ])
