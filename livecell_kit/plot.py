@@ -7,6 +7,7 @@ Images are (H, W) uint8 arrays; masks are (H, W) 0/1 arrays.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 
@@ -251,9 +252,10 @@ def _widgets_available() -> bool:
     """True in a live kernel whose front end can show widgets (not under nbval / nbconvert)."""
     if os.environ.get("LIVECELL_KIT_STATIC_PLOTS"):
         return False
+    if importlib.util.find_spec("ipywidgets") is None:
+        return False
     try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
+        from IPython import get_ipython  # present wherever a kernel runs
     except ImportError:
         return False
     shell = get_ipython()
