@@ -12,7 +12,7 @@ next to the repository when it exists.  What it measures:
 3. a model — ``--model`` (model.keras or run folder), else the ``quick`` preset trained on the kit's
    synthetic sample (trained once, ~2 min on 2 cores, reused from the work folder, default
    ``build/work`` as under make) — predicts each annotated frame; Dice, IoU, pixel accuracy,
-   precision and recall are pooled over all annotated frames (``evaluate.MetricAccumulator``),
+   precision and recall are pooled over all annotated frames (``metrics.MetricAccumulator``),
    per cell type and per frame, at threshold 0.5 and at the best-IoU threshold chosen on the
    *sample's* val split.  Nothing is tuned on the real frames.
 
@@ -38,9 +38,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("LIVECELL_KIT_WORKDIR", str(ROOT / "build" / "work"))  # as make does
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livecell_kit import atomic, course, data, evaluate, masks, plot  # noqa: E402
+from livecell_kit import atomic, course, data, evaluate, masks, metrics, overlay, plot  # noqa: E402
 
 course.import_tensorflow_quietly()  # TensorFlow's C++ start-up chatter silenced before train imports it
 from livecell_kit import predict, train  # noqa: E402
@@ -115,7 +116,7 @@ def sample_threshold(model, sample_root: Path) -> tuple[float, dict]:
 def score(model, records, thresholds, keep: int):
     """Per-frame metrics and pooled accumulators (all / per type) at each threshold; failures."""
     frames, failures, shown = [], [], []
-    pooled = {t: evaluate.MetricAccumulator(t) for t in thresholds}
+    pooled = {t: metrics.MetricAccumulator(t) for t in thresholds}
     per_type: dict = {t: {} for t in thresholds}
     for split_name, split, rec in records:
         path = split.image_path(rec)
@@ -136,9 +137,9 @@ def score(model, records, thresholds, keep: int):
         row = {"file_name": rec["file_name"], "split": split_name, "image_id": rec["id"], "cell_type": ctype,
                "cells": len(anns), "truth_cover": float(truth.mean()), "predict_seconds": seconds}
         for t in thresholds:
-            one = evaluate.MetricAccumulator(t).add(prob, truth)
+            one = metrics.MetricAccumulator(t).add(prob, truth)
             pooled[t].merge(one)
-            per_type[t].setdefault(ctype, evaluate.MetricAccumulator(t)).merge(one)
+            per_type[t].setdefault(ctype, metrics.MetricAccumulator(t)).merge(one)
             row[f"t={t:g}"] = {"pred_cover": float((prob >= t).mean()), **one.result()}
         frames.append(row)
         if len(shown) < keep:
@@ -165,17 +166,15 @@ def print_table(thr: float, frames, pooled, per_type) -> None:
 
 
 def save_figure(path: Path, shown, thr: float) -> None:
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(len(shown), 3, figsize=(15, 3.6 * len(shown)), squeeze=False)
     for ax_row, (row, image, anns, prob) in zip(axes, shown):
         r = row[f"t={thr:g}"]
-        ax_row[0].imshow(plot.overlay(image, {}))
+        ax_row[0].imshow(overlay.grey_rgb(image))
         ax_row[0].set_title(f"{row['file_name']} ({row['cell_type']})")
-        ax_row[1].imshow(plot.overlay(image, {}))
+        ax_row[1].imshow(overlay.grey_rgb(image))
         plot.draw_polygons(ax_row[1], anns, linewidth=0.6)
         ax_row[1].set_title(f"truth: {row['cells']} cells, {100 * row['truth_cover']:.0f}% of pixels")
-        ax_row[2].imshow(predict.overlay_image(image, prob >= thr))
+        ax_row[2].imshow(overlay.overlay_image(image, prob >= thr))
         plot.draw_polygons(ax_row[2], anns, linewidth=0.4)
         ax_row[2].set_title(f"prediction (t={thr:.2f}): {100 * r['pred_cover']:.0f}% px, "
                             f"Dice {r['dice']:.3f}, IoU {r['iou']:.3f}")
@@ -241,7 +240,7 @@ def main(argv=None) -> int:
             save_figure(args.figure, shown, thr)
             print(f"figure: {args.figure}")
     report["peak_rss_mb"] = rss_mb()
-    evaluate.write_metrics_json(report, args.json)
+    atomic.write_json(args.json, report)
     print(f"json: {args.json}\npeak RSS: {report['peak_rss_mb']:.0f} MB")
     bad = len(read_failed) + len(frame_failed)
     if bad:

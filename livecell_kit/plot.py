@@ -7,43 +7,16 @@ Images are (H, W) uint8 arrays; masks are (H, W) 0/1 arrays.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-#: Colours used for overlays everywhere, so students learn one code.
-COLOURS = {
-    "truth": (0.1, 0.8, 0.2),        # green: annotated cells
-    "prediction": (0.95, 0.6, 0.1),  # orange: predicted cells
-    "false_positive": (0.9, 0.1, 0.1),   # red: predicted, not a cell
-    "false_negative": (0.2, 0.4, 1.0),   # blue: a cell the model missed
-    "border": (1.0, 0.0, 1.0),       # magenta: touching borders
-}
-
-
-def _grey_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) image → (H, W, 3) float RGB in [0, 1], contrast-stretched to the 1–99 percentiles."""
-    image = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(image, [1, 99])
-    grey = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
-    return np.repeat(grey[..., None], 3, axis=2)
-
-
-def overlay(image: np.ndarray, layers: Mapping[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:
-    """Blend 0/1 masks onto a grey image; ``layers`` maps a :data:`COLOURS` key to an (H, W) mask."""
-    rgb = _grey_rgb(image)
-    for name, mask in layers.items():
-        m = np.asarray(mask).astype(bool)
-        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(COLOURS[name])
-    return rgb
-
-
-def error_layers(truth: np.ndarray, prediction: np.ndarray) -> dict[str, np.ndarray]:
-    """False positives (predicted, not annotated) and false negatives (annotated, missed) as 0/1 masks."""
-    truth, prediction = np.asarray(truth).astype(bool), np.asarray(prediction).astype(bool)
-    return {"false_positive": prediction & ~truth, "false_negative": truth & ~prediction}
-
+from livecell_kit import data
+from livecell_kit.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
+from livecell_kit.overlay import COLOURS, error_layers, grey_rgb, overlay
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
                 size: float = 3.2, suptitle: str | None = None):
@@ -56,7 +29,7 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
         ax.axis("off")
     for i, image in enumerate(images):
         ax = axes.flat[i]
-        ax.imshow(image if np.ndim(image) == 3 else _grey_rgb(image))
+        ax.imshow(image if np.ndim(image) == 3 else grey_rgb(image))
         if titles:
             ax.set_title(titles[i])
     if suptitle:
@@ -67,8 +40,6 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 
 def gallery(split, per_type: int = 1, ncols: int = 4):
     """The first ``per_type`` images of every cell type in ``split`` (a ``data.Split``)."""
-    from livecell_kit import data
-
     chosen = []
     for cell_type in data.CELL_TYPES:
         of_type = [img for img in split.images if split.cell_type(img) == cell_type][:per_type]
@@ -91,8 +62,6 @@ def draw_polygons(ax, annotations: Sequence[Mapping], colour=COLOURS["truth"], l
 
 def annotation_stats(split):
     """Cells per image and cell area (px) per cell type: two panels of box plots / histograms."""
-    from livecell_kit import data
-
     per_image: dict[str, list[int]] = {t: [] for t in data.CELL_TYPES}
     areas: dict[str, list[float]] = {t: [] for t in data.CELL_TYPES}
     for img in split.images:
@@ -111,7 +80,7 @@ def annotation_stats(split):
     ax2.set_xscale("log")
     ax2.set_xlabel("cell area (px)")
     ax2.set_ylabel("cells")
-    for edge, label in ((324, "small|medium"), (961, "medium|large")):
+    for edge in (AREA_SMALL_MAX, AREA_LARGE_MIN):  # LIVECell's small | medium | large cells
         ax2.axvline(edge, color="k", ls=":", lw=0.8)
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -148,7 +117,7 @@ def training_snapshots(snapshots, images, max_columns: int = 5):
     n = len(images)
     fig, axes = plt.subplots(n, len(picks) + 1, figsize=(2.4 * (len(picks) + 1), 2.4 * n), squeeze=False)
     for row in range(n):
-        axes[row, 0].imshow(_grey_rgb(images[row]))
+        axes[row, 0].imshow(grey_rgb(images[row]))
         axes[row, 0].set_title("image")
         for col, k in enumerate(picks, start=1):
             axes[row, col].imshow(snapshots.probabilities[k][row], vmin=0, vmax=1, cmap="magma")
@@ -166,7 +135,7 @@ def prediction_grid(images, truths, probabilities, threshold: float = 0.5, title
     for i in range(n):
         pred = np.asarray(probabilities[i]) >= threshold
         panels = [
-            (_grey_rgb(images[i]), titles[i] if titles else "image"),
+            (grey_rgb(images[i]), titles[i] if titles else "image"),
             (overlay(images[i], {"truth": truths[i]}), "ground truth"),
             (probabilities[i], "probability"),
             (overlay(images[i], error_layers(truths[i], pred)), "errors: FP red, FN blue"),
@@ -245,7 +214,7 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
                  for i in firsts.values()]
         return show_images(shown, [f"{cell_types[i]}: FP red, FN blue" for i in firsts.values()])
 
-    import ipywidgets as w
+    import ipywidgets as w  # only a live kernel with a widget front end gets here
     from IPython.display import display
 
     types = ["all"] + sorted(set(cell_types))
@@ -281,13 +250,12 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
 
 def _widgets_available() -> bool:
     """True in a live kernel whose front end can show widgets (not under nbval / nbconvert)."""
-    import os
-
     if os.environ.get("LIVECELL_KIT_STATIC_PLOTS"):
         return False
+    if importlib.util.find_spec("ipywidgets") is None:
+        return False
     try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
+        from IPython import get_ipython  # present wherever a kernel runs
     except ImportError:
         return False
     shell = get_ipython()

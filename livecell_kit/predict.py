@@ -32,13 +32,22 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+import tifffile
+from PIL import Image
+from tqdm.auto import tqdm
 
 from livecell_kit import atomic
 from livecell_kit.data.images import SUFFIXES as IMAGE_SUFFIXES
 from livecell_kit.data.images import iter_pages
+from livecell_kit.instances import semantic_to_instances
+from livecell_kit.overlay import overlay_image
+
+# TensorFlow and Keras are imported by the functions that run a model, not here: they take
+# seconds to load and Keras imports matplotlib.pyplot, which reading, writing and drawing
+# predictions (and `import livecell_kit.predict`) do not need.
+
 #: Images with more pixels than this are tiled automatically (memory, not accuracy).
 AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
@@ -61,7 +70,7 @@ def _all_layers(model) -> list:
 
 def input_scale(model) -> float:
     """Factor applied to 0–255 pixel values before the model: 1/255, or 1 if the model rescales itself."""
-    import keras
+    import keras  # see the note on imports at the top
 
     has_rescaling = any(isinstance(l, keras.layers.Rescaling) for l in _all_layers(model))
     return 1.0 if has_rescaling else 1.0 / 255.0
@@ -69,7 +78,7 @@ def input_scale(model) -> float:
 
 def size_multiple(model) -> int:
     """Height/width multiple the model needs: 2 ** (number of 2× pooling layers)."""
-    import keras
+    import keras  # see the note on imports at the top
 
     n = 0
     for layer in _all_layers(model):
@@ -79,9 +88,17 @@ def size_multiple(model) -> int:
     return 2 ** n
 
 
+def default_batch_size() -> int:
+    """Images per forward pass for full frames: 8 on a GPU, 1 on a CPU (memory-bound there:
+    bigger batches were slower)."""
+    import tensorflow as tf  # see the note on imports at the top
+
+    return 8 if tf.config.list_physical_devices("GPU") else 1
+
+
 def _predict_fn(model, jit_compile: bool = False):
     """A tf.function: uint8/float (N, H, W, 1) → float32 (N, H, W, C), cached per model."""
-    import tensorflow as tf
+    import tensorflow as tf  # see the note on imports at the top
 
     try:
         per_model = _FN_CACHE.setdefault(model, {})
@@ -270,8 +287,6 @@ class Prediction:
 def predict_array(model, image: np.ndarray, threshold: float = 0.5, out_dir=None, stem: str = "image",
                   tile: int | None = None, min_size: int = 20) -> Prediction:
     """Predict one in-memory image; with ``out_dir``, also write its three files (see :func:`write_prediction`)."""
-    from livecell_kit.evaluate import semantic_to_instances
-
     out = predict_image(model, image, tile=tile)
     prob, border = (out, None) if out.ndim == 2 else (out[..., 0], out[..., 1])
     labels = semantic_to_instances(prob, threshold, border_prob=border, min_size=min_size)
@@ -283,33 +298,14 @@ def predict_array(model, image: np.ndarray, threshold: float = 0.5, out_dir=None
 
 
 def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename into place (see :mod:`livecell_kit.files`)."""
+    """``write(tmp_path)`` then rename into place (see :mod:`livecell_kit.atomic`)."""
     with atomic.atomic_path(path, suffix=path.suffix) as tmp:
         write(tmp)
-
-
-def overlay_image(image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
-                  alpha: float = 0.35) -> np.ndarray:
-    """uint8 RGB (H, W, 3): grey image, predicted cells tinted, instance outlines drawn opaque."""
-    from scipy import ndimage
-
-    from livecell_kit.plot import COLOURS, overlay
-
-    rgb = overlay(np.asarray(image, np.float32), {"prediction": mask}, alpha=alpha)
-    if labels is not None:
-        # outline = labelled pixels with a differently-labelled 4-neighbour
-        lab = np.asarray(labels)
-        edge = (ndimage.grey_erosion(lab, size=(3, 3)) != ndimage.grey_dilation(lab, size=(3, 3))) & (lab > 0)
-        rgb[edge] = COLOURS["prediction"]
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def write_prediction(pred: Prediction, image: np.ndarray, out_dir, stem: str) -> dict:
     """Write ``<stem>_mask.png`` (uint8 0/255), ``<stem>_labels.tif`` (uint16, or int32 above
     65535 cells) and ``<stem>_overlay.png`` (RGB) into ``out_dir``; returns their paths."""
-    import tifffile
-    from PIL import Image
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"mask": out_dir / f"{stem}_mask.png", "labels": out_dir / f"{stem}_labels.tif",
@@ -359,11 +355,7 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
     stems = [f.stem for f in files]
     dupes = {s for s in stems if stems.count(s) > 1}
     written = []
-    it: Iterable = files
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(files, desc="predict", unit="image")
-    for f in it:
+    for f in tqdm(files, desc="predict", unit="image", disable=not progress):
         base = f"{f.parent.name}_{f.stem}" if f.stem in dupes else f.stem
         noted = False
         for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page

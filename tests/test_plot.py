@@ -1,4 +1,7 @@
 """Figures and the viewer: they draw without error and the viewer's controls work."""
+import subprocess
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from livecell_kit import plot
+from livecell_kit import overlay, plot
 
 
 def _examples(n=3, shape=(16, 24)):
@@ -22,11 +25,22 @@ def _examples(n=3, shape=(16, 24)):
 def test_error_layers_colour_false_positives_and_negatives():
     truth = np.array([[1, 1, 0, 0]], np.uint8)
     pred = np.array([[1, 0, 1, 0]], bool)
-    layers = plot.error_layers(truth, pred)
+    layers = overlay.error_layers(truth, pred)
     assert layers["false_positive"].tolist() == [[False, False, True, False]]
     assert layers["false_negative"].tolist() == [[False, True, False, False]]
-    rgb = plot.overlay(np.full((1, 4), 128, np.uint8), layers, alpha=1.0)
-    assert np.allclose(rgb[0, 2], plot.COLOURS["false_positive"]) and np.allclose(rgb[0, 1], plot.COLOURS["false_negative"])
+    rgb = overlay.overlay(np.full((1, 4), 128, np.uint8), layers, alpha=1.0)
+    assert np.allclose(rgb[0, 2], overlay.COLOURS["false_positive"]) and np.allclose(rgb[0, 1], overlay.COLOURS["false_negative"])
+
+
+def test_prediction_overlay_outlines_each_instance():
+    labels = np.zeros((9, 12), np.int32)
+    labels[1:8, 1:6], labels[1:8, 6:11] = 1, 2  # two touching cells
+    rgb = overlay.overlay_image(np.full(labels.shape, 100, np.uint8), labels > 0, labels)
+    assert rgb.dtype == np.uint8 and rgb.shape == (9, 12, 3)
+    orange = (np.asarray(overlay.COLOURS["prediction"]) * 255 + 0.5).astype(np.uint8)
+    assert (rgb[4, 5] == orange).all() and (rgb[4, 6] == orange).all()  # the shared edge is drawn
+    assert not (rgb[4, 3] == orange).all()  # inside a cell: tinted, not outlined
+    assert (rgb[0, 0] == rgb[0, 0, 0]).all()  # background stays grey
 
 
 def test_static_viewer_draws_one_panel_per_cell_type():
@@ -56,3 +70,11 @@ def test_learning_curves_and_snapshot_grid():
 
     fig = plot.training_snapshots(Snap(), [np.zeros((8, 8), np.uint8)] * 2)
     assert len(fig.axes) == 2 * 4
+
+
+def test_importing_plot_does_not_load_tensorflow():
+    """Notebook 01 draws with plot before any model exists: TensorFlow must not load with it."""
+    code = ("import sys, livecell_kit.plot; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,6 +1,9 @@
 """Prediction on any image size, tiling, and the files predict_paths writes — with tiny Keras models."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -188,3 +191,14 @@ def test_predict_paths_reads_stacks_16bit_rgb_and_jpeg(tmp_path, capsys):
     assert [w["scaling"] is not None for w in written] == [False] * 5 + [True]
     out = capsys.readouterr().out
     assert "u16.tif: uint16 -> uint8: linear stretch" in out and "stack.tif" not in out
+
+
+def test_importing_predict_loads_neither_pyplot_nor_tensorflow():
+    """`livecell-kit predict` writes overlays with numpy (livecell_kit.overlay), not matplotlib.
+
+    (Loading a model still imports pyplot: Keras itself does, in keras.src.visualization.)
+    """
+    code = ("import sys, livecell_kit.predict; "
+            "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
