@@ -6,10 +6,8 @@ around it. The student-notebook execution test reuses the work folder that nbval
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
