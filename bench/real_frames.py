@@ -41,7 +41,8 @@ os.environ.setdefault("LIVECELL_KIT_WORKDIR", str(ROOT / "build" / "work"))  # a
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livecell_kit import atomic, course, data, evaluate, masks, metrics, overlay, plot  # noqa: E402
+from livecell_kit import atomic, course, data, evaluate, masks, overlay, plot  # noqa: E402
+from livecell_kit.evaluate import metrics  # noqa: E402
 
 course.import_tensorflow_quietly()  # TensorFlow's C++ start-up chatter silenced before train imports it
 from livecell_kit import predict, train  # noqa: E402

@@ -1,8 +1,20 @@
 """livecell-kit: teach and run U-Net segmentation of LIVECell phase-contrast images.
 
-One module per pipeline stage — ``data``, ``sample``, ``masks``, ``model``,
-``train``, ``evaluate``, ``predict``, ``plot`` — plus ``presets`` (all named
-settings), ``checks`` (exercise checkers) and ``cli`` (the ``livecell-kit``
-command). Import the stage you need, e.g. ``from livecell_kit import data``.
+The package reads as the pipeline, one job per module (a stage with several jobs
+is a subpackage that re-exports its public names, e.g. ``data.load_split``):
+
+* ``data`` — LIVECell on disk: download, layout, images, annotations, subsets;
+  ``sample`` (+ ``synthetic_cells``) — the offline, LIVECell-like sample;
+* ``masks`` — annotations → semantic, instance and border masks, and their cache;
+* ``model`` — the U-Net builder;
+* ``train`` — input pipeline, losses and metrics, the resumable run;
+* ``predict`` — a saved model on any image; ``instances`` — probability map → cells;
+* ``evaluate`` — pixel metrics, baselines, instance AP, the evaluation driver;
+
+plus ``plot`` (figures; ``overlay`` colours masks without pyplot), ``presets``
+(every named setting), ``checks`` (exercise checkers), ``course`` (notebook
+helpers), ``atomic`` (atomic writes, the JSON writer, done-stamps) and ``cli``
+(the ``livecell-kit`` command). Import the stage you need, e.g.
+``from livecell_kit import data``.
 """
 __version__ = "0.1.0"

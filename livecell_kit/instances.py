@@ -4,7 +4,7 @@
 into labelled cells — with the model's border channel when it has one, else a
 marker-based watershed on the distance transform (scikit-image) — and
 :func:`instances_to_coco_results` encodes each cell as a COCO "result" (RLE
-mask + score) for :func:`livecell_kit.cocoeval.coco_instance_ap`.
+mask + score) for :func:`livecell_kit.evaluate.cocoeval.coco_instance_ap`.
 """
 from __future__ import annotations
 

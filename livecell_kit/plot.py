@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from livecell_kit import data
-from livecell_kit.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
+from livecell_kit.evaluate.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
 from livecell_kit.overlay import COLOURS, error_layers, grey_rgb, overlay
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,

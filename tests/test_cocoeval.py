@@ -6,7 +6,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from skimage.draw import disk
 
-from livecell_kit import cocoeval
+from livecell_kit.evaluate import cocoeval
 from livecell_kit.instances import instances_to_coco_results
 
 

@@ -9,7 +9,7 @@ import tifffile
 from pycocotools import mask as mu
 
 from livecell_kit import evaluate as ev
-from livecell_kit.metrics import METRIC_KEYS
+from livecell_kit.evaluate.metrics import METRIC_KEYS
 
 
 def test_write_metrics_json_is_atomic_and_strict(tmp_path):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from livecell_kit import baselines, data, instances, masks, metrics, sample
+from livecell_kit import data, instances, masks, sample
+from livecell_kit.evaluate import baselines, metrics
 
 
 def _disc(shape, cy, cx, r):

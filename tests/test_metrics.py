@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from livecell_kit import metrics
+from livecell_kit.evaluate import metrics
 
 
 # --- pixel metrics --------------------------------------------------------------------------

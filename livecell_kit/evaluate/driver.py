@@ -1,17 +1,18 @@
-"""Evaluate a trained model on a split: pixel metrics, baselines, threshold and instance AP.
+"""The evaluation driver: one trained model on one split, model against baselines.
 
 :func:`evaluate_model` streams a split one batch of images at a time and
 reports, for the model and two baselines (``all_background`` predicts no cell
-anywhere; ``otsu`` is classical image processing, :func:`baselines.otsu_segment`):
+anywhere; ``otsu`` is classical image processing,
+:func:`~livecell_kit.evaluate.baselines.otsu_segment`):
 
-* pooled pixel metrics (:mod:`livecell_kit.metrics`), overall and per cell type;
+* pooled pixel metrics (:mod:`livecell_kit.evaluate.metrics`), overall and per cell type;
   hard 0/1 baseline predictions are scored as probabilities 0/1, so their BCE is
   large wherever they are wrong (``-log(1e-7) ≈ 16``);
 * the threshold: the one with the best IoU on the *validation* split
   (:func:`sweep_split`), then applied to the evaluated split (choosing it on
   test would flatter the model);
 * instance AP: predictions split into cells (:mod:`livecell_kit.instances`)
-  and scored with COCOeval under LIVECell's protocol (:mod:`livecell_kit.cocoeval`).
+  and scored with COCOeval under LIVECell's protocol (:mod:`livecell_kit.evaluate.cocoeval`).
 
 :func:`write_metrics_json` saves the result; :func:`seed_comparison` and
 :func:`per_cell_type_table` present it.
@@ -27,10 +28,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic, data, masks, predict
-from livecell_kit.baselines import otsu_segment
-from livecell_kit.cocoeval import coco_instance_ap
+from livecell_kit.evaluate.baselines import otsu_segment
+from livecell_kit.evaluate.cocoeval import coco_instance_ap
 from livecell_kit.instances import instances_to_coco_results, semantic_to_instances
-from livecell_kit.metrics import MetricAccumulator, MetricsTable, ThresholdSweep
+from livecell_kit.evaluate.metrics import MetricAccumulator, MetricsTable, ThresholdSweep
 from livecell_kit.presets import SEED_REPORTED
 
 
