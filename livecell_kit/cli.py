@@ -8,8 +8,8 @@
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit student  --out DIR                            # notebooks without solutions
 
-Stages are imported lazily so that ``sample`` or ``masks`` start without
-loading TensorFlow.
+Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
+commands that run a model, so that ``sample``, ``download`` and ``masks`` start at once.
 """
 from __future__ import annotations
 
@@ -18,25 +18,21 @@ import json
 import sys
 from pathlib import Path
 
+from livecell_kit import course, data, evaluate, masks, predict, presets, sample
+
 
 def _cmd_sample(args) -> None:
-    from livecell_kit import sample
-
     sizes = {"train": args.train_per_type, "val": args.val_per_type, "test": args.test_per_type}
     out = sample.make_sample(args.out, seed=args.seed, images_per_type=sizes)
     print(f"sample data set (seed {args.seed}) in {out}")
 
 
 def _cmd_download(args) -> None:
-    from livecell_kit import data
-
     out = data.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url)
     print(f"LIVECell files in {out}")
 
 
 def _cmd_masks(args) -> None:
-    from livecell_kit import masks
-
     written = masks.write_masks(args.annotations, args.out, kind=args.kind)
     print(f"wrote {len(written)} {args.kind} masks to {args.out}")
 
@@ -67,7 +63,7 @@ def _run_subset_rule(model_path: Path) -> str:
 
 
 def _cmd_evaluate(args) -> None:
-    from livecell_kit import evaluate, train
+    from livecell_kit import train
 
     model = train.load_model(args.model)
     rule = args.subset or _run_subset_rule(args.model)
@@ -83,7 +79,7 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from livecell_kit import predict, train
+    from livecell_kit import train
 
     model = train.load_model(args.model)
     written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
@@ -91,8 +87,6 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_student(args) -> None:
-    from livecell_kit import course
-
     written = course.make_student_notebooks(args.source, args.out)
     for path in written:
         print(path)
@@ -114,19 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder to lay the data set out in")
     p.add_argument("--base-url", default=None,
                    help="mirror of LIVECell_dataset_2021/ (default: env LIVECELL_BASE_URL or the S3 bucket)")
-    p.add_argument("--files", nargs="+", default=["images", "annotations"],
+    p.add_argument("--files", nargs="+", default=["images", "annotations"], choices=data.DOWNLOAD_PARTS,
                    help="what to fetch (default: images annotations)")
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("masks", help="write one mask file per image from a COCO/LIVECell JSON")
     p.add_argument("--annotations", required=True, type=Path, help="livecell_coco_*.json")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--kind", choices=["semantic", "instance", "border"], default="semantic")
+    p.add_argument("--kind", choices=masks.KINDS, default="semantic")
     p.set_defaults(func=_cmd_masks)
 
     p = sub.add_parser("train", help="train a U-Net preset; rerun the same command to resume")
     p.add_argument("--data", required=True, type=Path, help="data set root (sample or LIVECell)")
-    p.add_argument("--preset", default="quick",
+    p.add_argument("--preset", default="quick", choices=list(presets.PRESETS),
                    help="quick (CPU minutes), borders (quick, border-weighted BCE), seed (the seed project) or kit (GPU)")
     p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -141,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="pixel, per-cell-type, baseline and instance metrics")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--data", required=True, type=Path, help="data set root")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     p.add_argument("--threshold", type=float, default=None, help="default: best on val")
     p.add_argument("--no-instance", action="store_true", help="skip instance AP (COCOeval)")
     p.add_argument("--images", type=int, default=None,
                    help="at most N images per split (the seed project: 512 test, 256 val)")
-    p.add_argument("--subset", choices=["stratified", "first"], default=None,
+    p.add_argument("--subset", choices=data.SUBSET_RULES, default=None,
                    help="how --images picks them: 'first' N in file order (the seed's rule) or a "
                         "stratified draw (default: the rule of the run that trained the model)")
     p.add_argument("--threshold-data", type=Path, default=None,
@@ -175,8 +169,6 @@ _TENSORFLOW_COMMANDS = {"train", "evaluate", "predict"}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in _TENSORFLOW_COMMANDS:
-        from livecell_kit import course
-
         course.import_tensorflow_quietly()
     try:
         args.func(args)

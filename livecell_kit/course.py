@@ -22,6 +22,10 @@ import re
 import sys
 from pathlib import Path
 
+import matplotlib
+
+from livecell_kit import atomic, data, presets, sample
+
 #: Set this environment variable to a folder holding real LIVECell (as laid out by
 #: ``livecell-kit download``) to run every notebook on it instead of the sample.
 REAL_DATA_ENV = "LIVECELL_KIT_DATA_ROOT"
@@ -44,8 +48,6 @@ def in_colab() -> bool:
 
 def workdir() -> Path:
     """Folder for artifacts handed from notebook to notebook (sample, masks, runs)."""
-    from livecell_kit import data
-
     path = data.default_workdir()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -58,8 +60,6 @@ def setup(verbose: bool = True) -> dict:
     TensorFlow is imported here, not at package import, so data-only notebooks stay light.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import matplotlib
-
     matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
     info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version()}
     try:
@@ -134,8 +134,6 @@ def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
 
 def sample_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
     """The kit's synthetic sample (generated on first use), whatever ``$LIVECELL_KIT_DATA_ROOT`` says."""
-    from livecell_kit import sample
-
     return Path(sample.make_sample(workdir() / f"sample-seed{seed}", seed=seed,
                                    images_per_type=images_per_type))
 
@@ -145,8 +143,6 @@ def explored_split(root: Path) -> str:
 
     A real data root may hold only some of LIVECell's JSONs (e.g. frames for evaluation).
     """
-    from livecell_kit import data
-
     available = data.available_splits(root)
     if not available:
         raise FileNotFoundError(f"{root}/annotations holds none of livecell_coco_{{train,val,test}}.json; "
@@ -162,8 +158,6 @@ def training_root() -> Path:
     A real data root with only evaluation frames is then measured (notebook 05) with a
     model trained on the sample — never tuned on the frames it is scored on.
     """
-    from livecell_kit import data
-
     root = data_root()
     missing = [s for s in ("train", "val") if s not in data.available_splits(root)]
     if not missing:
@@ -174,8 +168,6 @@ def training_root() -> Path:
 
 def evaluation_split(root: Path) -> str:
     """The split notebook 05 scores: ``test`` when ``root`` annotates it, else ``val``."""
-    from livecell_kit import data
-
     return "test" if "test" in data.available_splits(root) else "val"
 
 
@@ -184,14 +176,15 @@ def quick_run_dir(root: Path, preset: str = "quick") -> Path:
     return workdir() / "runs" / f"{preset}-{Path(root).name}"
 
 
-def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 0, callbacks=()):
+def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 2, callbacks=()):
     """The run trained in notebook 04: reuse it when complete, else train it now (and say so).
 
     root: the data it trains on, default :func:`training_root`.
-    ``callbacks`` (Keras callbacks) only run when training actually happens.
+    ``callbacks`` (Keras callbacks) only run when training actually happens; training prints
+    one line per epoch (``verbose=2``), so a notebook never trains silently.
     Returns the training result (``.model``, ``.history``, ``.out_dir``).
     """
-    from livecell_kit import presets, train
+    from livecell_kit import train  # on demand: TensorFlow loads only when a run is needed
 
     root = Path(root) if root is not None else training_root()
     out_dir = quick_run_dir(root, preset)
@@ -217,9 +210,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     Returns the paths written (one per notebook). Notebooks without exercises are copied
     with outputs cleared so the student folder is a complete course.
     """
-    import nbformat
-
-    from livecell_kit import atomic
+    import nbformat  # here, not at the top: ~1 s to import (jsonschema), and only this needs it
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))

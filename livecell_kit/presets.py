@@ -116,10 +116,6 @@ class TrainConfig:
 #: What the seed project reported on its 512 test images (Keras binary accuracy at 0.5, BCE).
 SEED_REPORTED = {"pixel_accuracy": 0.9219, "bce": 0.2043}
 
-#: How a subset of a split is drawn (see :func:`livecell_kit.data.select_subset`).
-SUBSET_RULES = ("stratified", "first")
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Which images: numbers per LIVECell split and how they are picked.

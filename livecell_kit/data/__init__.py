@@ -22,14 +22,14 @@ from livecell_kit.data.layout import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPL
                                       annotation_path, cell_type_of, default_workdir,
                                       split_image_dir)
 from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, SIZE_SPLITS
-from livecell_kit.data.subsets import (DEFAULT_SUBSET_SIZES, NEARLY_UNANNOTATED_CELLS,
+from livecell_kit.data.subsets import (DEFAULT_SUBSET_SIZES, NEARLY_UNANNOTATED_CELLS, SUBSET_RULES,
                                        load_subset, nearly_unannotated, read_manifest,
                                        select_subset, subset_dataset, write_manifest)
 
 __all__ = [
     "BASE_URL", "CELL_TYPES", "DEFAULT_SUBSET_SIZES", "DOWNLOAD_PARTS", "IMAGE_HEIGHT",
     "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS", "POLYGON_TOLERANCE_PX", "RECORDED_HASHES",
-    "REGISTRY", "SIZE_SPLITS", "SPLITS", "AnnotationError", "DownloadError", "ImageReadError",
+    "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "DownloadError", "ImageReadError",
     "ResumableDownloader", "Split", "annotation_path", "available_splits", "cell_type_of",
     "clear_annotation_cache", "default_workdir", "download_livecell", "fetch",
     "load_annotations", "load_split", "load_subset", "nearly_unannotated", "read_image",

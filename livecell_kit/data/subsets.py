@@ -27,7 +27,8 @@ NEARLY_UNANNOTATED_CELLS = 10
 #: Images per split when :func:`select_subset` is given no sizes: the seed project's.
 DEFAULT_SUBSET_SIZES = {"train": 1024, "val": 256, "test": 512}
 
-_RULES = ("stratified", "first")
+#: How a subset of a split is drawn: a seeded draw in proportion to cell types, or the first N.
+SUBSET_RULES = ("stratified", "first")
 _MANIFEST_KEYS = ("split", "image_id", "file_name", "cell_type")
 
 
@@ -103,8 +104,8 @@ def select_subset(root, sizes=None, seed: int = 0, rule: str = "stratified") -> 
 
 
 def _check_rule(rule: str) -> None:
-    if rule not in _RULES:
-        raise ValueError(f"unknown subset rule {rule!r}; choose one of {_RULES}")
+    if rule not in SUBSET_RULES:
+        raise ValueError(f"unknown subset rule {rule!r}; choose one of {SUBSET_RULES}")
 
 
 def _entry(split: Split, img: dict) -> dict:
