@@ -1,7 +1,7 @@
 """The ``livecell-kit`` command: the notebooks' pipeline from a shell.
 
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
-    livecell-kit download --out DIR [--base-url URL]           # the real LIVECell
+    livecell-kit download --out DIR [--subset seed|course|full] [--base-url URL]  # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
     livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from livecell_kit import course, data, evaluate, masks, predict, presets, sample
+from livecell_kit.data.download import DOWNLOAD_SUBSETS
 
 
 def _cmd_sample(args) -> None:
@@ -28,8 +29,9 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_download(args) -> None:
-    out = data.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url)
-    print(f"LIVECell files in {out}")
+    out = data.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url,
+                                 subset=args.subset)
+    print(f"LIVECell files in {out} (subset {args.subset})")
 
 
 def _cmd_masks(args) -> None:
@@ -110,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mirror of LIVECell_dataset_2021/ (default: env LIVECELL_BASE_URL or the S3 bucket)")
     p.add_argument("--files", nargs="+", default=["images", "annotations"], choices=data.DOWNLOAD_PARTS,
                    help="what to fetch (default: images annotations)")
+    p.add_argument("--subset", choices=DOWNLOAD_SUBSETS, default="full",
+                   help="full: all of images.zip (1.24 GB) and the JSONs (0.9 GB); seed: the seed "
+                        "project's 1,792 frames (about 0.4 GB, by HTTP range requests) and the JSONs; "
+                        "course: 4/2/2 frames per cell type with JSONs cut to them (under 400 MB)")
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("masks", help="write one mask file per image from a COCO/LIVECell JSON")

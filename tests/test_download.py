@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 from livecell_kit import data
-from livecell_kit.data import download, registry
+from livecell_kit.data import cache, registry
 
 VAL = "annotations/LIVECell/livecell_coco_val.json"
 
@@ -139,9 +139,9 @@ def test_a_server_that_ignores_range_sends_the_whole_file_again(tmp_path, monkey
     part = tmp_path / "f.part"
     part.write_bytes(body[:300])
     sent = []
-    monkeypatch.setattr(download.requests, "get", lambda url, headers, **kw: sent.append(headers)
+    monkeypatch.setattr(cache.requests, "get", lambda url, headers, **kw: sent.append(headers)
                         or _Response(200, body, {"Content-Length": str(len(body))}))
-    download.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
+    cache.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
     assert sent == [{"Range": "bytes=300-"}]
     assert (tmp_path / "f").read_bytes() == body and not part.exists()
 
@@ -149,11 +149,11 @@ def test_a_server_that_ignores_range_sends_the_whole_file_again(tmp_path, monkey
 def test_a_resume_at_the_wrong_byte_is_refused(tmp_path, monkeypatch):
     part = tmp_path / "f.part"
     part.write_bytes(b"a" * 300)
-    monkeypatch.setattr(download.requests, "get", lambda url, headers, **kw: _Response(
+    monkeypatch.setattr(cache.requests, "get", lambda url, headers, **kw: _Response(
         206, b"b" * 700, {"Content-Range": "bytes 200-899/900", "Content-Length": "700"}))
-    with pytest.raises(download.requests.exceptions.ContentDecodingError,
+    with pytest.raises(cache.requests.exceptions.ContentDecodingError,
                        match="at byte 200, expected 300"):
-        download.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
+        cache.ResumableDownloader(part, progressbar=False)("http://x/f", tmp_path / "f")
     assert part.read_bytes() == b"a" * 300 and not (tmp_path / "f").exists()
 
 

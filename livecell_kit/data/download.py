@@ -1,190 +1,59 @@
-"""Fetching LIVECell: pooch does the cache, hashes and retries; the kit adds what pooch lacks.
+"""Fetching LIVECell and laying it out the way the kit reads it (:mod:`livecell_kit.data.layout`).
 
-:func:`download_livecell` lays the official files out the way the kit reads them
-(:mod:`livecell_kit.data.layout`); :func:`fetch` gets one file of the
-:mod:`~livecell_kit.data.registry` into a cache through ``pooch``.  Two pieces are the
-kit's own because pooch (1.9) cannot do them:
+:func:`download_livecell` is ``livecell-kit download``.  ``subset`` says how much:
 
-* :class:`ResumableDownloader` — pooch's HTTP downloader starts over after a cut
-  transfer; for a 1.24 GB zip the kit resumes with an HTTP ``Range`` request.
-* :func:`safe_extract_zip` — ``pooch.Unzip`` extracts in place and counts an archive as
-  done when its member files exist, so a file half-written by an interrupted run passes;
-  the kit extracts into a temp folder, moves the result into place and writes a stamp
-  last.  It also refuses zip-slip members instead of silently rewriting their paths.
+* ``"full"`` — the three annotation JSONs (867 MiB) and all of ``images.zip`` (1.24 GB),
+  downloaded to the cache (:mod:`~livecell_kit.data.cache`) and extracted;
+* ``"seed"`` — the same JSONs and only the seed project's frames: the first 1024 / 256 / 512
+  image records of train / val / test (:func:`~livecell_kit.data.subsets.select_subset`,
+  rule ``"first"``), 1,792 frames, about a third of the image bytes, read out of
+  ``images.zip`` with HTTP range requests (:mod:`~livecell_kit.data.remote_zip`);
+* ``"course"`` — 4 / 2 / 2 frames per cell type and split and annotation JSONs restricted to
+  them, cut from LIVECell's smaller files (:mod:`~livecell_kit.data.course_subset`), under
+  400 MB in all.
+
+A server that ignores ``Range`` gets the full ``images.zip`` instead (one line says so).
+Two runs into the same folder take turns (a lock file); every file appears atomically and
+only once checked, so an interrupted run is resumed by the next one.
+
+:func:`safe_extract_zip` is the kit's own because ``pooch.Unzip`` extracts in place and
+counts an archive as done when its member files exist, so a file half-written by an
+interrupted run passes; the kit extracts into a temp folder, moves the result into place and
+writes a stamp last.  It also refuses zip-slip members instead of silently rewriting their paths.
 """
 from __future__ import annotations
 
-import contextlib
-import json
+import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-import pooch
-import requests
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.layout import CELL_TYPES, SPLITS, annotation_path, split_image_dir
-from livecell_kit.data.registry import (BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS,
-                                        SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
+from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, locked,
+                                     resolve_cache_dir)
+from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, read_head
+from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
+                                      split_image_dir)
+from livecell_kit.data.registry import (SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
                                         single_cell_name, size_split_name)
+from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
+                                          open_remote_zip)
+from livecell_kit.data.subsets import DEFAULT_SUBSET_SIZES, select_subset
+
+__all__ = ["DOWNLOAD_PARTS", "DOWNLOAD_SUBSETS", "DownloadError", "ResumableDownloader",
+           "download_livecell", "fetch", "safe_extract_zip"]
 
 DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
-
-
-class DownloadError(OSError):
-    """A download failed or a checksum did not match; the message says what to do."""
-
-
-class _HTTPStatusError(DownloadError):
-    """Non-retryable HTTP error (e.g. 404): subclasses neither ValueError nor
-    RequestException, so pooch gives up at once instead of retrying."""
-
-
-def _resolve_base_url(base_url=None) -> str | None:
-    """A mirror's base URL (argument, else env ``LIVECELL_BASE_URL``) ending in "/"; None: official."""
-    url = base_url or os.environ.get("LIVECELL_BASE_URL")
-    if not url:
-        return None
-    return url if url.endswith("/") else url + "/"
-
-
-def _resolve_cache_dir(cache_dir=None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("LIVECELL_KIT_DATA")
-    return Path(env).expanduser() if env else Path(pooch.os_cache("livecell-kit"))
-
-
-class ResumableDownloader:
-    """pooch downloader that keeps partial data in ``<file>.part`` and resumes it.
-
-    pooch calls ``downloader(url, output_file, pooch)`` with a temp file next to the
-    final path and only moves it into place after the sha256 check, which keeps the
-    final path atomic.  We stream into ``part_path`` instead, asking for the missing
-    tail with an HTTP ``Range`` request when a previous attempt (this run's retry or an
-    earlier, interrupted run) left bytes behind, and hand the finished file to pooch
-    by renaming it onto ``output_file`` (same folder, so the rename is atomic).
-    A cut transfer raises a ``requests`` exception so pooch's ``retry_if_failed``
-    retries it — and the retry resumes.
-    """
-
-    def __init__(self, part_path, progressbar: bool = True, timeout: float = 60.0,
-                 chunk_size: int = 1 << 16):
-        self.part_path = Path(part_path)
-        self.progressbar = progressbar
-        self.timeout = timeout  # s, per network read
-        self.chunk_size = chunk_size  # bytes
-
-    def __call__(self, url, output_file, pooch_store=None, check_only=False):
-        if check_only:
-            response = requests.head(url, timeout=self.timeout, allow_redirects=True)
-            return response.status_code == 200
-        self.part_path.parent.mkdir(parents=True, exist_ok=True)
-        have = self.part_path.stat().st_size if self.part_path.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
-            if response.status_code == 416 and have:
-                # Our partial file is not a prefix the server recognises: start over.
-                self.part_path.unlink()
-                return self(url, output_file, pooch_store)
-            if response.status_code >= 400:
-                if response.status_code >= 500 or response.status_code in (408, 429):
-                    response.raise_for_status()  # RequestException: pooch retries
-                raise _HTTPStatusError(f"HTTP {response.status_code} {response.reason} for {url}")
-            if response.status_code == 206:
-                start = _content_range_start(response.headers.get("Content-Range"))
-                if start != have:
-                    raise requests.exceptions.ContentDecodingError(
-                        f"server resumed {url} at byte {start}, expected {have}")
-            else:  # 200: server ignored the Range header; the whole file comes again
-                have = 0
-            length = response.headers.get("Content-Length")
-            expected = have + int(length) if length is not None else None
-            # Let a short body end quietly instead of urllib3 raising mid-chunk and
-            # dropping that chunk's bytes; the size check below turns it into an error.
-            response.raw.enforce_content_length = False
-            with open(self.part_path, "ab" if have else "wb") as f, \
-                    tqdm(total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc=self.part_path.name[:-5], disable=not self.progressbar) as bar:
-                for chunk in response.iter_content(chunk_size=self.chunk_size):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        got = self.part_path.stat().st_size
-        if expected is not None and got != expected:
-            raise requests.exceptions.ChunkedEncodingError(
-                f"transfer of {url} ended at {got} of {expected} bytes")
-        os.replace(self.part_path, output_file)
-
-
-def _content_range_start(value) -> int | None:
-    # "bytes 100-199/200" -> 100
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (AttributeError, IndexError, ValueError):
-        return None
-
-
-def _read_recorded(cache: Path) -> dict:
-    """Hashes recorded at first download (trust on first use): name -> "sha256:<hex>"."""
-    try:
-        return json.loads((cache / RECORDED_HASHES).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _forget_recorded(cache: Path, name: str) -> None:
-    recorded = _read_recorded(cache)
-    if recorded.pop(name, None) is not None:
-        atomic.write_json(cache / RECORDED_HASHES, recorded, indent=1)
-
-
-def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
-          retries: int = 3) -> Path:
-    """Download one registry file (path under the base URL) into the cache; return its path.
-
-    A cached file whose sha256 matches (registry, else the hash recorded at its first
-    download) is returned without touching the network.  Transfers are retried
-    ``retries`` times, resume where they stopped, and only appear at the final path
-    once complete and verified.  Cache: ``cache_dir``, else env ``LIVECELL_KIT_DATA``,
-    else pooch's OS cache.  Base URL of a mirror: ``base_url``, else env
-    ``LIVECELL_BASE_URL``, else the official server (:data:`REGISTRY_URLS`).
-    """
-    if name not in REGISTRY:
-        raise KeyError(f"{name!r} is not a LIVECell file this kit knows; see data.REGISTRY")
-    cache = _resolve_cache_dir(cache_dir)
-    mirror = _resolve_base_url(base_url)
-    url = mirror + name if mirror else REGISTRY_URLS[name]
-    known = REGISTRY[name] or _read_recorded(cache).get(name)
-    store = pooch.create(path=cache, base_url=mirror or BASE_URL, registry={name: known},
-                         urls={name: url}, retry_if_failed=retries)
-    final = cache / name
-    downloader = ResumableDownloader(final.with_name(final.name + ".part"), progressbar=progressbar)
-    try:
-        path = Path(store.fetch(name, downloader=downloader))
-    except _HTTPStatusError as exc:
-        raise DownloadError(f"could not download {name}: {exc}. Check the base URL "
-                            f"(--base-url / LIVECELL_BASE_URL, now {mirror or BASE_URL}) and your "
-                            f"connection.") from None
-    except ValueError as exc:  # pooch: hash mismatch after all retries
-        raise DownloadError(
-            f"{name} from {url} does not match its expected checksum ({exc}). The server's copy "
-            f"differs from the one recorded earlier or the transfer was corrupted. Rerun to try "
-            f"again; if the file changed upstream on purpose, delete the entry for {name!r} in "
-            f"{cache / RECORDED_HASHES}.") from None
-    except requests.exceptions.RequestException as exc:
-        raise DownloadError(
-            f"download of {name} from {url} failed after {retries + 1} attempt(s) ({exc}). "
-            f"Rerun the same command: it resumes from {downloader.part_path}.") from None
-    if known is None:
-        recorded = _read_recorded(cache)
-        recorded[name] = "sha256:" + pooch.file_hash(str(path), alg="sha256")
-        atomic.write_json(cache / RECORDED_HASHES, recorded, indent=1)
-    return path
+#: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.
+DOWNLOAD_SUBSETS = ("full", "seed", "course")
+_IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
+_FULL_STAMP = ".images.zip.extracted"
 
 
 def _check_member(name: str, zip_path) -> PurePosixPath:
@@ -198,7 +67,7 @@ def _check_member(name: str, zip_path) -> PurePosixPath:
     return member
 
 
-def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
+def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool = False) -> Path:
     """Extract ``zip_path`` into ``dest`` safely and at most once; return ``dest``.
 
     Members with absolute paths or ``..`` are refused (zip-slip).  Extraction goes to a
@@ -206,7 +75,7 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
     interrupted run never leaves a half-extracted tree that looks done; a stamp file
     ``dest/.<zip name>.extracted`` (zip size and mtime) skips repeat runs.  A truncated or
     corrupt archive raises ``DownloadError`` and, with ``delete_bad``, deletes the archive
-    so the next download fetches it again.
+    so the next download fetches it again.  ``progressbar`` shows the bytes extracted.
     """
     zip_path, dest = Path(zip_path), Path(dest)
     stamp = dest / f".{zip_path.name}.extracted"
@@ -222,8 +91,12 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True) -> Path:
                 members = archive.infolist()
                 for info in members:
                     _check_member(info.filename, zip_path)
-                for info in members:
-                    archive.extract(info, tmp)  # raises BadZipFile on CRC errors
+                with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True,
+                          unit_divisor=1024, desc=f"extracting {zip_path.name}",
+                          disable=not progressbar) as bar:
+                    for info in members:
+                        archive.extract(info, tmp)  # raises BadZipFile on CRC errors
+                        bar.update(info.file_size)
         except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
             if delete_bad:
                 zip_path.unlink(missing_ok=True)
@@ -255,29 +128,33 @@ def _place(cached: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and os.path.samefile(cached, target):
         return
-    tmp = target.with_name(f".{target.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
+    with atomic.atomic_path(target) as tmp:
         tmp.unlink()
-    try:
-        os.link(cached, tmp)
-    except OSError:  # other file system, or links not allowed
-        shutil.copyfile(cached, tmp)
-    os.replace(tmp, target)
+        try:
+            os.link(cached, tmp)
+        except OSError:  # other file system, or links not allowed
+            shutil.copyfile(cached, tmp)
 
 
 def download_livecell(dest, files=("images", "annotations"), base_url=None, cell_types=None,
-                      cache_dir=None, progressbar: bool = True, retries: int = 3) -> Path:
+                      cache_dir=None, progressbar: bool = True, retries: int = 3,
+                      subset: str = "full", workers: int = WORKERS) -> Path:
     """Fetch LIVECell and lay it out under ``dest`` the way the whole kit reads it.
 
-    files: any of ``"images"`` (images.zip, 1.24 GB, extracted to ``dest/images/``),
+    files: any of ``"images"`` (frames under ``dest/images/livecell_*_images/``),
         ``"annotations"`` (``dest/annotations/livecell_coco_{train,val,test}.json``),
         ``"single_cells"`` (``dest/annotations/LIVECell_single_cells/<type>/{split}.json``)
         and ``"size_splits"`` (``dest/annotations/LIVECell_dataset_size_split/*.json``).
+    subset: ``"full"`` (all of images.zip, 1.24 GB), ``"seed"`` (the seed project's 1,792
+        frames by range requests; the full JSONs) or ``"course"`` (4 / 2 / 2 frames per cell
+        type and annotation JSONs restricted to them); see the module docstring.  ``seed`` and
+        ``course`` always write the annotations: they define which frames are fetched.
     cell_types: restrict ``single_cells`` to these types (e.g. ``["A172"]``); giving it
         implies ``"single_cells"``.
     base_url: mirror of ``LIVECell_dataset_2021/``; default env ``LIVECELL_BASE_URL``, else S3.
     cache_dir: where downloads are kept; default env ``LIVECELL_KIT_DATA``, else pooch's cache.
-    Rerunning is cheap: cached files are reused and the zip is extracted only once.
+    workers: parallel range requests of ``seed`` and ``course``.
+    Rerunning is cheap: cached files are reused and finished work is skipped.
     Returns ``Path(dest)``.
     """
     dest = Path(dest)
@@ -287,28 +164,39 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
     unknown = [p for p in parts if p not in DOWNLOAD_PARTS]
     if unknown:
         raise ValueError(f"unknown download part(s) {unknown}; choose from {DOWNLOAD_PARTS}")
+    if subset not in DOWNLOAD_SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; choose from {DOWNLOAD_SUBSETS}")
     types = [_canonical_type(t) for t in (cell_types or CELL_TYPES)]
-    cache = _resolve_cache_dir(cache_dir)
+    cache = resolve_cache_dir(cache_dir)
     kw = dict(cache_dir=cache, base_url=base_url, progressbar=progressbar, retries=retries)
+    partial = subset != "full" and ("images" in parts or "annotations" in parts)
 
-    if "annotations" in parts:
-        for split in SPLITS:
-            _place(fetch(annotation_name(split), **kw), annotation_path(dest, split))
-    names = []
-    if "single_cells" in parts:
-        names += [single_cell_name(SINGLE_CELL_DIRS[t], s) for t in types for s in SPLITS]
-    if "size_splits" in parts:
-        names += [size_split_name(stem) for stem in SIZE_SPLITS]
-    for name in names:  # laid out as on the server
-        _place(fetch(name, **kw), dest / name)
-    if "images" in parts:
-        _download_images(dest, cache, kw)
+    with locked(dest / ".download.lock", "another livecell-kit download into this folder"):
+        if subset == "course" and partial:
+            frames = _course_annotations(dest, kw)
+        elif "annotations" in parts or partial:
+            for split in SPLITS:
+                _place(fetch(annotation_name(split), **kw), annotation_path(dest, split))
+            if partial:  # the seed project's frames
+                entries = select_subset(dest, DEFAULT_SUBSET_SIZES, rule="first")
+                frames = [(e["split"], e["file_name"]) for e in entries]
+        names = []
+        if "single_cells" in parts:
+            names += [single_cell_name(SINGLE_CELL_DIRS[t], s) for t in types for s in SPLITS]
+        if "size_splits" in parts:
+            names += [size_split_name(stem) for stem in SIZE_SPLITS]
+        for name in names:  # laid out as on the server
+            _place(fetch(name, **kw), dest / name)
+        if "images" in parts and not partial:
+            _download_images(dest, cache, kw)
+        elif "images" in parts:
+            _fetch_frames(dest, frames, subset, cache, kw, workers)
     return dest
 
 
 def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     expected = [split_image_dir(dest, "train"), split_image_dir(dest, "test")]
-    stamps = [dest / ".images.zip.extracted", dest / "images" / ".images.zip.extracted"]
+    stamps = [dest / _FULL_STAMP, dest / "images" / _FULL_STAMP]
     if any(s.exists() for s in stamps) and all(p.is_dir() for p in expected):
         return  # extracted before: no need to hash 1.24 GB or touch the network
     zip_path = fetch("images.zip", **kw)
@@ -321,14 +209,100 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     # without the top-level images/ is laid out the same way.
     nested = not names or any(n.replace("\\", "/").startswith("images/") for n in names)
     try:
-        safe_extract_zip(zip_path, dest if nested else dest / "images")
+        safe_extract_zip(zip_path, dest if nested else dest / "images", progressbar=kw["progressbar"])
     except DownloadError:
-        _forget_recorded(cache, "images.zip")  # the recorded hash may be the bad file's
+        forget_recorded(cache, "images.zip")  # the recorded hash may be the bad file's
         raise
     missing = [str(p) for p in expected if not p.is_dir()]
     if missing:
         raise DownloadError(f"{zip_path} did not contain the expected folders {missing}; is the "
                             f"base URL a LIVECell mirror? Delete {zip_path} and rerun.")
+
+
+def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
+    """Write the course's annotation JSONs (once) and return its frames as (split, file name)."""
+    stamp = dest / "annotations" / ".course-subset.done"
+    signature = {"frames_per_cell_type": COURSE_FRAMES}
+    done = atomic.read_stamp(stamp) or {}
+    if ({k: done.get(k) for k in signature} == signature
+            and all(annotation_path(dest, s).exists() for s in SPLITS)):
+        return [tuple(frame) for frame in done["frames"]]
+    datasets, paths = {}, {}
+    for split in ("val", "test"):
+        paths[split] = fetch(annotation_name(split), **kw)
+        datasets[split] = course_subset(paths[split], COURSE_FRAMES[split], source=annotation_name(split),
+                                        progressbar=kw["progressbar"])
+    val_names = frozenset(PurePosixPath(img["file_name"]).name
+                          for img in read_head(paths["val"])[0]["images"])
+    # The smallest file that has enough train frames of every type (course_subset module).
+    sources = [size_split_name(stem) for stem in SIZE_SPLITS] + [annotation_name("train")]
+    for name in sources:
+        datasets["train"] = course_subset(fetch(name, **kw), COURSE_FRAMES["train"], val_names,
+                                          require_all=name != sources[-1], source=name,
+                                          progressbar=kw["progressbar"])
+        if datasets["train"] is not None:
+            break
+        tqdm.write(f"{name} lacks {COURSE_FRAMES['train']} train frames of some cell type; "
+                   f"trying the next file", file=sys.stderr)
+    for split in SPLITS:
+        atomic.write_json(annotation_path(dest, split), datasets[split], indent=None)
+    frames = [(split, img["file_name"]) for split in SPLITS for img in datasets[split]["images"]]
+    atomic.write_stamp(stamp, {**signature, "frames": frames})
+    return frames
+
+
+def _frame_present(dest: Path, split: str, file_name: str) -> bool:
+    folder, name = split_image_dir(dest, split), PurePosixPath(file_name).name
+    return (folder / name).exists() or (folder / cell_type_of(name) / name).exists()
+
+
+def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, workers: int) -> None:
+    """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members."""
+    listing = "\n".join(sorted({f"{split}/{name}" for split, name in frames}))
+    signature = {"frames": hashlib.sha256(listing.encode()).hexdigest(), "count": len(frames)}
+    stamp = dest / "images" / f".{subset}-frames.fetched"
+    done_before = atomic.read_stamp(stamp) == signature or any(
+        p.exists() for p in (dest / _FULL_STAMP, dest / "images" / _FULL_STAMP))
+    if done_before and all(_frame_present(dest, s, n) for s, n in frames):
+        return  # no network
+    url = file_url("images.zip", kw["base_url"])
+    try:
+        remote = open_remote_zip(url, retries=kw["retries"])
+    except RangeNotSupported:
+        tqdm.write(f"livecell-kit: {url} ignores HTTP Range requests, so the {subset} frames cannot be "
+                   f"fetched alone; downloading all of images.zip (1.24 GB) instead.", file=sys.stderr)
+        _download_images(dest, cache, kw)
+        return
+    stats = fetch_members(remote, _frame_targets(remote, dest, frames), workers=workers,
+                          retries=kw["retries"], progressbar=kw["progressbar"])
+    if kw["progressbar"]:
+        tqdm.write(f"images.zip: {stats.fetched} frames fetched, {stats.kept} already here; "
+                   f"{(stats.bytes + remote.listing_bytes) / 1e6:.1f} MB in {stats.requests + 1} "
+                   f"requests (the whole archive: {remote.size / 1e6:.0f} MB)", file=sys.stderr)
+    atomic.write_stamp(stamp, signature)
+
+
+def _frame_targets(remote, dest: Path, frames) -> dict[str, Path]:
+    """Member name -> path under ``dest/images`` for each frame, keeping the archive's folders."""
+    index = {}
+    for name in remote.members:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        folder = next((p for p in parts[:-1] if p in _IMAGE_FOLDERS), None)
+        if folder and not name.endswith("/"):
+            index.setdefault((folder, parts[-1]), (name, parts[parts.index(folder):]))
+    targets, missing = {}, []
+    for split, file_name in frames:
+        found = index.get((split_image_dir(dest, split).name, PurePosixPath(file_name).name))
+        if found is None:
+            missing.append(f"{split}/{file_name}")
+            continue
+        name, rel = found
+        _check_member(name, remote.url)
+        targets[name] = dest.joinpath("images", *rel)
+    if missing:
+        raise DownloadError(f"{remote.url} lacks {len(missing)} frame(s) that the annotations list, "
+                            f"e.g. {missing[:3]}; is the base URL a LIVECell mirror?")
+    return targets
 
 
 def _canonical_type(name: str) -> str:

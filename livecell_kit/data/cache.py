@@ -1,0 +1,247 @@
+"""The download cache: one file of the :mod:`~livecell_kit.data.registry` fetched, checked, kept.
+
+:func:`fetch` gets a file through ``pooch`` (cache folder, retries, atomic final rename)
+with the kit's :class:`ResumableDownloader`, which pooch (1.9) lacks: pooch's HTTP
+downloader starts over after a cut transfer; for a 1.24 GB zip the kit resumes with an
+HTTP ``Range`` request.  Hashes are computed with a progress bar (pooch hashes silently,
+seconds for images.zip).  :func:`locked` keeps two runs that share a cache or a data root
+from writing the same file at once: the second waits, says so, and then finds the work done.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pooch
+import requests
+from tqdm.auto import tqdm
+
+from livecell_kit import atomic
+from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS
+from livecell_kit.data.remote_zip import DownloadError, parse_content_range
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+LOCK_DIR = ".locks"  # under the cache folder: one lock file per cached name
+_HASH_CHUNK = 1 << 20
+
+
+class _HTTPStatusError(DownloadError):
+    """Non-retryable HTTP error (e.g. 404): subclasses neither ValueError nor
+    RequestException, so pooch gives up at once instead of retrying."""
+
+
+def resolve_base_url(base_url=None) -> str | None:
+    """A mirror's base URL (argument, else env ``LIVECELL_BASE_URL``) ending in "/"; None: official."""
+    url = base_url or os.environ.get("LIVECELL_BASE_URL")
+    if not url:
+        return None
+    return url if url.endswith("/") else url + "/"
+
+
+def resolve_cache_dir(cache_dir=None) -> Path:
+    """The cache folder: ``cache_dir``, else env ``LIVECELL_KIT_DATA``, else pooch's OS cache."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("LIVECELL_KIT_DATA")
+    return Path(env).expanduser() if env else Path(pooch.os_cache("livecell-kit"))
+
+
+def file_url(name: str, base_url=None) -> str:
+    """URL of registry file ``name`` on the mirror ``base_url`` (see :func:`resolve_base_url`)."""
+    mirror = resolve_base_url(base_url)
+    return mirror + name if mirror else REGISTRY_URLS[name]
+
+
+def _try_lock(handle) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def locked(path, what: str = "another livecell-kit download"):
+    """Hold an exclusive lock on the file ``path`` for the block, waiting while another holds it.
+
+    The operating system drops the lock when its holder exits, even after a crash or
+    Ctrl-C, so a lock file left behind never blocks a later run.  Waiting prints one line
+    naming the lock file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if not _try_lock(handle):
+            tqdm.write(f"waiting for {what}, which holds {path} ...", file=sys.stderr)
+            while not _try_lock(handle):
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            else:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _lock_path(cache: Path, name: str) -> Path:
+    return cache / LOCK_DIR / (name.replace("/", "__") + ".lock")
+
+
+def sha256(path, progressbar: bool = True) -> str:
+    """``"sha256:<hex>"`` of the file at ``path``, with a progress bar (bytes)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                     unit_divisor=1024, desc=f"checking {path.name}",
+                                     disable=not progressbar, leave=False) as bar:
+        for block in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(block)
+            bar.update(len(block))
+    return "sha256:" + digest.hexdigest()
+
+
+class ResumableDownloader:
+    """pooch downloader that keeps partial data in ``<file>.part`` and resumes it.
+
+    pooch calls ``downloader(url, output_file, pooch)`` with a temp file next to the
+    final path and only moves it into place after the sha256 check, which keeps the
+    final path atomic.  We stream into ``part_path`` instead, asking for the missing
+    tail with an HTTP ``Range`` request when a previous attempt (this run's retry or an
+    earlier, interrupted run) left bytes behind, and hand the finished file to pooch
+    by renaming it onto ``output_file`` (same folder, so the rename is atomic).
+    A cut transfer raises a ``requests`` exception so pooch's ``retry_if_failed``
+    retries it — and the retry resumes.  :func:`fetch` holds the file's lock, so no
+    other run appends to the same ``.part``.
+    """
+
+    def __init__(self, part_path, progressbar: bool = True, timeout: float = 60.0,
+                 chunk_size: int = 1 << 16):
+        self.part_path = Path(part_path)
+        self.progressbar = progressbar
+        self.timeout = timeout  # s, per network read
+        self.chunk_size = chunk_size  # bytes
+
+    def __call__(self, url, output_file, pooch_store=None, check_only=False):
+        if check_only:
+            response = requests.head(url, timeout=self.timeout, allow_redirects=True)
+            return response.status_code == 200
+        self.part_path.parent.mkdir(parents=True, exist_ok=True)
+        have = self.part_path.stat().st_size if self.part_path.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
+            if response.status_code == 416 and have:
+                # Our partial file is not a prefix the server recognises: start over.
+                self.part_path.unlink()
+                return self(url, output_file, pooch_store)
+            if response.status_code >= 400:
+                if response.status_code >= 500 or response.status_code in (408, 429):
+                    response.raise_for_status()  # RequestException: pooch retries
+                raise _HTTPStatusError(f"HTTP {response.status_code} {response.reason} for {url}")
+            if response.status_code == 206:
+                start = (parse_content_range(response.headers.get("Content-Range")) or (None,))[0]
+                if start != have:
+                    raise requests.exceptions.ContentDecodingError(
+                        f"server resumed {url} at byte {start}, expected {have}")
+            else:  # 200: server ignored the Range header; the whole file comes again
+                have = 0
+            length = response.headers.get("Content-Length")
+            expected = have + int(length) if length is not None else None
+            # Let a short body end quietly instead of urllib3 raising mid-chunk and
+            # dropping that chunk's bytes; the size check below turns it into an error.
+            response.raw.enforce_content_length = False
+            with open(self.part_path, "ab" if have else "wb") as f, \
+                    tqdm(total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=self.part_path.name[:-5], disable=not self.progressbar) as bar:
+                for chunk in response.iter_content(chunk_size=self.chunk_size):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        got = self.part_path.stat().st_size
+        if expected is not None and got != expected:
+            raise requests.exceptions.ChunkedEncodingError(
+                f"transfer of {url} ended at {got} of {expected} bytes")
+        os.replace(self.part_path, output_file)
+
+
+def _read_recorded(cache: Path) -> dict:
+    """Hashes recorded at first download (trust on first use): name -> "sha256:<hex>"."""
+    try:
+        return json.loads((cache / RECORDED_HASHES).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _update_recorded(cache: Path, name: str, digest: str | None) -> None:
+    """Record ``digest`` for ``name`` (None: forget it); locked, as runs may share the cache."""
+    with locked(_lock_path(cache, RECORDED_HASHES)):
+        recorded = _read_recorded(cache)
+        if digest is None and recorded.pop(name, None) is None:
+            return
+        if digest is not None:
+            recorded[name] = digest
+        atomic.write_json(cache / RECORDED_HASHES, recorded, indent=1)
+
+
+def forget_recorded(cache, name: str) -> None:
+    """Drop the recorded hash of ``name`` (after the cached file proved bad)."""
+    _update_recorded(Path(cache), name, None)
+
+
+def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
+          retries: int = 3) -> Path:
+    """Download one registry file (path under the base URL) into the cache; return its path.
+
+    A cached file whose sha256 matches (registry, else the hash recorded at its first
+    download) is returned without touching the network.  Transfers are retried
+    ``retries`` times, resume where they stopped, and only appear at the final path
+    once complete and verified.  Cache: ``cache_dir``, else env ``LIVECELL_KIT_DATA``,
+    else pooch's OS cache.  Base URL of a mirror: ``base_url``, else env
+    ``LIVECELL_BASE_URL``, else the official server (:data:`REGISTRY_URLS`).
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"{name!r} is not a LIVECell file this kit knows; see data.REGISTRY")
+    cache = resolve_cache_dir(cache_dir)
+    mirror = resolve_base_url(base_url)
+    url = file_url(name, base_url)
+    final = cache / name
+    with locked(_lock_path(cache, name)):
+        known = REGISTRY[name] or _read_recorded(cache).get(name)
+        if known and final.exists() and sha256(final, progressbar) == known:
+            return final  # checked with a progress bar; pooch would hash it again, silently
+        store = pooch.create(path=cache, base_url=mirror or BASE_URL, registry={name: known},
+                             urls={name: url}, retry_if_failed=retries)
+        downloader = ResumableDownloader(final.with_name(final.name + ".part"), progressbar=progressbar)
+        try:
+            path = Path(store.fetch(name, downloader=downloader))
+        except _HTTPStatusError as exc:
+            raise DownloadError(f"could not download {name}: {exc}. Check the base URL "
+                                f"(--base-url / LIVECELL_BASE_URL, now {mirror or BASE_URL}) and your "
+                                f"connection.") from None
+        except ValueError as exc:  # pooch: hash mismatch after all retries
+            raise DownloadError(
+                f"{name} from {url} does not match its expected checksum ({exc}). The server's copy "
+                f"differs from the one recorded earlier or the transfer was corrupted. Rerun to try "
+                f"again; if the file changed upstream on purpose, delete the entry for {name!r} in "
+                f"{cache / RECORDED_HASHES}.") from None
+        except requests.exceptions.RequestException as exc:
+            raise DownloadError(
+                f"download of {name} from {url} failed after {retries + 1} attempt(s) ({exc}). "
+                f"Rerun the same command: it resumes from {downloader.part_path}.") from None
+        if known is None:
+            _update_recorded(cache, name, sha256(path, progressbar))
+    return path
