@@ -222,11 +222,9 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
 def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
     """Write the course's annotation JSONs (once) and return its frames as (split, file name)."""
     stamp = dest / "annotations" / ".course-subset.done"
-    signature = {"frames_per_cell_type": COURSE_FRAMES}
     done = atomic.read_stamp(stamp) or {}
-    if ({k: done.get(k) for k in signature} == signature
-            and all(annotation_path(dest, s).exists() for s in SPLITS)):
-        return [tuple(frame) for frame in done["frames"]]
+    if done.get("frames_per_cell_type") == COURSE_FRAMES and done.get("files") == _file_signatures(dest):
+        return [tuple(frame) for frame in done["frames"]]  # the JSONs this stamp vouches for
     datasets, paths = {}, {}
     for split in ("val", "test"):
         paths[split] = fetch(annotation_name(split), **kw)
@@ -247,8 +245,18 @@ def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
     for split in SPLITS:
         atomic.write_json(annotation_path(dest, split), datasets[split], indent=None)
     frames = [(split, img["file_name"]) for split in SPLITS for img in datasets[split]["images"]]
-    atomic.write_stamp(stamp, {**signature, "frames": frames})
+    atomic.write_stamp(stamp, {"frames_per_cell_type": COURSE_FRAMES, "files": _file_signatures(dest),
+                               "frames": frames})
     return frames
+
+
+def _file_signatures(dest: Path) -> dict | None:
+    """Size and mtime of each annotation JSON under ``dest`` (None if one is missing)."""
+    try:
+        return {s: [annotation_path(dest, s).stat().st_size, annotation_path(dest, s).stat().st_mtime_ns]
+                for s in SPLITS}
+    except FileNotFoundError:
+        return None
 
 
 def _frame_present(dest: Path, split: str, file_name: str) -> bool:
@@ -276,9 +284,10 @@ def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, worker
     stats = fetch_members(remote, _frame_targets(remote, dest, frames), workers=workers,
                           retries=kw["retries"], progressbar=kw["progressbar"])
     if kw["progressbar"]:
-        tqdm.write(f"images.zip: {stats.fetched} frames fetched, {stats.kept} already here; "
-                   f"{(stats.bytes + remote.listing_bytes) / 1e6:.1f} MB in {stats.requests + 1} "
-                   f"requests (the whole archive: {remote.size / 1e6:.0f} MB)", file=sys.stderr)
+        tqdm.write(f"images.zip: {stats.fetched} frames fetched in {stats.requests} range requests, "
+                   f"{stats.kept} already here; {(stats.bytes + remote.listing_bytes) / 1e6:.1f} MB "
+                   f"transferred, listing included (all of images.zip: {remote.size / 1e6:.0f} MB)",
+                   file=sys.stderr)
     atomic.write_stamp(stamp, signature)
 
 

@@ -5,14 +5,20 @@ In the style of scikit-image's ``skimage/data/_registry.py``: names are paths un
 :data:`REGISTRY` maps each to ``"sha256:<hex>"`` where the hash is known, else None.
 
 Sartorius publishes no checksums and this registry was written without network access,
-so every hash is None for now.  :func:`livecell_kit.data.download.fetch` then trusts the
+so every hash is None for now.  :func:`livecell_kit.data.cache.fetch` then trusts the
 first complete download and records its sha256 in ``<cache>/registry-recorded.json``
 (:data:`RECORDED_HASHES`); later runs are checked against that record.  To pin a file
 for everybody, copy its recorded ``"sha256:..."`` here.
 
 Sizes on the official server (for planning disk and time): images.zip 1.24 GB (flat
-folders ``images/livecell_{train_val,test}_images/``); livecell_coco_train.json
-525.6 MiB, _val 92.8 MiB, _test 248.7 MiB.
+folders ``images/livecell_{train_val,test}_images/``, 5,239 frames); livecell_coco_train.json
+525.6 MiB, _val 92.8 MiB, _test 248.7 MiB.  What the smaller files hold (COCO JSONs like the
+main three, cut from them): ``LIVECell_single_cells/<type>/{split}.json`` — one
+cell type's part of each split, so the eight of a split add up to about that split's size;
+``LIVECell_dataset_size_split/<n>_train<p>percent.json`` — the paper's training-set-size
+study, p % of the train split's images (so roughly p % of its bytes), no val or test.
+``download --subset course`` uses the 2 % file for train
+(:mod:`~livecell_kit.data.course_subset`).
 """
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
                                 timeout=timeout) as response:
                 size = _check_partial(response, url, first, size)
                 if start < 0:  # a suffix request: now we know where it starts and ends
-                    offset = first = parse_content_range(response.headers["Content-Range"])[0]
+                    offset = parse_content_range(response.headers["Content-Range"])[0]
                     want, start, end = size - offset, offset, size
                 # A short body ends quietly instead of losing its last chunk to urllib3's
                 # length check; the loop asks for the rest.
