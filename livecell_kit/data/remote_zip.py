@@ -172,7 +172,8 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
         if len(buf) == got_before:
             failures += 1
             if failures > retries:
-                raise DownloadError(f"could not fetch bytes {offset + len(buf)}-{end - 1} of {url} "
+                what = f"the last {-start} bytes" if start < 0 else f"bytes {offset + len(buf)}-{end - 1}"
+                raise DownloadError(f"could not fetch {what} of {url} "
                                     f"after {retries + 1} attempts ({error}). Check your connection "
                                     f"and rerun: files already written are kept.") from None
             time.sleep(RETRY_WAIT_S * failures)
