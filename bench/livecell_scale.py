@@ -11,17 +11,23 @@ Builds (once, cached with a stamp) a LIVECell-sized copy of the kit's synthetic 
   first call; a second call in the same process is in the note), then once more in a new process
   (reuse of whatever the first one left on disk);
 * ``notebooks``: notebooks 01 and 02 executed by ``jupyter nbconvert --execute`` with
-  ``LIVECELL_KIT_DATA_ROOT`` set to the copy;
+  ``LIVECELL_KIT_DATA_ROOT`` set to the copy (02 after 01, in the same work folder);
 * ``train``: ``train.train(root, "seed", callbacks=[...])`` — the call behind ``livecell-kit train
   --preset seed`` — stopped by a Keras callback when the first batch begins: everything up to the
-  first step (subsets, mask caches, tf.data, model) and "after" = the RSS still held at that moment;
+  first step (subsets, mask caches, tf.data, model); "after" = the RSS still held at that moment;
 * ``download``: ``livecell-kit download --out DIR [--subset seed|course|full]`` from a local
   Range-capable HTTP server on 127.0.0.1 serving the copy in the official layout; bytes counted by
   the server.  A subset the CLI does not offer yet is reported "not available in this version".
 
+Each group starts cold: its own empty work, cache and XDG cache folders, and any file an earlier
+step left under the copy's data root (an index kept beside the data) removed.  Logs of every
+child are in ``<workdir>/scale-<scale>/run/<group>/logs``.
+
 Memory: "tree" is the largest sum of RSS over the step's process and all its descendants, sampled
 every 0.1 s (psutil, else /proc); "proc" is the exact peak RSS of the largest single process of the
-tree (getrusage(RUSAGE_CHILDREN).ru_maxrss in a small launcher that runs only that step).  The targets (issue 13) are for the full-size copy (``--scale 1``).
+tree (getrusage(RUSAGE_CHILDREN).ru_maxrss in a small launcher that runs only that step).
+The targets (issue 13) are for the full-size copy (``--scale 1``); a verdict at a smaller scale
+carries a "*", except the download shares, which hold at any scale.
 """
 from __future__ import annotations
 
@@ -112,13 +118,20 @@ def _judge(row: Row, value, limit, text: str) -> None:
 
 
 def _stray_files(root: Path, expected: set) -> list[Path]:
+    """Files under the data root that the build did not write (an index kept beside the data?)."""
     return [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in expected]
 
 
-def index_rows(root: Path, run: Path, expected: set) -> list[Row]:
+def remove_strays(root: Path, expected: set) -> None:
+    """Start a group cold: whatever an earlier step left under the root goes."""
     strays = _stray_files(root, expected)
-    for p in strays:  # left by an earlier run (an index beside the data?): the first call starts cold
+    for p in strays:
         p.unlink()
+    if strays:
+        print(f"removed {len(strays)} files an earlier step left under {root}: {strays[0].name} ...")
+
+
+def index_rows(root: Path, run: Path, expected: set) -> list[Row]:
     _fresh(run)
     env, rows = _env(run), []
     for split in ("val", "test", "train"):
@@ -137,8 +150,6 @@ def index_rows(root: Path, run: Path, expected: set) -> list[Row]:
             _judge(reuse, reuse.step_s, REUSE_TRAIN_S, f"<= {REUSE_TRAIN_S:g} s")
             cold.note += " (train also reads val: train/val overlap)"
         rows += [cold, reuse]
-    if strays:
-        rows[0].note += f"; removed {len(strays)} files an earlier run left under the root"
     return rows
 
 
@@ -255,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         if group not in groups:
             continue
         print(f"[{time.strftime('%H:%M:%S')}] {group} ...", flush=True)
+        if group != "download":
+            remove_strays(root, expected)
         if group == "index":
             rows += index_rows(root, run / "index", expected)
         elif group == "notebooks":

@@ -293,7 +293,8 @@ def layout_images(records: dict, by_type, root: Path, server: Path) -> list[str]
 def build_copy(workdir, scale: float = 1.0, log=print) -> dict:
     """Build (or reuse) the copy under ``workdir``; returns the stamp: settings, files, figures, seconds."""
     workdir = Path(workdir)
-    settings = {"build_version": BUILD_VERSION, "scale": scale, "sample_seed": SAMPLE_SEED}
+    settings = {"build_version": BUILD_VERSION, "scale": scale, "sample_seed": SAMPLE_SEED,
+                "registry": sorted(data.REGISTRY)}  # a file added to the registry is served after a rebuild
     stamp = atomic.read_stamp(workdir / STAMP_NAME)
     if stamp and stamp.get("settings") == settings and all((workdir / f).is_file() for f in stamp["files"]):
         log(f"reusing the copy in {workdir} (built in {stamp['seconds']:.0f} s)")
@@ -311,6 +312,9 @@ def build_copy(workdir, scale: float = 1.0, log=print) -> dict:
         _link(data.annotation_path(root, split), server / "annotations" / "LIVECell" / f"livecell_coco_{split}.json")
     images = layout_images(records, _lzw_frames(sample_root, workdir / "frames"), root, server)
     files = [f"root/{p}" for p in [data.annotation_path(Path(), s).as_posix() for s in data.SPLITS] + images]
+    unserved = [name for name in data.REGISTRY if not (server / name).is_file()]
+    if unserved:
+        log(f"the local server will answer 404 for {len(unserved)} registry file(s) it cannot derive: {unserved}")
     figures["images"] = {"train_val_files": sum(p.startswith("images/livecell_train") for p in images),
                          "test_files": sum(p.startswith("images/livecell_test") for p in images),
                          "zip_mib": round((server / "images.zip").stat().st_size / 2**20, 1)}
