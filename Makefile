@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/real_frames.py  # real LIVECell frames when ../shared/livecell-real-dev exists
+	$(BIN)/python bench/livecell_scale.py --scale 0.05  # LIVECell-sized copy at 5 %; --scale 1: GBs of disk and RAM
 
 # The seed project on real LIVECell, one command (needs internet; a GPU for the 50 epochs):
 # download -> train --preset seed -> evaluate on the first 512 test images, printing the seed's
