@@ -39,6 +39,7 @@ BLOCK_SIZE = 1 << 16
 #: Annotations handed over at a time (LIVECell: about 1.2 MB of JSON).
 BATCH_SIZE = 2048
 _HEAD_PIECE = 1 << 16
+_KEY_TEXT = re.compile(rb'"annotations"')
 _TYPE_OF_EVENT = {"start_array": "list", "string": "str", "number": "number", "boolean": "bool",
                   "null": "null"}
 
@@ -196,25 +197,32 @@ def _read_head(path):
 def _value_offset(head: bytes) -> int:
     """Byte offset of the first character of the top-level ``"annotations"`` value in ``head``.
 
-    A fresh parser is fed ``head`` one byte at a time from the block before the key, so the
-    byte at which it reports the top-level key is known exactly.
+    A fresh parser is fed ``head`` up to each ``"annotations"`` text in the last pieces and
+    then that text's closing quote alone: the byte at which it reports the top-level key is
+    then known exactly (a key spelled with escapes is fed one byte at a time).
     """
     events = ijson.sendable_list()
     coro = ijson.parse_coro(events, use_float=True)
-    start = max(0, len(head) - 2 * _HEAD_PIECE)
-    # the key lies in the last piece read; everything before that piece goes in at once
-    # (never an empty piece: ijson takes b"" for the end of the file)
-    if start:
-        coro.send(head[:start])
-    found = any(e[:3] == ("", "map_key", "annotations") for e in events)
-    del events[:]
-    i = start
-    while not found:
-        coro.send(head[i:i + 1])
-        i += 1
+    fed = 0
+
+    def feed(upto: int) -> bool:
+        nonlocal fed
+        if upto > fed:  # never an empty piece: ijson takes b"" for the end of the file
+            coro.send(head[fed:upto])
+            fed = upto
         found = any(e[:3] == ("", "map_key", "annotations") for e in events)
         del events[:]
-    colon = head.index(b":", i)
+        return found
+
+    feed(max(0, len(head) - 2 * _HEAD_PIECE))  # the key ends in the last piece read
+    for match in _KEY_TEXT.finditer(head, fed):
+        feed(match.end() - 1)
+        if feed(match.end()):
+            break
+    else:
+        while not feed(fed + 1):
+            pass
+    colon = head.index(b":", fed)
     return colon + 1 + len(head[colon + 1:]) - len(head[colon + 1:].lstrip())
 
 
