@@ -92,7 +92,7 @@ class Split:
     name: str
     index: AnnotationIndex = field(repr=False)
     rows: tuple = field(repr=False)
-    duplicate_records: tuple = ()
+    duplicate_records: tuple = field(default=(), repr=False)
     val_overlap_dropped: int | None = None
 
     @cached_property

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -41,6 +42,8 @@ INDEX_VERSION = 1
 STAMP_NAME = "index.json"
 #: Files larger than this show a progress bar while they are indexed (when progress=None).
 PROGRESS_MIN_BYTES = 64 << 20
+#: s: a temporary build folder this old was left by a killed process (a build takes ~15 s).
+STALE_BUILD_S = 3600
 _DEFAULT_CATEGORIES = [{"id": 1, "name": "cell", "supercategory": "cell"}]
 _ARRAYS = ("ann_id", "image_id", "category_id", "iscrowd", "area", "bbox", "ann_polygons",
            "polygon_coords", "coords", "ann_by_image", "image_ann_offsets")
@@ -100,6 +103,9 @@ def _is_done(folder: Path, expected: dict) -> bool:
 def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
     """Index ``path`` into a temporary folder next to ``folder``, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a killed build, long ago
+        if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         _write_index(path, tmp, expected, progress)

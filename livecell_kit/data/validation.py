@@ -121,9 +121,13 @@ def image_problem(img, position) -> str | None:
     missing = [k for k in IMAGE_KEYS if k not in img]
     if missing:
         return f"image id {img.get('id', f'at index {position}')} lacks {missing}"
-    for key in ("id", "width", "height"):
-        if not is_int64(img[key]):
-            return f"image id {img['id']}: {key} {img[key]!r} is not an integer"
+    if not is_int64(img["id"]):
+        return f"image id {img['id']!r} is not an integer"
+    for key in ("width", "height"):
+        value = img[key]
+        whole = is_int64(value) or (type(value) is float and value.is_integer())
+        if not whole or value < 0:
+            return f"image id {img['id']}: {key} {value!r} is not a whole number of pixels"
     if not isinstance(img["file_name"], str):
         return f"image id {img['id']}: file_name {img['file_name']!r} is not a string"
     return None
