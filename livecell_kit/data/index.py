@@ -18,6 +18,7 @@ are read; per-image annotations come back as COCO dicts on demand
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -104,14 +105,17 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
     """Index ``path`` into a temporary folder next to ``folder``, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a killed build, long ago
-        if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
-            shutil.rmtree(stale, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         _write_index(path, tmp, expected, progress)
         try:
             os.rename(tmp, folder)
         except OSError:  # another process finished first, or an unusable old folder is in the way
+            if not folder.exists():
+                raise
             if not _is_done(folder, expected):
                 trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
                 os.replace(folder, trash / "old")
