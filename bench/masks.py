@@ -198,7 +198,7 @@ def main(argv=None) -> int:
 
     root = args.root or sample.make_sample(data.default_workdir() / "sample-seed0", seed=0)
     split = data.load_split(root, args.split)
-    cells = [len(a) for a, _, _ in jobs_of(split)]
+    cells = split.cell_counts().tolist()
     print(f"data: {root} split {args.split!r}: {len(cells)} images, {sum(cells)} cells "
           f"({np.mean(cells):.0f} per image, at most {max(cells)})")
     print(f"{'way':50s} {'ms/image':>8s} {'slowest':>8s}  peak RSS MiB (+ in the timed runs)")

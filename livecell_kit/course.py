@@ -152,6 +152,19 @@ def explored_split(root: Path) -> str:
     return "train" if "train" in available else available[0]
 
 
+def preset_split(root: Path, split: str, preset: str = "quick") -> data.Split:
+    """The images of ``split`` that ``preset`` trains, validates or evaluates on.
+
+    :func:`livecell_kit.data.load_subset` with the preset's image count for that split and
+    its subset rule and seed, so notebooks build masks only for those images and share
+    them (one mask cache per annotation file) with training and evaluation.  On the sample
+    every split is smaller than any preset's count: the whole split.
+    """
+    dc = presets.get_preset(preset).data
+    limit = {"train": dc.train_images, "val": dc.val_images, "test": dc.test_images}[split]
+    return data.load_subset(root, split, limit, dc.subset_seed, rule=dc.subset)
+
+
 def training_root() -> Path:
     """Where notebook 04 trains: the data root when it annotates train and val, else the sample.
 

@@ -41,11 +41,12 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 def gallery(split, per_type: int = 1, ncols: int = 4):
     """The first ``per_type`` images of every cell type in ``split`` (a ``data.Split``)."""
     chosen = []
+    counts = dict(zip(split.image_ids, split.cell_counts()))
     for cell_type in data.CELL_TYPES:
         of_type = [img for img in split.images if split.cell_type(img) == cell_type][:per_type]
         chosen += of_type
     images = [data.read_image(split.image_path(img)) for img in chosen]
-    titles = [f"{split.cell_type(img)}: {len(split.annotations_for(img['id']))} cells" for img in chosen]
+    titles = [f"{split.cell_type(img)}: {counts[img['id']]} cells" for img in chosen]
     return show_images(images, titles, ncols=ncols)
 
 
@@ -61,14 +62,16 @@ def draw_polygons(ax, annotations: Sequence[Mapping], colour=COLOURS["truth"], l
 
 
 def annotation_stats(split):
-    """Cells per image and cell area (px) per cell type: two panels of box plots / histograms."""
+    """Cells per image and cell area (px) per cell type: two panels of box plots / histograms.
+
+    Reads counts and areas from the split's index: no cell polygon is built.
+    """
     per_image: dict[str, list[int]] = {t: [] for t in data.CELL_TYPES}
     areas: dict[str, list[float]] = {t: [] for t in data.CELL_TYPES}
-    for img in split.images:
-        anns = split.annotations_for(img["id"])
+    for img, n_cells in zip(split.images, split.cell_counts()):
         cell_type = split.cell_type(img)
-        per_image.setdefault(cell_type, []).append(len(anns))
-        areas.setdefault(cell_type, []).extend(a["area"] for a in anns)
+        per_image.setdefault(cell_type, []).append(int(n_cells))
+        areas.setdefault(cell_type, []).extend(split.cell_areas(img["id"]).tolist())
     types = [t for t in per_image if per_image[t]]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
     ax1.boxplot([per_image[t] for t in types], tick_labels=types)

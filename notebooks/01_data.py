@@ -58,7 +58,7 @@ splits = {name: data.load_split(root, name) for name in data.available_splits(ro
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, split in splits.items():
-    n_cells = sum(len(split.annotations_for(img["id"])) for img in split.images)
+    n_cells = int(split.cell_counts().sum())
     print(f"{name:5s}: {len(split.images):4d} images, {n_cells:6d} annotated cells")
 
 # %% [markdown]
@@ -83,17 +83,22 @@ print(data.annotation_path(root, "val").relative_to(root))
 #
 # The official files store `annotations` as a list, as COCO does; some re-uploads (the Kaggle
 # copies) store a *dictionary keyed by id*, on which `pycocotools.coco.COCO` fails with "string
-# indices must be integers". `data.load_annotations` reads both forms and hands back the list.
+# indices must be integers". The kit reads both forms.
+#
+# LIVECell's training JSON is 525 MB: `json.load` would turn it into 56 million Python numbers
+# (over 4 GB of memory). So the kit reads each file **once**, streaming, into a compact
+# *index* in the work folder (`data.open_index`), and serves the cells of each image from it.
+# While reading, it also noted the file's structure, shown here without reading the JSON again.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-import json
-
 explored = course.explored_split(root)
-raw = json.loads(data.annotation_path(root, explored).read_text())
-print("annotations stored as a", type(raw["annotations"]).__name__)
 train = splits[explored]
-first_cell = train.dataset["annotations"][0]
+structure = train.index.summary
+print("top-level keys:", structure["top_level_keys"])
+print("annotations stored as a", structure["annotations_form"])
+print("records:", {k: structure["counts"][k] for k in ("images", "annotations", "categories")})
+first_cell = structure["first_annotation"]
 print("keys of one cell:", sorted(first_cell))
 print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", first_cell["area"], "px")
 
@@ -166,8 +171,8 @@ checks.check_cells_per_type(answer, train)
 # %%
 for name, split in splits.items():
     flagged = data.nearly_unannotated(split)
-    left_out = split.dataset.get("kit_val_overlap_dropped")  # set for train only
-    print(f"{name:5s}: {len(split.dataset['kit_duplicate_records'])} duplicate records dropped, "
+    left_out = split.val_overlap_dropped  # set for train only
+    print(f"{name:5s}: {len(split.duplicate_records)} duplicate records dropped, "
           + (f"{left_out} val images left out, " if left_out is not None else "")
           + f"{len(flagged)} nearly unannotated")
     for entry in flagged[:5]:

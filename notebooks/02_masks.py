@@ -39,7 +39,8 @@ from pycocotools import mask as mask_utils
 from livecell_kit import data, masks, plot, checks
 
 root = course.data_root()
-train = data.load_split(root, course.explored_split(root))
+# the training images of notebook 04's `quick` preset (on the sample: the whole split)
+train = course.preset_split(root, course.explored_split(root))
 image_record = train.images[0]
 height, width = image_record["height"], image_record["width"]
 image = data.read_image(train.image_path(image_record))
@@ -169,9 +170,10 @@ print("preset 'borders': loss", borders.loss, "| w0", borders.border_weight_w0, 
 # %% [markdown]
 # ## A mask cache for training
 #
-# Masks do not change between epochs, so the kit builds them once per split and writes them to
+# Masks do not change between epochs, so the kit builds them once per image and writes them to
 # disk as PNG files (0 = background, 255 = cell), in a folder keyed by a hash of the annotation
-# file: edit the JSON and the cache is rebuilt, otherwise every later notebook reuses it.
+# file: edit the JSON and the cache is rebuilt, otherwise every later notebook reuses it. Only
+# the images asked for are drawn: here the ones notebook 04 trains on.
 
 # %%
 cache = masks.build_mask_cache(train, kind="semantic", progress=False)
@@ -179,7 +181,8 @@ cached = masks.load_mask(cache, image_record["file_name"])
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("cached masks:", len(list(cache.glob("*.png"))), "| same as computed:", np.array_equal(cached, semantic))
+n_cached = sum(masks.mask_file(cache, img["file_name"]).exists() for img in train.images)
+print("cached masks:", n_cached, "| same as computed:", np.array_equal(cached, semantic))
 
 # %% [markdown]
 # The same is available from a shell: `livecell-kit masks --annotations JSON --out DIR`.

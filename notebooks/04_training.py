@@ -86,7 +86,7 @@ fig = plot.show_images([plot.overlay(i[..., 0], {"truth": m[..., 0]}) for i, m i
 # as a fraction between 0 and 1.
 
 # %%
-train_split = data.load_split(root, "train")
+train_split = course.preset_split(root, "train")  # the images `quick` trains on
 mask_dir = masks.build_mask_cache(train_split, kind="semantic", progress=False)
 train_masks = [masks.load_mask(mask_dir, img["file_name"]) for img in train_split.images]
 
@@ -146,7 +146,7 @@ with train.model_scope(run.precision):  # the number format (and all GPUs) while
 # the network learn.
 
 # %%
-val_split = data.load_split(root, "val")
+val_split = course.preset_split(root, "val")
 snapshot_images = [data.read_image(val_split.image_path(img))[128:384, 224:480] for img in val_split.images[:2]]
 snapshots = train.PredictionSnapshots(snapshot_images)
 if not run.finished:

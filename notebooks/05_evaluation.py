@@ -103,8 +103,8 @@ print(f"chosen threshold: {results['threshold']:.2f} ({results['threshold_source
 
 # %%
 test_split = data.load_split(root, eval_split)
-test_mask_dir = masks.build_mask_cache(test_split, kind="semantic", progress=False)
 first = test_split.images[0]
+test_mask_dir = masks.build_mask_cache(test_split.subset([first["id"]]), kind="semantic", progress=False)
 image = data.read_image(test_split.image_path(first))
 truth = masks.load_mask(test_mask_dir, first["file_name"])
 prediction = predict.predict_image(run.model, image) >= results["threshold"]

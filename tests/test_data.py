@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import ast
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +16,7 @@ import tifffile
 from PIL import Image
 
 from livecell_kit import data
-from livecell_kit.data import subsets
+from livecell_kit.data import index as data_index, subsets
 
 W, H = data.IMAGE_WIDTH, data.IMAGE_HEIGHT
 
@@ -45,15 +43,15 @@ def _write(path, obj):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    data.clear_annotation_cache()
-    yield
-    data.clear_annotation_cache()
+def _own_workdir(tmp_path, monkeypatch):
+    """Annotation indexes (and masks) go to this test's work folder."""
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
 
 
 # --------------------------------------------------------------------------- paths
 
 def test_paths_and_cell_types(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIVECELL_KIT_WORKDIR")
     assert data.split_image_dir(tmp_path, "val") == tmp_path / "images/livecell_train_val_images"
     assert data.split_image_dir(tmp_path, "test") == tmp_path / "images/livecell_test_images"
     assert data.annotation_path(tmp_path, "train") == tmp_path / "annotations/livecell_coco_train.json"
@@ -93,20 +91,21 @@ def test_read_image_tiff_png_and_errors(tmp_path):
 # --------------------------------------------------------------------------- annotations
 
 @pytest.mark.parametrize("dict_style", [True, False])
-def test_load_annotations_normalises_both_styles(tmp_path, dict_style):
+def test_load_annotations_reads_both_styles(tmp_path, dict_style):
     path = _write(tmp_path / "a.json", _dataset(dict_style))
-    ds = data.load_annotations(path)
-    assert isinstance(ds["annotations"], list)
-    assert [a["id"] for a in ds["annotations"]] == [11, 12, 21]
-    assert [i["id"] for i in ds["images"]] == [1, 2]
+    index = data.load_annotations(path)
+    assert [a["id"] for img in index.images for a in index.annotations_for(img["id"])] == [11, 12, 21]
+    assert [i["id"] for i in index.images] == [1, 2]
+    assert index.summary["annotations_form"] == ("dict" if dict_style else "list")
+    assert index.coco_dataset([0, 1])["annotations"] == _dataset(dict_style=False)["annotations"]
 
 
 def test_dict_entries_without_id_take_their_key(tmp_path):
     raw = _dataset()
     del raw["annotations"]["12"]["id"]
     raw["annotations"]["12"].pop("area"), raw["annotations"]["12"].pop("bbox")
-    ds = data.load_annotations(_write(tmp_path / "a.json", raw))
-    ann = next(a for a in ds["annotations"] if a["id"] == 12)
+    index = data.load_annotations(_write(tmp_path / "a.json", raw))
+    ann = next(a for a in index.annotations_for(1) if a["id"] == 12)
     # Filled-in geometry: triangle (100,100) (120,100) (110,130) -> area 300 px².
     assert ann["area"] == pytest.approx(300.0)
     assert ann["bbox"] == [100, 100, 20, 30]
@@ -132,8 +131,11 @@ def _break(mutate):
     (lambda d: d["annotations"][1].update(segmentation=[]), "annotation id 12: segmentation is empty"),
     (lambda d: d["annotations"][1].update(segmentation=[[1, 1, 5, 1, "x", 5]]),
      "annotation id 12: polygon 0 holds non-numeric"),
+    # NaN and Infinity are not JSON (Python's json module writes them anyway); 1e999 overflows
     (lambda d: d["annotations"][1].update(segmentation=[[1, 1, float("nan"), 1, 5, 5]]),
-     "annotation id 12: polygon 0 holds non-numeric or non-finite"),
+     "broken.json is not valid JSON"),
+    (lambda d: d["annotations"][1].update(segmentation=[[1, 1, float("inf"), 1, 5, 5]]),
+     "broken.json is not valid JSON"),
     (lambda d: d["annotations"][1].update(id=11), "annotation id 11 is a duplicate"),
     (lambda d: d["annotations"][1].update(segmentation={"counts": "abc", "size": [10, 10]}),
      "annotation id 12: RLE size"),
@@ -146,14 +148,22 @@ def test_validation_errors_name_file_and_id(tmp_path, mutate, message):
         data.load_annotations(path)
     text = str(err.value)
     assert str(path) in text and "livecell-kit" in text  # names the file and the fix
+    assert not any(data.index_root().iterdir())  # and leaves no index behind
 
 
 def test_tolerance_and_rle_pass(tmp_path):
     def mutate(d):
         d["annotations"][0]["segmentation"] = [[-0.5, 0, W + 0.9, 0, W + 0.9, H + 1]]
         d["annotations"][1]["segmentation"] = {"counts": [0, 5, H * W - 5], "size": [H, W]}
-    ds = data.load_annotations(_write(tmp_path / "ok.json", _break(mutate)))
-    assert len(ds["annotations"]) == 3
+    index = data.load_annotations(_write(tmp_path / "ok.json", _break(mutate)))
+    assert index.summary["counts"]["annotations"] == 3
+    assert index.annotations_for(1)[1]["segmentation"] == {"counts": [0, 5, H * W - 5], "size": [H, W]}
+
+
+def test_in_memory_rules_reject_non_finite_coordinates():
+    raw = _break(lambda d: d["annotations"][1].update(segmentation=[[1, 1, float("nan"), 1, 5, 5]]))
+    with pytest.raises(data.AnnotationError, match="annotation id 12: polygon 0 holds non-numeric or non-finite"):
+        data.validate_annotations(raw, "mem")
 
 
 @pytest.mark.parametrize("poly, ok", [
@@ -180,31 +190,30 @@ def test_malformed_json_names_file_and_fix(tmp_path):
         data.load_annotations(tmp_path / "absent.json")
 
 
-def test_load_annotations_is_memoised(tmp_path, monkeypatch):
+def test_load_annotations_parses_a_file_once(tmp_path, monkeypatch):
     path = _write(tmp_path / "a.json", _dataset())
     calls = []
-    real_load = json.load
-    monkeypatch.setattr(json, "load", lambda f: calls.append(1) or real_load(f))
+    real = data_index.stream_coco
+    monkeypatch.setattr(data_index, "stream_coco", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = data.load_annotations(path)
-    assert data.load_annotations(tmp_path / "." / "a.json") is first
-    assert len(calls) == 1
-    # A changed file (new size/mtime) is read again.
+    assert data.load_annotations(tmp_path / "." / "a.json").folder == first.folder
+    assert data.load_split(_layout(tmp_path / "root"), "val").index.folder != first.folder
+    assert len(calls) == 2  # a.json once, the layout's val once
+    # A changed file is another file: indexed again.
     raw = _dataset()
     raw["images"].append({"id": 3, "file_name": "MCF7_Phase_A1_1_00d00h00m_1.tif",
                           "width": W, "height": H})
     _write(path, raw)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert len(data.load_annotations(path)["images"]) == 3
-    assert len(calls) == 2
+    assert len(data.load_annotations(path).images) == 3
+    assert len(calls) == 3
 
 
 def test_to_coco_works_with_pycocotools(tmp_path, capsys):
     raw = _dataset()
     raw["annotations"]["21"]["segmentation"] = {"counts": [H * 5 + 3, 4, H * W - H * 5 - 7],
                                                 "size": [H, W]}
-    ds = data.load_annotations(_write(tmp_path / "a.json", raw))
-    coco = data.to_coco(ds)
+    index = data.load_annotations(_write(tmp_path / "a.json", raw))
+    coco = data.to_coco(index.coco_dataset([0, 1]))
     assert capsys.readouterr().out == ""  # createIndex's chatter is silenced
     assert sorted(coco.getAnnIds(imgIds=[1])) == [11, 12]
     mask = coco.annToMask(coco.loadAnns([11])[0])
@@ -212,7 +221,7 @@ def test_to_coco_works_with_pycocotools(tmp_path, capsys):
     assert mask[15, 20] == 1 and mask[0, 0] == 0 and mask[50, 50] == 0
     rle_mask = coco.annToMask(coco.loadAnns([21])[0])  # column-major RLE: column 5, rows 3..6
     assert rle_mask.sum() == 4 and rle_mask[3:7, 5].all()
-    with pytest.raises(data.AnnotationError, match="load_annotations"):
+    with pytest.raises(data.AnnotationError, match="coco_dataset"):
         data.to_coco(_dataset(dict_style=True))
 
 
@@ -254,15 +263,20 @@ def test_split_paths_and_annotations(tmp_path):
     assert train.annotations_for(-1) == []
 
 
-def test_subset_dataset_restricts_images_and_annotations(tmp_path):
+def test_subset_restricts_images_and_annotations(tmp_path):
     train = data.load_split(_layout(tmp_path), "train")
     ids = [train.images[3]["id"], train.images[0]["id"]]
-    sub = data.subset_dataset(train, ids)
-    assert [i["id"] for i in sub.images] == ids
-    assert sorted(a["image_id"] for a in sub.dataset["annotations"]) == sorted(ids)
+    sub = train.subset(ids)
+    assert [i["id"] for i in sub.images] == ids and sub.index is train.index  # a view, no copy
+    assert sorted(a["image_id"] for a in sub.coco_dataset()["annotations"]) == sorted(ids)
+    assert sub.annotations_for(train.images[1]["id"]) == []  # not in the subset
+    assert sub.cell_counts().tolist() == [1, 1]
     assert len(train.images) == 16  # the original is untouched
     with pytest.raises(KeyError, match="9999"):
-        data.subset_dataset(train, [9999])
+        train.subset([9999])
+    coco = sub.coco_dataset([ids[1]])
+    assert [i["id"] for i in coco["images"]] == [ids[1]] and coco["categories"][0]["name"] == "cell"
+    assert [a["image_id"] for a in coco["annotations"]] == [ids[1]]
 
 
 # --------------------------------------------------------------------------- subsets
@@ -313,18 +327,16 @@ def test_manifest_round_trip(tmp_path):
         data.read_manifest(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="write_manifest"):
         data.read_manifest(tmp_path / "none.json")
-    sub = data.subset_dataset(data.load_split(root, "val"),
-                              [e["image_id"] for e in subset if e["split"] == "val"])
+    sub = data.load_split(root, "val").subset([e["image_id"] for e in subset if e["split"] == "val"])
     assert len(sub.images) == 4
 
 
-def test_loaded_dataset_is_not_copied_per_split_call(tmp_path):
+def test_splits_share_one_index_and_hold_no_parsed_file(tmp_path):
     root = _layout(tmp_path)
     a, b = data.load_split(root, "val"), data.load_split(root, "val")
-    assert a.dataset is b.dataset  # memoised: one parse per file and process
-    snapshot = copy.deepcopy(a.dataset)
-    data.subset_dataset(a, [a.images[0]["id"]])
-    assert a.dataset == snapshot
+    assert a.index.folder == b.index.folder
+    assert not hasattr(a, "dataset")  # no whole-file dict: cells come from memory-mapped arrays
+    assert all(isinstance(v, np.ndarray) and not v.flags.owndata for v in a.index.arrays.values())
 
 
 def test_load_subset_reads_its_split_once(tmp_path, monkeypatch):
@@ -341,7 +353,7 @@ def test_load_subset_matches_the_manifest_and_keeps_small_splits_whole(tmp_path)
     sub = data.load_subset(root, "train", limit=50, seed=3)
     expected = [e["image_id"] for e in data.select_subset(root, sizes={"train": 50}, seed=3)]
     assert sorted(i["id"] for i in sub.images) == sorted(expected)
-    assert {a["image_id"] for a in sub.dataset["annotations"]} <= set(expected)
+    assert {a["image_id"] for a in sub.coco_dataset()["annotations"]} <= set(expected)
     full = data.load_split(root, "train")
     assert len(data.load_subset(root, "train", limit=None).images) == len(full.images)
     assert len(data.load_subset(root, "train", limit=10_000).images) == len(full.images)
@@ -367,15 +379,18 @@ def test_a_file_listed_twice_keeps_its_first_record(tmp_path):
     records = [_rec(742297, dup), _rec(5, "A172_Phase_C7_1_00d00h00m_1.tif"), _rec(1012330, dup)]
     anns = [_ann(1, 742297), _ann(2, 742297), _ann(3, 5), _ann(4, 1012330)]
     path = _official_split(tmp_path, "test", records, anns)
-    with pytest.warns(UserWarning, match=r"1 file name\(s\).*Huh7_Phase_A10_2_00d16h00m_4.*742297 and 1012330"):
-        dataset = data.load_annotations(path)
-    assert [r["id"] for r in dataset["images"]] == [742297, 5]
-    assert [a["id"] for a in dataset["annotations"]] == [1, 2, 3]  # the dropped record's cell is gone
-    assert dataset["kit_duplicate_records"] == [
-        {"file_name": dup, "kept_id": 742297, "dropped_id": 1012330}]
+    with pytest.warns(UserWarning, match=r"1 file name\(s\).*Huh7_Phase_A10_2_00d16h00m_4.*742297 and 1012330"
+                                         r".*dropped 1 record\(s\) with 1 annotations"):
+        split = data.load_split(tmp_path, "test")
+    assert [r["id"] for r in split.images] == [742297, 5]
+    # the dropped record's cell is gone
+    assert [a["id"] for a in split.coco_dataset()["annotations"]] == [1, 2, 3]
+    assert split.duplicate_records == ({"file_name": dup, "kept_id": 742297, "dropped_id": 1012330},)
+    assert split.val_overlap_dropped is None
+    with pytest.warns(UserWarning, match="1 file name"):
+        assert [r["id"] for r in data.load_annotations(path).images] == [742297, 5, 1012330]  # as in the file
     # masks key by file name: one record per name means no collision
     from livecell_kit import masks
-    split = data.load_split(tmp_path, "test")
     cache = masks.build_mask_cache(split, cache_root=tmp_path / "masks", progress=False)
     assert masks.load_mask(cache, dup).sum() > 0
 
@@ -389,8 +404,8 @@ def test_train_never_holds_a_val_image(tmp_path):
     train = data.load_split(tmp_path, "train")
     assert [r["file_name"] for r in train.images] == ["A172_Phase_C7_1_00d00h00m_1.tif",
                                                        "MCF7_Phase_E4_2_00d08h00m_4.tif"]
-    assert {a["image_id"] for a in train.dataset["annotations"]} == {1, 3}
-    assert train.dataset["kit_val_overlap_dropped"] == 1
+    assert {a["image_id"] for a in train.coco_dataset()["annotations"]} == {1, 3}
+    assert train.val_overlap_dropped == 1 and train.duplicate_records == ()
     for rule in ("first", "stratified"):
         subset = data.select_subset(tmp_path, sizes={"train": 2, "val": 1}, rule=rule)
         assert shared not in {e["file_name"] for e in subset if e["split"] == "train"}

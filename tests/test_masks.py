@@ -14,6 +14,12 @@ from livecell_kit.masks.rle import compressed_counts, foreground_runs
 H, W = 32, 40
 
 
+@pytest.fixture(autouse=True)
+def _own_workdir(tmp_path, monkeypatch):
+    """Annotation indexes go to this test's work folder."""
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+
+
 def square(aid, x0, y0, x1, y1, image_id=1):
     """Axis-aligned square polygon with corners (x0, y0)-(x1, y1) in pixel coordinates."""
     return {"id": aid, "image_id": image_id, "category_id": 1, "iscrowd": 0,
@@ -314,7 +320,6 @@ def test_cache_built_once_reused_and_rebuilt_after_json_change(tmp_path, monkeyp
 
     # edit the JSON: a new hash, a new folder, masks rebuilt from the new annotations
     _write_dataset(tmp_path, shift=5)
-    data.clear_annotation_cache()
     new_split = data.load_split(tmp_path, "train")
     rebuilt = masks.build_mask_cache(new_split, kind="semantic", cache_root=cache_root, progress=False)
     assert rebuilt != first and len(calls) == 6
@@ -348,15 +353,36 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
         masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
     (cache_dir,) = cache_root.iterdir()
     names = sorted(os.listdir(cache_dir))
-    assert len(names) == 1 and names[0].endswith(".png")  # the first, complete mask only
-    assert not (cache_dir / masks.STAMP_NAME).exists()
+    assert names == [masks.STAMP_NAME, mask_cache.mask_file("", split.images[0]["file_name"]).name]
+    # ... the first, complete mask only: no temporary file left
 
     monkeypatch.setattr(mask_cache, "_encode_png", real_encode)
+    calls = []
+    real_render = mask_cache.render
+    monkeypatch.setattr(mask_cache, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
     done = masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
-    assert done == cache_dir and len(list(done.glob("*.png"))) == 3
-    assert (done / masks.STAMP_NAME).exists()
+    assert done == cache_dir and len(list(done.glob("*.png"))) == 3 and len(calls) == 2  # the rest only
     for rec in split.images:
         np.testing.assert_array_equal(masks.load_mask(done, rec["file_name"]),
+                                      masks.semantic_mask(split.annotations_for(rec["id"]), H, W))
+
+
+def test_a_subset_and_its_split_share_one_cache(tmp_path, monkeypatch):
+    _write_dataset(tmp_path)
+    split = data.load_split(tmp_path, "train")
+    cache_root = tmp_path / "cache"
+    calls = []
+    real_render = mask_cache.render
+    monkeypatch.setattr(mask_cache, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
+    seed = split.subset([split.images[2]["id"], split.images[0]["id"]])
+    first = masks.build_mask_cache(seed, kind="semantic", cache_root=cache_root, progress=False)
+    assert len(calls) == 2 and len(list(first.glob("*.png"))) == 2  # only the subset's images
+    full = masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
+    assert full == first and len(calls) == 3  # the full split draws only the image it lacked
+    masks.build_mask_cache(seed, kind="semantic", cache_root=cache_root, progress=False)
+    assert len(calls) == 3
+    for rec in split.images:
+        np.testing.assert_array_equal(masks.load_mask(full, rec["file_name"]),
                                       masks.semantic_mask(split.annotations_for(rec["id"]), H, W))
 
 

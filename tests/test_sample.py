@@ -33,7 +33,7 @@ def decoded(root):
     out = []
     for split in data.SPLITS:
         s = data.load_split(root, split)
-        coco = data.to_coco(s.dataset)
+        coco = data.to_coco(s.coco_dataset())
         for rec in s.images:
             anns = s.annotations_for(rec["id"])
             count = np.zeros((520, 704), np.uint8)

@@ -5,34 +5,39 @@
 * :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules;
 * :mod:`~livecell_kit.data.images` — read one frame as uint8 (H, W): formats, colour, pages;
 * :mod:`~livecell_kit.data.intensity` — the rule that maps any pixel type to uint8;
-* :mod:`~livecell_kit.data.annotations` — load, normalise and validate the COCO JSONs; a :class:`Split`;
+* :mod:`~livecell_kit.data.validation` — the rules an annotation file must follow;
+* :mod:`~livecell_kit.data.coco_stream` — one streaming pass over a COCO JSON (ijson);
+* :mod:`~livecell_kit.data.index_writer` — that pass into checked column arrays on disk;
+* :mod:`~livecell_kit.data.index` — the on-disk annotation index, built once per file, memory-mapped;
+* :mod:`~livecell_kit.data.annotations` — a :class:`Split` (or subset) served from the index;
 * :mod:`~livecell_kit.data.subsets` — reproducible subsets, manifests, nearly unannotated frames.
 
 The names below are re-exported so callers write ``data.load_split(root, "train")``;
 ``data.read_image`` is :func:`livecell_kit.data.images.read_image`.
 """
-from livecell_kit.data.annotations import (POLYGON_TOLERANCE_PX, AnnotationError, Split,
-                                           available_splits, clear_annotation_cache,
-                                           load_annotations, load_split, segmentation_problem,
-                                           to_coco, validate_annotations)
+from livecell_kit.data.annotations import Split, available_splits, load_annotations, load_split, to_coco
 from livecell_kit.data.download import (DOWNLOAD_PARTS, DownloadError, ResumableDownloader,
                                         download_livecell, fetch, safe_extract_zip)
 from livecell_kit.data.images import ImageReadError, read_image
+from livecell_kit.data.index import AnnotationIndex, file_sha256, index_root, open_index
 from livecell_kit.data.layout import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS,
                                       annotation_path, cell_type_of, default_workdir,
                                       split_image_dir)
 from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, SIZE_SPLITS
 from livecell_kit.data.subsets import (DEFAULT_SUBSET_SIZES, NEARLY_UNANNOTATED_CELLS, SUBSET_RULES,
                                        load_subset, nearly_unannotated, read_manifest,
-                                       select_subset, subset_dataset, write_manifest)
+                                       select_subset, write_manifest)
+from livecell_kit.data.validation import (POLYGON_TOLERANCE_PX, AnnotationError, segmentation_problem,
+                                          validate_annotations)
 
 __all__ = [
     "BASE_URL", "CELL_TYPES", "DEFAULT_SUBSET_SIZES", "DOWNLOAD_PARTS", "IMAGE_HEIGHT",
     "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS", "POLYGON_TOLERANCE_PX", "RECORDED_HASHES",
-    "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "DownloadError", "ImageReadError",
-    "ResumableDownloader", "Split", "annotation_path", "available_splits", "cell_type_of",
-    "clear_annotation_cache", "default_workdir", "download_livecell", "fetch",
-    "load_annotations", "load_split", "load_subset", "nearly_unannotated", "read_image",
-    "read_manifest", "safe_extract_zip", "segmentation_problem", "select_subset",
-    "split_image_dir", "subset_dataset", "to_coco", "validate_annotations", "write_manifest",
+    "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "AnnotationIndex",
+    "DownloadError", "ImageReadError", "ResumableDownloader", "Split", "annotation_path",
+    "available_splits", "cell_type_of", "default_workdir", "download_livecell", "fetch",
+    "file_sha256", "index_root", "load_annotations", "load_split", "load_subset",
+    "nearly_unannotated", "open_index", "read_image", "read_manifest", "safe_extract_zip",
+    "segmentation_problem", "select_subset", "split_image_dir", "to_coco",
+    "validate_annotations", "write_manifest",
 ]

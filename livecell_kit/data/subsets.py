@@ -3,7 +3,8 @@
 :func:`select_subset` picks images per split (stratified by cell type, or the first N
 as the seed project did); :func:`write_manifest` / :func:`read_manifest` keep the pick
 on disk so notebooks, training and evaluation use the same images;
-:func:`load_subset` is a :class:`~livecell_kit.data.annotations.Split` restricted to it.
+:func:`load_subset` is a :class:`~livecell_kit.data.annotations.Split` restricted to it
+(a view on the split's annotation index: nothing is copied or parsed again).
 :func:`nearly_unannotated` lists frames with almost no outlines (LIVECell issue #21).
 """
 from __future__ import annotations
@@ -38,27 +39,10 @@ def nearly_unannotated(split: Split, min_cells: int = NEARLY_UNANNOTATED_CELLS) 
     Each entry: ``{"image_id", "file_name", "cell_type", "n_cells"}``.  Such frames teach
     the model that visible cells are background; look at them before training on them.
     """
-    counts: dict = {}
-    for ann in split.dataset["annotations"]:
-        counts[ann["image_id"]] = counts.get(ann["image_id"], 0) + 1
+    counts = split.cell_counts()
     return [{"image_id": img["id"], "file_name": img["file_name"],
-             "cell_type": split.cell_type(img), "n_cells": counts.get(img["id"], 0)}
-            for img in split.images if counts.get(img["id"], 0) < min_cells]
-
-
-def subset_dataset(split: Split, image_ids) -> Split:
-    """A :class:`Split` restricted to ``image_ids`` (in that order) and their annotations."""
-    by_id = {img["id"]: img for img in split.images}
-    wanted = list(image_ids)
-    unknown = [i for i in wanted if i not in by_id]
-    if unknown:
-        raise KeyError(f"image ids {unknown[:5]}{'...' if len(unknown) > 5 else ''} are not in "
-                       f"{split.annotation_file}; was the subset drawn from another data set?")
-    keep = set(wanted)
-    dataset = {k: v for k, v in split.dataset.items() if k not in ("images", "annotations")}
-    dataset["images"] = [by_id[i] for i in wanted]
-    dataset["annotations"] = [a for a in split.dataset["annotations"] if a["image_id"] in keep]
-    return Split(root=split.root, name=split.name, dataset=dataset)
+             "cell_type": split.cell_type(img), "n_cells": int(n)}
+            for img, n in zip(split.images, counts) if n < min_cells]
 
 
 def load_subset(root, split: str, limit: int | None = None, seed: int = 0,
@@ -72,7 +56,7 @@ def load_subset(root, split: str, limit: int | None = None, seed: int = 0,
     full = load_split(root, split)
     if limit is None or len(full.images) <= limit:
         return full
-    return subset_dataset(full, [e["image_id"] for e in _pick(full, limit, seed, rule)])
+    return full.subset([e["image_id"] for e in _pick(full, limit, seed, rule)])
 
 
 def select_subset(root, sizes=None, seed: int = 0, rule: str = "stratified") -> list[dict]:

@@ -124,13 +124,19 @@ def _restrict_eval(E, ids):
     return sub
 
 
-def _ground_truth(coco_class, gt_dataset):
-    """A COCO index of ``gt_dataset`` (dict or COCO) on copies: COCOeval marks annotations."""
-    dataset = gt_dataset.dataset if hasattr(gt_dataset, "dataset") else gt_dataset
-    anns = dataset["annotations"]
+def _ground_truth(coco_class, gt_dataset, img_ids):
+    """A COCO index of the ground truth on copies (COCOeval marks annotations).
+
+    A ``data.Split`` gives only ``img_ids``' records and cells (all its images when None).
+    """
+    if hasattr(gt_dataset, "coco_dataset"):
+        dataset = gt_dataset.coco_dataset(img_ids)  # fresh dicts, built for these images only
+    else:
+        dataset = gt_dataset.dataset if hasattr(gt_dataset, "dataset") else gt_dataset
+        anns = dataset["annotations"]
+        dataset = {**dataset, "annotations": [dict(a) for a in (anns.values() if isinstance(anns, dict) else anns)]}
     coco_gt = coco_class()
-    coco_gt.dataset = {**dataset, "annotations": [dict(a) for a in
-                                                  (anns.values() if isinstance(anns, dict) else anns)]}
+    coco_gt.dataset = dataset
     coco_gt.createIndex()
     return coco_gt
 
@@ -140,8 +146,9 @@ def coco_instance_ap(gt_dataset, results: list[dict], per_cell_type: Mapping | N
                      backend: str = "auto") -> dict:
     """Instance-segmentation AP under LIVECell's COCO protocol.
 
-    gt_dataset: a COCO dict (``"images"``, ``"annotations"`` as a list or
-        LIVECell's dict keyed by id, ``"categories"``) or a ``pycocotools.coco.COCO``.
+    gt_dataset: a ``data.Split`` (a COCO index is built for the images scored only), a
+        COCO dict (``"images"``, ``"annotations"`` as a list or LIVECell's dict keyed by
+        id, ``"categories"``) or a ``pycocotools.coco.COCO``.
     results: COCO result dicts (see :func:`livecell_kit.instances.instances_to_coco_results`).
     per_cell_type: ``None`` or a mapping ``{image_id: cell_type}``; adds AP per type.
     img_ids: images to score (default: all images of ``gt_dataset``).
@@ -158,7 +165,7 @@ def coco_instance_ap(gt_dataset, results: list[dict], per_cell_type: Mapping | N
     coco_class, evaluator, kwargs, restrictable = _backend(backend)
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with sink:
-        coco_gt = _ground_truth(coco_class, gt_dataset)
+        coco_gt = _ground_truth(coco_class, gt_dataset, None if img_ids is None else [int(i) for i in img_ids])
     img_ids = sorted(int(i) for i in (coco_gt.getImgIds() if img_ids is None else img_ids))
     keep = set(img_ids)
     per_type_ids: dict[str, list[int]] = {}

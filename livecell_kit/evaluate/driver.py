@@ -216,7 +216,7 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     results["n_pixels"] = overall["model"].n_pixels
     if instance:
         t1 = time.time()
-        results["instance"] = coco_instance_ap(test.dataset, coco_results, per_cell_type=cell_type_of_id,
+        results["instance"] = coco_instance_ap(test, coco_results, per_cell_type=cell_type_of_id,
                                                img_ids=sorted(cell_type_of_id), verbose=verbose)
         results["instance"]["seconds"] = round(time.time() - t1, 2)
     results["seconds"] = round(time.time() - t0, 2)

@@ -10,7 +10,7 @@ pixel coordinates — x is the column, y the row — or an RLE dict) and that im
 * :func:`touching_border_mask` — uint8 0/1, pixels where two different cells meet;
 * :func:`border_weight_map` — float32, the U-Net paper's per-pixel loss weights.
 
-:func:`build_mask_cache` writes the masks of a whole split to disk once (PNG per
+:func:`build_mask_cache` writes the masks of a split or subset to disk once (PNG per
 image) in a folder keyed by the annotation file's content; :func:`load_mask` reads
 one back.  :func:`write_masks` does the same for any annotation file (the
 ``livecell-kit masks`` command).

@@ -1,14 +1,15 @@
 """Masks on disk: one PNG per image, in a cache folder keyed by the annotation file.
 
-:func:`build_mask_cache` writes the masks of a whole split once (PNG per image)
-in a folder named after the annotation file's content and stamps it complete
-(:func:`livecell_kit.atomic.write_stamp`); :func:`load_mask` reads one back;
-:func:`write_masks` does the same for any annotation file (the
-``livecell-kit masks`` command).  :func:`render` makes the mask of one kind.
+:func:`build_mask_cache` writes the masks of the images of a split — or of a subset of
+one — into a folder named after the annotation file's content and the mask kind, one
+PNG per image, each written atomically: a PNG that exists is complete, so a later call
+for a larger image set (the full split after the seed subset) renders only the images
+it lacks.  :func:`load_mask` reads one back; :func:`write_masks` writes the masks of
+any annotation file (the ``livecell-kit masks`` command).  :func:`render` makes the
+mask of one kind.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,15 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data import default_workdir, load_annotations
+from livecell_kit.data import default_workdir, file_sha256, load_annotations
 from livecell_kit.masks.borders import touching_border_mask
 from livecell_kit.masks.rasterise import instance_labels, semantic_mask
 from livecell_kit.masks.segmentations import MaskError
 
 #: Mask kinds the cache and :func:`write_masks` know.
 KINDS = ("semantic", "instance", "border")
-#: Written last into a cache folder; its presence (with this version) marks the folder complete.
+#: Written into a cache folder before its first mask: which masks (version, kind, annotation
+#: file) the folder holds.  A folder with another version is emptied and filled again.
 STAMP_NAME = ".livecell-kit-masks.json"
 #: Bump when the masks' content or file format changes, so old caches are rebuilt.
 CACHE_VERSION = 1
@@ -82,21 +84,9 @@ def load_mask(cache_dir, file_name: str) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-_HASHES: dict[tuple, str] = {}
-
-
 def annotation_hash(path) -> str:
     """First 16 hex digits of the sha256 of the file's bytes (memoised per path, size, mtime)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()[:16]
-    return _HASHES[key]
+    return file_sha256(path)[:16]
 
 
 def _progress(iterable, enabled: bool, desc: str, total: int):
@@ -113,17 +103,23 @@ def _image_size(rec: dict, source) -> tuple[int, int]:
                         f"no valid 'height'/'width'; add them to the image record") from None
 
 
+def _check_stems(records, source) -> None:
+    """Masks are named after the image's file-name stem: two records must not share one."""
+    stems: dict[str, str] = {}
+    for rec in records:
+        name = mask_file("", rec["file_name"]).name
+        if name in stems:
+            raise MaskError(f"images {stems[name]!r} and {rec['file_name']!r} in {source} "
+                            f"would share the mask file {name}; file-name stems must be unique")
+        stems[name] = rec["file_name"]
+
+
 def _write_all(records, anns_for, out_dir: Path, kind: str, source, progress: bool,
                desc: str) -> list[Path]:
     """Render and atomically write one mask per image record; returns the paths."""
-    stems: dict[str, str] = {}
     paths = []
     for rec in _progress(records, progress, desc, len(records)):
         path = mask_file(out_dir, rec["file_name"])
-        if path.name in stems:
-            raise MaskError(f"images {stems[path.name]!r} and {rec['file_name']!r} in {source} "
-                            f"would share the mask file {path.name}; file-name stems must be unique")
-        stems[path.name] = rec["file_name"]
         h, w = _image_size(rec, source)
         _save_atomic(render(kind, anns_for(rec["id"]), h, w, source), kind, path)
         paths.append(path)
@@ -136,31 +132,34 @@ def _check_kind(kind: str) -> None:
 
 
 def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: bool = True) -> Path:
-    """Write the ``kind`` masks of every image of ``split`` (a ``data.Split``) once; return the folder.
+    """Write the ``kind`` masks of the images of ``split`` (a ``data.Split`` or subset) that the
+    cache lacks; return the folder.
 
-    Folder: ``cache_root/<split>-<kind>-<hash>/`` with one ``<image stem>.png``
-    per image (see :func:`load_mask`), where ``<hash>`` is the first 16 hex
-    digits of the sha256 of the annotation file, so editing the JSON gives a new
-    folder and the masks are rebuilt; otherwise later calls return at once.
-    Each file is written atomically and a stamp file is written last, so an
-    interrupted build is never mistaken for a complete one (it is redone).
-    ``cache_root`` defaults to ``data.default_workdir() / "masks"``.
+    Folder: ``cache_root/<split>-<kind>-<hash>/`` with one ``<image stem>.png`` per image
+    (see :func:`load_mask`), where ``<hash>`` is the first 16 hex digits of the sha256 of
+    the annotation file: editing the JSON gives a new folder.  The folder is shared by
+    every image set of that file, so the seed subset and the full split reuse each
+    other's masks.  Each PNG is written atomically (an interrupted build leaves only
+    complete ones, and the next call renders the rest).  ``cache_root`` defaults to
+    ``data.default_workdir() / "masks"``.
     """
     _check_kind(kind)
     source = split.annotation_file
     root = Path(cache_root) if cache_root is not None else default_workdir() / "masks"
-    digest = annotation_hash(source)
+    digest = split.index.sha256[:16]
     cache_dir = root / f"{split.name}-{kind}-{digest}"
     stamp = cache_dir / STAMP_NAME
-    expected = {"version": CACHE_VERSION, "kind": kind, "annotations_sha256_16": digest,
-                "images": len(split.images)}
-    if atomic.read_stamp(stamp) == expected:
-        return cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
-    _write_all(split.images, split.annotations_for, cache_dir, kind, source, progress,
+    expected = {"version": CACHE_VERSION, "kind": kind, "annotations_sha256_16": digest}
+    found = atomic.read_stamp(stamp) or {}
+    if {k: found.get(k) for k in expected} != expected:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for old in cache_dir.glob("*.png"):  # masks of another cache version, if any
+            old.unlink()
+        atomic.write_stamp(stamp, expected)
+    _check_stems(split.images, source)
+    missing = [rec for rec in split.images if not mask_file(cache_dir, rec["file_name"]).exists()]
+    _write_all(missing, split.annotations_for, cache_dir, kind, source, progress,
                desc=f"{kind} masks ({split.name})")
-    atomic.write_stamp(stamp, expected)
     return cache_dir
 
 
@@ -170,14 +169,14 @@ def write_masks(annotations_json, out_dir, kind: str = "semantic", progress: boo
     Files are named after the image's file-name stem: ``<stem>.png`` — 8-bit
     0 = background / 255 = cell for ``semantic`` and ``border``, 16-bit labels
     (0 = background, k = k-th annotation of the image) for ``instance``.
+    A file name listed by several image records gets the first record's masks.
     Returns the written paths in the file's image order.
     """
     _check_kind(kind)
-    dataset = load_annotations(annotations_json)
-    by_image: dict = {}
-    for ann in dataset["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    index = load_annotations(annotations_json)
+    records = [index.images[r] for r in index.first_rows]
+    _check_stems(records, annotations_json)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return _write_all(dataset["images"], lambda i: by_image.get(i, []), out, kind,
-                      Path(annotations_json), progress, desc=f"{kind} masks")
+    return _write_all(records, index.annotations_for, out, kind, Path(annotations_json), progress,
+                      desc=f"{kind} masks")
