@@ -72,7 +72,7 @@ def test_copy_is_livecell_like(bench_run, bench_modules):
     assert all(round(v, 2) == v for v in cell["segmentation"][0])
     with pytest.warns(UserWarning, match="more than one image record"):
         train = data.load_split(root, "train")
-    assert train.dataset["kit_val_overlap_dropped"] >= 1  # a train name also in val
+    assert train.val_overlap_dropped >= 1  # a train name also in val
     image = data.read_image(train.image_path(train.images[0]))
     assert image.shape == (data.IMAGE_HEIGHT, data.IMAGE_WIDTH)
     # reused, not rebuilt, with the same settings

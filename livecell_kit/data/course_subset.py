@@ -20,19 +20,17 @@ training-set-size study that holds ``k`` frames of every type (``0_train2percent
 About 350 MiB of JSON and 15 MB of frames in all.
 
 The written ``annotations/livecell_coco_{split}.json`` hold only the chosen images and
-their annotations (key ``kit_subset`` says so and names the source file).  JSONs are
-streamed with ijson: the images list is read up to the annotations, then one pass over the
-annotations keeps those of the candidate frames; no whole file is held in memory.
+their annotations (key ``kit_subset`` says so and names the source file).  The source
+files are read through the kit's streaming annotation index
+(:func:`~livecell_kit.data.index.open_index`): parsed once, never held whole in memory,
+and reused by a later ``--subset seed`` or ``full`` run.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-import ijson
-from tqdm.auto import tqdm
-
+from livecell_kit.data.index import open_index
 from livecell_kit.data.layout import CELL_TYPES, cell_type_of
 from livecell_kit.data.subsets import NEARLY_UNANNOTATED_CELLS
 
@@ -42,61 +40,10 @@ COURSE_FRAMES = {"train": 4, "val": 2, "test": 2}
 WINDOW = 4
 
 
-class _ProgressFile:
-    """A binary file whose reads advance a tqdm bar (bytes)."""
-
-    def __init__(self, handle, bar):
-        self.handle, self.bar = handle, bar
-
-    def read(self, n=-1):
-        data = self.handle.read(n)
-        self.bar.update(len(data))
-        return data
-
-
-def read_head(path) -> tuple[dict, str]:
-    """The top-level values of the COCO JSON at ``path`` other than ``annotations``, and
-    whether ``annotations`` is a list (``"start_array"``, official files) or a dict
-    (``"start_map"``, Kaggle copies).  Reads only up to ``annotations`` when it comes last,
-    as in LIVECell's files; a key that follows it costs a streaming pass.
-    """
-    head, key, builder, kind = {}, None, None, None
-    with open(path, "rb") as f:
-        for prefix, event, value in ijson.parse(f, use_float=True):
-            if prefix == "":
-                if builder is not None:
-                    head[key], builder = builder.value, None
-                if event == "map_key":
-                    key = value
-                continue
-            if key == "annotations":
-                kind = event
-                break
-            if builder is None:
-                builder = ijson.ObjectBuilder()
-            builder.event(event, value)
-    if kind not in ("start_array", "start_map"):
-        raise ValueError(f"{path} has no 'annotations' list or dict; is it a COCO annotation file?")
-    for later in ("images", "categories"):
-        if later not in head:
-            with open(path, "rb") as f:
-                found = next(ijson.items(f, later, use_float=True), None)
-            if found is not None:
-                head[later] = found
-    return head, kind
-
-
-def _annotations(path: Path, kind: str, progressbar: bool):
-    """Every annotation record of the file, streamed, with a progress bar (bytes read)."""
-    with open(path, "rb") as handle, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=f"reading {path.name}",
-                                          disable=not progressbar, leave=False) as bar:
-        f = _ProgressFile(handle, bar)
-        if kind == "start_array":
-            yield from ijson.items(f, "annotations.item", use_float=True)
-        else:
-            for _, ann in ijson.kvitems(f, "annotations", use_float=True):
-                yield ann
+def file_names(path, progressbar: bool = True) -> frozenset[str]:
+    """The image file names an annotation JSON lists (base names)."""
+    return frozenset(PurePosixPath(img["file_name"]).name
+                     for img in open_index(path, progress=progressbar).images)
 
 
 def candidate_windows(images, per_type: int, exclude=frozenset()) -> dict[str, list[list[dict]]]:
@@ -128,19 +75,14 @@ def course_subset(path, per_type: int, exclude=frozenset(), require_all: bool = 
         than ``per_type`` eligible frames (the caller then tries a bigger file).
     source: the registry name of ``path``, recorded under ``kit_subset``.
     """
-    path = Path(path)
-    head, kind = read_head(path)
-    windows = candidate_windows(head.get("images", []), per_type, exclude)
+    index = open_index(Path(path), progress=progressbar)
+    windows = candidate_windows(index.images, per_type, exclude)
     short = [t for t in CELL_TYPES if len(windows.get(t, [])) < per_type]
     if require_all and short:
         return None
-    wanted = {img["id"] for slots in windows.values() for window in slots for img in window}
-    counts: Counter = Counter()
-    kept = []
-    for ann in _annotations(path, kind, progressbar):
-        if ann["image_id"] in wanted:
-            counts[ann["image_id"]] += 1
-            kept.append(ann)
+    candidates = [img for slots in windows.values() for window in slots for img in window]
+    rows = {img["id"]: index.row_of(img["id"]) for img in candidates}
+    counts = dict(zip(rows, index.cell_counts(list(rows.values())).tolist()))
     chosen = []
     for cell_type in CELL_TYPES:
         taken: set = set()
@@ -151,10 +93,7 @@ def course_subset(path, per_type: int, exclude=frozenset(), require_all: bool = 
             if pick is not None:
                 taken.add(pick["id"])
                 chosen.append(pick)
-    ids = {img["id"] for img in chosen}
-    dataset = {k: v for k, v in head.items() if k != "images"}
-    dataset["images"] = chosen
-    dataset["annotations"] = [ann for ann in kept if ann["image_id"] in ids]
-    dataset["kit_subset"] = {"subset": "course", "source": source or path.name,
+    dataset = index.coco_dataset([rows[img["id"]] for img in chosen])
+    dataset["kit_subset"] = {"subset": "course", "source": source or Path(path).name,
                              "frames_per_cell_type": per_type, "cell_types_short": short}
     return dataset

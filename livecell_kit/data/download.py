@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from livecell_kit import atomic
 from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, locked,
                                      resolve_cache_dir)
-from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, read_head
+from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_names
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
 from livecell_kit.data.registry import (SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
@@ -230,8 +230,7 @@ def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
         paths[split] = fetch(annotation_name(split), **kw)
         datasets[split] = course_subset(paths[split], COURSE_FRAMES[split], source=annotation_name(split),
                                         progressbar=kw["progressbar"])
-    val_names = frozenset(PurePosixPath(img["file_name"]).name
-                          for img in read_head(paths["val"])[0]["images"])
+    val_names = file_names(paths["val"], kw["progressbar"])
     # The smallest file that has enough train frames of every type (course_subset module).
     sources = [size_split_name(stem) for stem in SIZE_SPLITS] + [annotation_name("train")]
     for name in sources:
