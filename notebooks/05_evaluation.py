@@ -102,7 +102,7 @@ print(f"chosen threshold: {results['threshold']:.2f} ({results['threshold_source
 # output (both 0/1 arrays). Compute the IoU of the cell class.
 
 # %%
-test_split = data.load_split(root, eval_split)
+test_split = course.preset_split(root, eval_split)  # the images evaluate_model scored
 first = test_split.images[0]
 test_mask_dir = masks.build_mask_cache(test_split.subset([first["id"]]), kind="semantic", progress=False)
 image = data.read_image(test_split.image_path(first))
@@ -126,7 +126,8 @@ checks.check_iou(answer, truth, prediction)
 # image per cell type.
 
 # %%
-shown = test_split.images
+shown = test_split.images[:24]  # each frame keeps its image, mask and probabilities in memory
+test_mask_dir = masks.build_mask_cache(test_split.subset([img["id"] for img in shown]), progress=False)
 images = [data.read_image(test_split.image_path(img)) for img in shown]
 truths = [masks.load_mask(test_mask_dir, img["file_name"]) for img in shown]
 probabilities = [predict.predict_image(run.model, im) for im in images]
