@@ -55,6 +55,24 @@ from livecell_kit import data, plot, checks
 root = course.data_root()
 splits = {name: data.load_split(root, name) for name in data.available_splits(root)}
 
+# %% [markdown]
+# **The sample is synthetic.** Its frames are drawn by the kit's code from random numbers —
+# cell shapes, halos, texture and noise modelled on real LIVECell frames, but not photographs
+# of cells (LIVECell's licence does not let the kit ship its images). It is a stand-in for
+# learning the steps; notebook 05 shows how a model trained on it does on real frames. With
+# real LIVECell configured, the next cell shows a real frame beside a synthetic one of the same type.
+
+# %%
+if course.using_real_data():
+    real = next(iter(splits.values()))
+    synthetic = data.load_split(course.sample_root(), "train")
+    cell_type = real.cell_type(real.images[0])
+    twin = next(img for img in synthetic.images if synthetic.cell_type(img) == cell_type)
+    fig = plot.show_images([data.read_image(real.image_path(real.images[0])), data.read_image(synthetic.image_path(twin))],
+                           titles=[f"real LIVECell ({cell_type})", f"synthetic sample ({cell_type})"], ncols=2, size=5)
+else:
+    print(f"Data: the kit's SYNTHETIC sample in {root.name}/ (set LIVECELL_KIT_DATA_ROOT for real LIVECell)")
+
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, split in splits.items():
