@@ -188,9 +188,15 @@ def main(argv=None) -> int:
           f"sample: {len(synth_rows)} frames\n")
     print_side_by_side(real, synth)
     profiles = {"real": mean_profile(real_rows), "sample": mean_profile(synth_rows)}
-    print("\nmean grey minus background by distance to the outline (px, inside < 0):")
+    print("\nmean grey minus background by distance to the outline (px, inside < 0), all types"
+          " and each type with annotated real frames:")
     for src, prof in profiles.items():
-        print(f"  {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
+        print(f"  {'all':7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
+    for t in sorted({r["type"] for r in real_rows if r["annotated"]}):
+        for src, rows in (("real", real_rows), ("sample", synth_rows)):
+            prof = mean_profile([r for r in rows if r["type"] == t])
+            profiles[f"{src} {t}"] = prof
+            print(f"  {t:7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
     report = {"data": str(args.data), "seed": args.seed, "generator_version": sample.GENERATOR_VERSION,
               "sample_seconds": seconds, "real": real, "sample": synth, "outline_profile": profiles}
     atomic.write_json(args.json, report)

@@ -59,6 +59,8 @@ class Morphology:
     body: extra thickness of the cell body over the nucleus (dark middle, shade-off around it).
     granules: share of a cell's pixels that hold a dark granule.
     texture: strength of the cytoplasm's mottle, in grey levels of thickness.
+    granular_zone: width of the textured zone around the nucleus, in nucleus radii
+        (the lamella beyond it is smooth).
     """
 
     area: tuple[float, float]
@@ -75,41 +77,43 @@ class Morphology:
     body: float = 20.0
     granules: float = 0.03
     texture: float = 12.0
+    granular_zone: float = 1.5
 
 
 MORPHOLOGIES: dict[str, Morphology] = {
     # spread, irregular glioblastoma cells with broad protrusions; round when freshly seeded
     "A172": Morphology(area=(300, 2600), aspect=(1.2, 2.4), wobble=0.25, harmonics=6,
-                       cluster=0.35, coverage=(0.08, 0.9), rounded=0.5, lamella=13, body=16,
-                       granules=0.045),
+                       cluster=0.35, coverage=(0.08, 0.9), rounded=0.5, lamella=18, body=16,
+                       granules=0.045, granular_zone=0.6),
     # compact breast-cancer cells growing in dense clusters
     "BT474": Morphology(area=(240, 1000), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
-                        cluster=0.9, coverage=(0.08, 0.7), rounded=0.5, lamella=17, body=18,
-                        granules=0.075),
+                        cluster=0.9, coverage=(0.08, 0.7), rounded=0.5, lamella=9, body=18,
+                        granules=0.056, granular_zone=3.0),
     # small, round microglia with bright halos
     "BV2": Morphology(area=(150, 420), aspect=(1.0, 1.4), wobble=0.08, harmonics=4,
                       cluster=0.3, coverage=(0.06, 0.8), rounded=0.6, lamella=26, body=22,
-                      granules=0.06),
+                      granules=0.06, granular_zone=3.0),
     # large, very flat hepatoma cells: faint lamellae around a granular middle
     "Huh7": Morphology(area=(300, 3200), aspect=(1.0, 1.7), wobble=0.15, harmonics=6,
-                       cluster=0.6, coverage=(0.08, 0.85), rounded=0.25, lamella=5, body=14,
-                       granules=0.045),
+                       cluster=0.6, coverage=(0.08, 0.85), rounded=0.1, lamella=4, body=10,
+                       granules=0.045, granular_zone=0.5),
     # epithelial breast-cancer cells in cobblestone sheets
     "MCF7": Morphology(area=(165, 520), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
                        cluster=0.85, coverage=(0.08, 0.8), rounded=0.5, lamella=14, body=16,
-                       granules=0.075),
+                       granules=0.056, granular_zone=3.0),
     # small neuroblastoma bodies with long thin neurites
     "SHSY5Y": Morphology(area=(150, 600), aspect=(1.2, 2.2), wobble=0.1, harmonics=3,
                          neurites=(1, 3), neurite_length=2.5, cluster=0.4,
-                         coverage=(0.08, 0.75), rounded=0.2, lamella=20, body=20, granules=0.06),
+                         coverage=(0.08, 0.75), rounded=0.2, lamella=20, body=20, granules=0.045,
+                         granular_zone=2.0),
     # round-ish breast-cancer cells in loose grape-like clusters, some spread flat
     "SkBr3": Morphology(area=(200, 900), aspect=(1.0, 1.5), wobble=0.1, harmonics=4,
                         cluster=0.7, coverage=(0.08, 0.7), rounded=0.6, lamella=14, body=18,
-                        granules=0.045),
+                        granules=0.045, granular_zone=2.5),
     # elongated, spindle-shaped ovarian-cancer cells, flat and faint
     "SKOV3": Morphology(area=(400, 2000), aspect=(2.0, 4.5), wobble=0.1, harmonics=3,
                         spindle=1.4, cluster=0.35, coverage=(0.08, 0.8), rounded=0.2,
-                        lamella=14, body=16, granules=0.0375),
+                        lamella=20, body=16, granules=0.037, granular_zone=0.6),
 }
 
 

@@ -95,7 +95,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     deepest = np.ones(n + 1, np.float32)
     np.maximum.at(deepest, lab, d)
     round_ = np.r_[False, rounded[:n]]
-    inset = rng.uniform(1.4, 2.6, n + 1).astype(np.float32)
+    inset = rng.uniform(1.0, 2.0, n + 1).astype(np.float32)
     flatten = 1.25 - 0.5 * crowding
     lamella = m.lamella * flatten * rng.uniform(0.6, 1.4, n + 1)
     body = m.body * flatten * rng.uniform(0.5, 1.5, n + 1)
@@ -104,7 +104,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     offset = rng.uniform(0.0, 0.3, n + 1) * radius
     turn = rng.uniform(0, 2 * np.pi, n + 1)
     ny, nx = cy + offset * np.sin(turn), cx + offset * np.cos(turn)
-    nr = radius * rng.uniform(0.3, 0.42, n + 1)
+    nr = radius * rng.uniform(0.25, 0.38, n + 1)
     nucleus_step = rng.uniform(3.0, 9.0, n + 1)
 
     # depth below the physical edge: just inside a touching neighbour, a bright halo's
@@ -118,10 +118,10 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     # round cells: thick, with a steep edge and a flat top (which the optics shade off)
     value = np.where(round_[lab], dome[lab] * _smoothstep(phys / 2.0), value)
     # texture: a mottle that follows the thickness, and dense granules, most around the nucleus
-    near_nucleus = np.exp(-0.5 * ((dn - 1.2) / 0.9) ** 2)
+    near_nucleus = np.exp(-0.5 * (np.maximum(dn - 1.0, 0.0) / m.granular_zone) ** 2)
     mottle = _smooth_noise(rng, (h, w), 0.6).ravel()[inside]
-    value += m.texture * rng.uniform(0.5, 1.5, n + 1)[lab] * mottle * edge * (0.4 + near_nucleus)
-    grain = rng.random(inside.size, np.float32) < 3 * m.granules * (0.3 + 1.2 * near_nucleus) * (phys > 0.5)
+    value += m.texture * rng.uniform(0.5, 1.5, n + 1)[lab] * mottle * edge * (0.1 + near_nucleus)
+    grain = rng.random(inside.size, np.float32) < 3 * m.granules * (0.05 + 1.5 * near_nucleus) * (phys > 0.5)
     strength = rng.exponential(50.0, inside.size).astype(np.float32)
     strength[rng.random(inside.size) < 0.3] *= -0.7  # some light vesicles among the dark granules
     # nucleoli: one to three dark dots in each nucleus (of spread cells)
@@ -134,27 +134,26 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
 
 
 def debris(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Optical thickness (H, W) of things that are not cells: specks, clumps and blobs.
+    """Optical thickness (H, W) of things that are not cells: specks, granular clumps, blobs.
 
-    As dense as a cell's granules, so that a dark dot alone does not make a cell; from
-    a few to a few hundred per frame, as in the real frames.
+    As dark as a cell's granules, so that granules without a cell around them do not
+    make a cell; from a few to several hundred per frame, as in the real frames.
     """
     h, w = shape
     out = np.zeros(shape, np.float32)
-    specks = int(rng.poisson(np.exp(rng.uniform(np.log(20), np.log(300)))))
-    ys, xs = rng.integers(0, h, specks), rng.integers(0, w, specks)
-    # some specks are clumps of 2-8 pieces
-    clump = rng.random(specks) < 0.35
-    cy, cx = ys[clump], xs[clump]
-    for extra in range(7):
-        more = rng.random(cy.size) < 0.8 ** extra
-        ys = np.r_[ys, cy[more] + rng.integers(-3, 4, more.sum())]
-        xs = np.r_[xs, cx[more] + rng.integers(-3, 4, more.sum())]
+    # single specks, and clumps of granular debris (2-30 granules within a few px)
+    specks = int(rng.poisson(np.exp(rng.uniform(np.log(10), np.log(300)))))
+    clumps = int(rng.poisson(np.exp(rng.uniform(np.log(3), np.log(300)))))
+    sizes = np.minimum(rng.geometric(1 / 7, clumps) + 1, 30)
+    spread = np.repeat(rng.uniform(1.0, 4.0, clumps), sizes)
+    ys = np.r_[rng.uniform(0, h, specks), np.repeat(rng.uniform(0, h, clumps), sizes) + rng.normal(0, spread)]
+    xs = np.r_[rng.uniform(0, w, specks), np.repeat(rng.uniform(0, w, clumps), sizes) + rng.normal(0, spread)]
+    ys, xs = ys.astype(int), xs.astype(int)
     keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
     ys, xs = ys[keep], xs[keep]
-    amp = rng.exponential(90.0, ys.size) * np.where(rng.random(ys.size) < 0.3, -0.6, 1.0)
+    amp = rng.exponential(110.0, ys.size) * np.where(rng.random(ys.size) < 0.3, -0.6, 1.0)
     np.add.at(out, (ys, xs), amp.astype(np.float32))
-    out = ndimage.gaussian_filter(out, 0.6, truncate=2.5)
+    out = ndimage.gaussian_filter(out, 0.7, truncate=2.5)
     # blobs: small in-focus ones (sharp) and out-of-focus ones (soft, faint after the optics)
     sharp, soft = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     for _ in range(int(rng.poisson(6))):
@@ -194,9 +193,9 @@ def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray, ro
     phi = cell_thickness(rng, m, labels, rounded, crowding) + debris(rng, labels.shape)
     # the halo: a narrow main lobe and a faint wide one (the phase ring's finite width)
     sharp = ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65))
-    image = ndimage.gaussian_filter(phi, rng.uniform(1.2, 1.7), truncate=3.0) - sharp
-    image += 0.12 * (ndimage.gaussian_filter(phi, rng.uniform(5.0, 8.0), truncate=2.5) - sharp)
+    image = ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0) - sharp
+    image += 0.06 * (ndimage.gaussian_filter(phi, rng.uniform(5.0, 8.0), truncate=2.5) - sharp)
     # halos are brighter than bodies are dark (round cells in LIVECell: +28 vs -19 grey levels)
-    image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.2, 1.8)
+    image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.6, 2.4)
     image += background(rng, labels.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)

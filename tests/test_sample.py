@@ -115,8 +115,8 @@ def test_images_look_like_phase_contrast(decoded):
         rims.append(img[rim].mean() - bg)
         assert rims[-1] > 1, rec["file_name"]  # faint for flat cells (Huh7), bright for round ones
     assert np.mean(rims) > 3
-    # a flat frame, as LIVECell's: grey-level std of only several levels
-    assert 3 <= min(stds) and max(stds) <= 20
+    # a flat frame, as LIVECell's: grey-level std of several levels (real frames: 6.2-31)
+    assert 3 <= min(stds) and max(stds) <= 35
 
 
 def test_annotations_are_official_lists_and_load_with_pycocotools(root, decoded):
