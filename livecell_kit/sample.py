@@ -22,7 +22,7 @@ polygon; the polygon *is* the annotation, so the masks decoded from the JSON
 describe exactly the cells that were drawn.
 
 Same ``seed`` -> byte-identical files.  The default sample (4/2/2 images per
-type and split, 64 frames) takes a few seconds on a laptop CPU.
+type and split, 64 frames) takes under ten seconds on a laptop CPU.
 """
 from __future__ import annotations
 

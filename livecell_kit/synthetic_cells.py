@@ -8,23 +8,30 @@ for those labels, and :mod:`livecell_kit.sample` writes frames and annotations.
 
 Calibration: ``bench/sample_realism.py`` measures real LIVECell frames (37 frames
 of all 8 types, 5 annotated: MCF7 ×2, BT474 ×2, Huh7; 1243 cells) beside the
-sample.  Figures of the real frames that the drawing follows (numbers only: facts
-about LIVECell, none of its pixels or outlines is used):
+sample.  Figures of the real frames that the drawing follows — numbers only, facts
+about LIVECell; none of its pixels or outlines is used — and the seed-0 sample's
+(generator v3) in brackets:
 
-* cell areas, px (p10 / p50 / p90): MCF7 137 / 240 / 438, BT474 183 / 418 / 807,
-  Huh7 211 / 972 / 2233; the other types (no annotations here) from the size of
-  isolated cells in sparse frames;
-* coverage of annotated frames 8-51 %; LIVECell overall 8-95 %, mean 26-37 %;
-  early time points sparse with round cells, late ones confluent, flat sheets;
-* background: grey level 128 (median of every real frame), fine noise of std
-  ~1.0-1.2 grey levels, faint horizontal streaks, frame percentiles p1 72-106 and
-  p99 148-187;
+* cell areas, px² (p10 / p50 / p90): MCF7 137 / 240 / 438 [p50 239], BT474
+  183 / 418 / 807 [373], Huh7 211 / 972 / 2233 [824]; real Huh7 cells reach 12,662.
+  The other types have no annotations here: their sizes are estimated from isolated
+  cells in sparse frames (texture-thresholded blobs, about half their area);
+* coverage of the annotated frames 8-51 % [sample frames 5-79 %, per-type medians 14-31 %];
+  LIVECell overall 8-95 %, mean 26-37 %; early time points sparse with round cells,
+  late ones confluent, flat sheets of cells that meet without gaps;
+* background: grey level 128 (median of every real frame) [128]; fine noise, std
+  of the high-pass 1.0-1.3 (BV2 2.4) [1.5-2.3 with the sample's debris]; faint
+  horizontal streaks; frame std 6.2-31, median 9.4 [per-type medians 5.0-12.9];
+  frame percentiles p1 72-106, p99 148-187 [per-type medians 86-117, 144-169];
 * cells are *not* darker than the background on average (mean inside the outlines
-  minus background: -0.3 to -0.4); they differ by texture (local 5×5 std
-  6.5-24 inside cells vs 1.0-1.4 in the background) and by their edge: the
-  outline is drawn just outside a bright ring (+7 grey levels 1-2 px inside the
-  outline on average, +28 for round cells) with a darker band inside it
-  (-5 at 4-6 px, -19 for round cells) and only a faint tail outside (+2.5 at 1 px).
+  minus background -0.2 to -0.4 [+1 to +3]); they differ by texture (local 5×5 std
+  inside cells 6.5 Huh7, 12 BT474, 24 MCF7 [3.7, 16, 18] vs 1.0-1.4 in the
+  background) and by their edge: the outline is drawn just outside a bright ring.
+  Grey level minus background by distance to the outline, all annotated frames:
+  +7.8 / +6.8 at 2 / 1 px inside [+7.5 / +7.2], +2.5 / +0.9 at 1 / 2 px outside
+  [+2.7 / +0.4], a darker band -5 at 4-6 px inside [-4 at 3-4 px]; the ring is
+  +15 for MCF7 (many round cells) [+8], +5.5 for BT474 [+6.4] and +1.7 for the flat,
+  faint Huh7 [+2.1].
 """
 from __future__ import annotations
 
@@ -290,8 +297,8 @@ def _pack(centres: np.ndarray, radii: np.ndarray, shapes: list[np.ndarray], roun
         if not rounded[i]:
             # towards close neighbours a spread cell reaches out to meet them (sheets have
             # no gaps); elsewhere it keeps its outline.  Smoothed over angle: no steps.
-            facing = np.convolve(np.r_[limit[-3:], limit, limit[:3]] < 1.8 * np.r_[r[-3:], r, r[:3]],
-                                 np.full(7, 1 / 7), mode="valid")
+            near_side = (limit < 1.8 * r).astype(float)
+            facing = sum(np.roll(near_side, k) for k in range(-3, 4)) / 7  # circular mean over ±3 rays
             r = r * (1.0 + 0.5 * facing)
         out.append(u * np.maximum(np.minimum(r, limit - 0.5), 0.0)[:, None])
     return out

@@ -141,11 +141,11 @@ def debris(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """
     h, w = shape
     out = np.zeros(shape, np.float32)
-    # single specks, and clumps of granular debris (2-30 granules within a few px)
+    # single specks, and clumps of granular debris (2-40 granules within a few px)
     specks = int(rng.poisson(np.exp(rng.uniform(np.log(10), np.log(300)))))
-    clumps = int(rng.poisson(np.exp(rng.uniform(np.log(3), np.log(300)))))
-    sizes = np.minimum(rng.geometric(1 / 7, clumps) + 1, 30)
-    spread = np.repeat(rng.uniform(1.0, 4.0, clumps), sizes)
+    clumps = int(rng.poisson(np.exp(rng.uniform(np.log(3), np.log(400)))))
+    sizes = np.minimum(rng.geometric(1 / 10, clumps) + 1, 40)
+    spread = np.repeat(rng.uniform(1.0, 6.0, clumps), sizes)
     ys = np.r_[rng.uniform(0, h, specks), np.repeat(rng.uniform(0, h, clumps), sizes) + rng.normal(0, spread)]
     xs = np.r_[rng.uniform(0, w, specks), np.repeat(rng.uniform(0, w, clumps), sizes) + rng.normal(0, spread)]
     ys, xs = ys.astype(int), xs.astype(int)
@@ -153,21 +153,22 @@ def debris(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     ys, xs = ys[keep], xs[keep]
     amp = rng.exponential(110.0, ys.size) * np.where(rng.random(ys.size) < 0.3, -0.6, 1.0)
     np.add.at(out, (ys, xs), amp.astype(np.float32))
-    out = ndimage.gaussian_filter(out, 0.7, truncate=2.5)
-    # blobs: small in-focus ones (sharp) and out-of-focus ones (soft, faint after the optics)
-    sharp, soft = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    # blobs: small in-focus ones (sharp discs) and out-of-focus ones (soft-edged, faint after
+    # the optics), drawn in their own windows: no full-frame filter for a handful of blobs
     for _ in range(int(rng.poisson(6))):
         r = rng.uniform(2, 12)
         y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
-        sl = (slice(max(int(y0 - r), 0), min(int(y0 + r) + 1, h)),
-              slice(max(int(x0 - r), 0), min(int(x0 + r) + 1, w)))
+        in_focus = r < 5 and rng.random() < 0.5
+        reach = r + (1 if in_focus else 6)
+        sl = (slice(max(int(y0 - reach), 0), min(int(y0 + reach) + 1, h)),
+              slice(max(int(x0 - reach), 0), min(int(x0 + reach) + 1, w)))
         yy, xx = np.ogrid[sl]
-        disc = (yy - y0) ** 2 + (xx - x0) ** 2 <= r * r
-        if r < 5 and rng.random() < 0.5:
-            sharp[sl] += rng.uniform(15, 60) * disc
+        dist = np.sqrt((yy - y0) ** 2 + (xx - x0) ** 2)
+        if in_focus:
+            out[sl] += rng.uniform(15, 60) * (dist <= r)
         else:
-            soft[sl] += rng.uniform(-20, 20) * disc
-    return out + ndimage.gaussian_filter(sharp, 0.8) + ndimage.gaussian_filter(soft, 2.5)
+            out[sl] += rng.uniform(-20, 20) * _smoothstep((r - dist) / 5.0 + 0.5)
+    return ndimage.gaussian_filter(out, 0.7, truncate=2.5)
 
 
 def background(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -177,8 +178,10 @@ def background(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     xx = np.cos(np.pi * np.arange(3)[:, None] * (np.arange(w)[None, :] + 0.5) / w)
     modes = rng.normal(0.0, 0.4, (3, 3))
     out = (128.0 + yy @ modes @ xx).astype(np.float32)
-    # streaks: noise stretched along the rows (the real frames' faint horizontal banding)
-    out += rng.uniform(0.2, 0.6) * _smooth_noise(rng, shape, (0.8, rng.uniform(6, 16)))
+    # streaks: noise stretched along the rows (the real frames' faint horizontal banding),
+    # drawn at a quarter of the columns: 4x cheaper, and as smooth along a row
+    streaks = _smooth_noise(rng, (h, -(-w // 4)), (0.8, rng.uniform(1.5, 4)))
+    out += rng.uniform(0.2, 0.6) * np.repeat(streaks, 4, axis=1)[:, :w]
     # camera noise, slightly correlated between neighbours as in the real frames
     out += rng.uniform(0.9, 1.3) * _smooth_noise(rng, shape, 0.4)
     return out
@@ -191,10 +194,9 @@ def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray, ro
     rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent.
     """
     phi = cell_thickness(rng, m, labels, rounded, crowding) + debris(rng, labels.shape)
-    # the halo: a narrow main lobe and a faint wide one (the phase ring's finite width)
-    sharp = ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65))
-    image = ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0) - sharp
-    image += 0.06 * (ndimage.gaussian_filter(phi, rng.uniform(5.0, 8.0), truncate=2.5) - sharp)
+    # the optics: a band-pass, the point-spread function minus the halo's wider blur
+    image = (ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0)
+             - ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65)))
     # halos are brighter than bodies are dark (round cells in LIVECell: +28 vs -19 grey levels)
     image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.6, 2.4)
     image += background(rng, labels.shape)

@@ -113,7 +113,7 @@ def test_images_look_like_phase_contrast(decoded):
         assert np.median(local[cells]) > 2 * np.median(local[far]), rec["file_name"]
         rim = cells & ~ndimage.binary_erosion(cells, iterations=2)  # the outline's inner 2 px
         rims.append(img[rim].mean() - bg)
-        assert rims[-1] > 1, rec["file_name"]  # faint for flat cells (Huh7), bright for round ones
+        assert rims[-1] > 0.5, rec["file_name"]  # faint for flat cells (Huh7: real +1), bright for round ones
     assert np.mean(rims) > 3
     # a flat frame, as LIVECell's: grey-level std of several levels (real frames: 6.2-31)
     assert 3 <= min(stds) and max(stds) <= 35
