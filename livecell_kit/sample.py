@@ -12,15 +12,17 @@ The JSON is what the official S3 files hold: ``annotations`` as a list, large
 non-contiguous image and annotation ids, ``original_filename`` ending in .png and
 a ``url`` per image (here under the reserved, never-resolving ``.invalid`` domain).
 
-Each frame is 704×520 (W×H) pixels, single-channel uint8: a flat grey
-background near 128 with slow illumination drift and noise, and cells drawn as
-dark, textured bodies with a bright halo just outside their outline, as a
-phase-contrast microscope shows them.  Every cell is a star-shaped polygon;
-the polygon *is* the annotation, so the masks decoded from the JSON describe
-exactly the cells that were drawn.
+Each frame is 704×520 (W×H) pixels, single-channel uint8, drawn to match real
+LIVECell frames (figures in :mod:`livecell_kit.synthetic_cells`): a flat grey
+background at 128 with fine noise, faint streaks and debris; cells about as bright
+as the background but textured, each inside a bright halo, round and sparse in a
+type's early frames, packed into flat sheets in its late ones
+(:mod:`livecell_kit.synthetic_optics` draws them).  Every cell is a star-shaped
+polygon; the polygon *is* the annotation, so the masks decoded from the JSON
+describe exactly the cells that were drawn.
 
 Same ``seed`` -> byte-identical files.  The default sample (4/2/2 images per
-type and split, 64 frames) takes a few seconds on a laptop CPU.
+type and split, 64 frames) takes under ten seconds on a laptop CPU.
 """
 from __future__ import annotations
 
@@ -34,13 +36,14 @@ from pycocotools import mask as mask_utils
 from livecell_kit import atomic
 from livecell_kit.data import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS, annotation_path,
                                split_image_dir)
-from livecell_kit.synthetic_cells import MORPHOLOGIES, place_cells, render_frame
+from livecell_kit.synthetic_cells import MORPHOLOGIES, place_cells
+from livecell_kit.synthetic_optics import render_frame
 
 DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.
 STAMP_NAME = ".livecell-kit-sample.json"
 #: Bump when the drawing changes, so cached samples are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 # --------------------------------------------------------------------------- files
@@ -68,7 +71,8 @@ def _file_names(rng: np.random.Generator, cell_type: str, count: int, seen: set[
         if name not in seen:
             seen.add(name)
             names.append(name)
-    return names
+    # in time order: frame k of a type is drawn sparser than frame k + 1, as cells grow
+    return sorted(names, key=lambda n: n.split("_")[-2])
 
 
 def _check_sizes(images_per_type) -> dict[str, int]:
@@ -133,12 +137,13 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
             for k, name in enumerate(names):
                 # one stream per frame: a frame does not change when others are added
                 rng = np.random.default_rng([seed, t_index, s_index, k])
-                # spread confluence from sparse to crowded across a type's frames
+                # spread confluence from sparse (round, fresh cells) to confluent (flat sheets)
                 q = (k + rng.uniform()) / max(count, 1)
                 lo, hi = morph.coverage
                 coverage = lo * (hi / lo) ** q
-                labels, polygons = place_cells(rng, morph, coverage)
-                img = render_frame(rng, morph, labels)
+                labels, polygons, rounded = place_cells(rng, morph, coverage,
+                                                        rounded_share=morph.rounded * (1.0 - q) ** 2)
+                img = render_frame(rng, morph, labels, rounded, crowding=q)
                 rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
                 written.append(rel.as_posix())

@@ -1,11 +1,37 @@
-"""Synthetic cells for the kit's sample: how each LIVECell type looks, placed and drawn.
+"""Synthetic cells for the kit's sample: how each LIVECell type is shaped, and where cells lie.
 
-:func:`place_cells` scatters star-shaped cell outlines of one type over a
-704×520 frame (polygons in pixel coordinates, x = column, y = row) and returns
-their label image; :func:`render_frame` draws the phase-contrast-looking uint8
-frame for those labels: dark textured bodies with a bright halo just outside
-each outline, on a grey background with slow illumination drift and noise.
-:mod:`livecell_kit.sample` writes the frames and annotations to disk.
+:func:`place_cells` scatters star-shaped outlines of one cell type over a 704×520
+frame, packs the crowded ones against each other like cells in a sheet, and returns
+their polygons (pixel coordinates, x = column, y = row) and label image;
+:func:`livecell_kit.synthetic_optics.render_frame` draws the phase-contrast frame
+for those labels, and :mod:`livecell_kit.sample` writes frames and annotations.
+
+Calibration: ``bench/sample_realism.py`` measures real LIVECell frames (37 frames
+of all 8 types, 5 annotated: MCF7 ×2, BT474 ×2, Huh7; 1243 cells) beside the
+sample.  Figures of the real frames that the drawing follows — numbers only, facts
+about LIVECell; none of its pixels or outlines is used — and the seed-0 sample's
+(generator v3) in brackets:
+
+* cell areas, px² (p10 / p50 / p90): MCF7 137 / 240 / 438 [p50 239], BT474
+  183 / 418 / 807 [373], Huh7 211 / 972 / 2233 [824]; real Huh7 cells reach 12,662.
+  The other types have no annotations here: their sizes are estimated from isolated
+  cells in sparse frames (texture-thresholded blobs, about half their area);
+* coverage of the annotated frames 8-51 % [sample frames 5-79 %, per-type medians 14-31 %];
+  LIVECell overall 8-95 %, mean 26-37 %; early time points sparse with round cells,
+  late ones confluent, flat sheets of cells that meet without gaps;
+* background: grey level 128 (median of every real frame) [128]; fine noise, std
+  of the high-pass 1.0-1.3 (BV2 2.4) [1.5-2.3 with the sample's debris]; faint
+  horizontal streaks; frame std 6.2-31, median 9.4 [per-type medians 5.0-12.9];
+  frame percentiles p1 72-106, p99 148-187 [per-type medians 86-117, 144-169];
+* cells are *not* darker than the background on average (mean inside the outlines
+  minus background -0.2 to -0.4 [+1 to +3]); they differ by texture (local 5×5 std
+  inside cells 6.5 Huh7, 12 BT474, 24 MCF7 [3.7, 16, 18] vs 1.0-1.4 in the
+  background) and by their edge: the outline is drawn just outside a bright ring.
+  Grey level minus background by distance to the outline, all annotated frames:
+  +7.8 / +6.8 at 2 / 1 px inside [+7.5 / +7.2], +2.5 / +0.9 at 1 / 2 px outside
+  [+2.7 / +0.4], a darker band -5 at 4-6 px inside [-4 at 3-4 px]; the ring is
+  +15 for MCF7 (many round cells) [+8], +5.5 for BT474 [+6.4] and +1.7 for the flat,
+  faint Huh7 [+2.1].
 """
 from __future__ import annotations
 
@@ -13,33 +39,35 @@ from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from scipy import ndimage
 
 from livecell_kit.data import IMAGE_HEIGHT, IMAGE_WIDTH
 
 #: Polygon vertices are snapped to this grid: exact in binary floating point,
 #: short in JSON, and rasterised identically wherever the polygon is shifted.
 _SNAP = 4.0
-#: No cell keeps more than this share of its area on top of earlier cells.
-_MAX_OVERLAP = 0.06
-_MAX_CELLS = 300
+_MAX_CELLS = 1500
+_Z_P90 = 1.2816  # standard normal quantile of 0.9
 
 
 @dataclass(frozen=True)
 class Morphology:
-    """How one cell type looks; lengths in pixels, intensities in grey levels.
+    """How one cell type looks; lengths in pixels, thicknesses in grey levels of contrast.
 
-    area: range of cell areas (log-uniform).
+    area: 10th and 90th percentile of cell areas (log-normal between them).
     aspect: range of length/width ratios.
     wobble: amplitude of the outline's low harmonics (0 = ellipse).
     harmonics: highest harmonic of the outline's wobble.
     spindle: taper exponent of a spindle-shaped cell's ends (> 1 pointed; 0 = not a spindle).
     neurites: range of thin protrusions per cell; neurite_length in cell radii.
-    cluster: probability that a new cell is placed touching an earlier one.
-    coverage: range of the frame share covered by cells (sparse .. crowded).
-    body: darkness of the cell body below the background.
-    halo: brightness of the ring just outside the outline.
-    rounded: share of cells rounded up (mitotic), drawn bright with a strong halo.
+    cluster: probability that a new cell is placed against an earlier one.
+    coverage: range of the frame share covered by cells (sparse .. confluent).
+    rounded: share of round, thick cells in the sparsest frames (none when confluent).
+    lamella: optical thickness of the flat, spread part of a cell (its edge contrast).
+    body: extra thickness of the cell body over the nucleus (dark middle, shade-off around it).
+    granules: share of a cell's pixels that hold a dark granule.
+    texture: strength of the cytoplasm's mottle, in grey levels of thickness.
+    granular_zone: width of the textured zone around the nucleus, in nucleus radii
+        (the lamella beyond it is smooth).
     """
 
     area: tuple[float, float]
@@ -50,38 +78,49 @@ class Morphology:
     neurites: tuple[int, int] = (0, 0)
     neurite_length: float = 0.0
     cluster: float = 0.3
-    coverage: tuple[float, float] = (0.05, 0.5)
-    body: float = 22.0
-    halo: float = 22.0
-    rounded: float = 0.03
+    coverage: tuple[float, float] = (0.05, 0.6)
+    rounded: float = 0.2
+    lamella: float = 14.0
+    body: float = 20.0
+    granules: float = 0.03
+    texture: float = 12.0
+    granular_zone: float = 1.5
 
 
 MORPHOLOGIES: dict[str, Morphology] = {
-    # spread, irregular glioblastoma cells with a few broad protrusions
-    "A172": Morphology(area=(600, 2800), aspect=(1.2, 2.2), wobble=0.22, harmonics=5,
-                       cluster=0.25, coverage=(0.06, 0.5), body=16, halo=18, rounded=0.01),
-    # compact breast-cancer cells growing in tight clusters
-    "BT474": Morphology(area=(200, 600), aspect=(1.0, 1.4), wobble=0.08, harmonics=4,
-                        cluster=0.85, coverage=(0.05, 0.4), body=26, halo=22),
+    # spread, irregular glioblastoma cells with broad protrusions; round when freshly seeded
+    "A172": Morphology(area=(300, 2600), aspect=(1.2, 2.4), wobble=0.25, harmonics=6,
+                       cluster=0.35, coverage=(0.08, 0.9), rounded=0.5, lamella=18, body=16,
+                       granules=0.045, granular_zone=0.6),
+    # compact breast-cancer cells growing in dense clusters
+    "BT474": Morphology(area=(240, 1000), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
+                        cluster=0.9, coverage=(0.08, 0.7), rounded=0.5, lamella=9, body=18,
+                        granules=0.056, granular_zone=3.0),
     # small, round microglia with bright halos
-    "BV2": Morphology(area=(100, 300), aspect=(1.0, 1.4), wobble=0.06, harmonics=3,
-                      cluster=0.2, coverage=(0.03, 0.2), body=24, halo=30, rounded=0.12),
-    # large, spread, polygonal hepatoma cells
-    "Huh7": Morphology(area=(1000, 3000), aspect=(1.0, 1.6), wobble=0.12, harmonics=6,
-                       cluster=0.5, coverage=(0.08, 0.6), body=15, halo=16, rounded=0.01),
-    # epithelial breast-cancer cells in cobblestone clusters
-    "MCF7": Morphology(area=(300, 1000), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
-                       cluster=0.8, coverage=(0.06, 0.5), body=20, halo=20),
+    "BV2": Morphology(area=(150, 420), aspect=(1.0, 1.4), wobble=0.08, harmonics=4,
+                      cluster=0.3, coverage=(0.06, 0.8), rounded=0.6, lamella=26, body=22,
+                      granules=0.06, granular_zone=3.0),
+    # large, very flat hepatoma cells: faint lamellae around a granular middle
+    "Huh7": Morphology(area=(300, 3200), aspect=(1.0, 1.7), wobble=0.15, harmonics=6,
+                       cluster=0.6, coverage=(0.08, 0.85), rounded=0.1, lamella=4, body=10,
+                       granules=0.045, granular_zone=0.5),
+    # epithelial breast-cancer cells in cobblestone sheets
+    "MCF7": Morphology(area=(165, 520), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
+                       cluster=0.85, coverage=(0.08, 0.8), rounded=0.5, lamella=14, body=16,
+                       granules=0.056, granular_zone=3.0),
     # small neuroblastoma bodies with long thin neurites
-    "SHSY5Y": Morphology(area=(120, 450), aspect=(1.1, 1.8), wobble=0.08, harmonics=3,
-                         neurites=(1, 3), neurite_length=2.5, cluster=0.35,
-                         coverage=(0.04, 0.3), body=26, halo=24),
-    # round-ish breast-cancer cells in loose grape-like clusters
-    "SkBr3": Morphology(area=(250, 800), aspect=(1.0, 1.3), wobble=0.07, harmonics=3,
-                        cluster=0.7, coverage=(0.05, 0.45), body=24, halo=26, rounded=0.08),
-    # elongated, spindle-shaped ovarian-cancer cells
-    "SKOV3": Morphology(area=(400, 1600), aspect=(2.5, 5.0), wobble=0.1, harmonics=3,
-                        spindle=1.4, cluster=0.3, coverage=(0.06, 0.5), body=20, halo=20),
+    "SHSY5Y": Morphology(area=(150, 600), aspect=(1.2, 2.2), wobble=0.1, harmonics=3,
+                         neurites=(1, 3), neurite_length=2.5, cluster=0.4,
+                         coverage=(0.08, 0.75), rounded=0.2, lamella=20, body=20, granules=0.045,
+                         granular_zone=2.0),
+    # round-ish breast-cancer cells in loose grape-like clusters, some spread flat
+    "SkBr3": Morphology(area=(200, 900), aspect=(1.0, 1.5), wobble=0.1, harmonics=4,
+                        cluster=0.7, coverage=(0.08, 0.7), rounded=0.6, lamella=14, body=18,
+                        granules=0.045, granular_zone=2.5),
+    # elongated, spindle-shaped ovarian-cancer cells, flat and faint
+    "SKOV3": Morphology(area=(400, 2000), aspect=(2.0, 4.5), wobble=0.1, harmonics=3,
+                        spindle=1.4, cluster=0.35, coverage=(0.08, 0.8), rounded=0.2,
+                        lamella=20, body=16, granules=0.037, granular_zone=0.6),
 }
 
 
@@ -89,11 +128,22 @@ MORPHOLOGIES: dict[str, Morphology] = {
 _THETA = {n: np.linspace(0.0, 2 * np.pi, n, endpoint=False) for n in (48, 96)}
 
 
-def _outlines(rng: np.random.Generator, m: Morphology, k: int) -> np.ndarray:
+def cell_areas(rng: np.random.Generator, m: Morphology, k: int) -> np.ndarray:
+    """``k`` cell areas in px², log-normal with ``m.area`` as 10th / 90th percentile, shape (k, 1)."""
+    lo, hi = np.log(m.area)
+    z = np.clip(rng.normal(0.0, 1.0, (k, 1)), -2.5, 2.5)
+    return np.exp(0.5 * (lo + hi) + z * (hi - lo) / (2 * _Z_P90))
+
+
+def outlines(rng: np.random.Generator, m: Morphology, k: int, rounded: bool = False) -> np.ndarray:
     """``k`` cell outlines centred on (0, 0): (k, n, 2) xy vertices, in angular order.
 
+    rounded: cells rounded up (freshly seeded or dividing): near-circles, 0.6-0.7 times the area.
     Drawn in batches because a numpy call per cell would dominate the run time.
     """
+    if rounded:
+        m = Morphology(area=(m.area[0] * 0.7, m.area[1] * 0.6), aspect=(1.0, 1.15), wobble=0.03,
+                       harmonics=3)
     theta = _THETA[96 if m.neurites[1] else 48]
     aspect = rng.uniform(*m.aspect, (k, 1))
     cos, sin = np.cos(theta), np.sin(theta)
@@ -117,7 +167,7 @@ def _outlines(rng: np.random.Generator, m: Morphology, k: int) -> np.ndarray:
     x, y = r * np.cos(ang), r * np.sin(ang)
     # scale to the drawn area (shoelace); neurites come after and add little area
     area = 0.5 * np.abs((x * np.roll(y, -1, axis=1) - y * np.roll(x, -1, axis=1)).sum(axis=1, keepdims=True))
-    target = np.exp(rng.uniform(*np.log(m.area), (k, 1)))
+    target = cell_areas(rng, m, k)
     r = r * np.sqrt(target / area)
     if m.neurites[1]:
         body_radius = np.sqrt(target / np.pi)[:, :, None]
@@ -133,11 +183,7 @@ def _outlines(rng: np.random.Generator, m: Morphology, k: int) -> np.ndarray:
     return np.stack([r * np.cos(ang), r * np.sin(ang)], axis=2)
 
 
-def _support(xy: np.ndarray, direction: float) -> float:
-    """How far the outline reaches from its centre along ``direction`` (radians)."""
-    return float(np.max(xy @ np.array([np.cos(direction), np.sin(direction)])))
-
-
+# --------------------------------------------------------------------------- placement
 _FRAME = np.array([IMAGE_WIDTH, IMAGE_HEIGHT], float)
 
 
@@ -162,148 +208,128 @@ def _rasterise(pts: np.ndarray) -> tuple[tuple[int, int], np.ndarray] | None:
     return (r0, c0), m
 
 
-def place_cells(rng: np.random.Generator, m: Morphology, coverage: float):
-    """Place cells until ``coverage`` of the frame is covered; some touch.
+class _Pool:
+    """Outlines drawn 32 at a time (normal or rounded), handed out one by one."""
 
-    A cell placed against an earlier one may overlap it by a few % of its area;
-    others may not overlap at all.  Returns the instance label image int32
-    (H, W), 0 = background, and per cell its polygon vertices (n, 2) in pixel xy.
+    def __init__(self, rng: np.random.Generator, m: Morphology):
+        self.rng, self.m, self.stock = rng, m, {False: [], True: []}
+
+    def take(self, rounded: bool) -> np.ndarray:
+        if not self.stock[rounded]:
+            self.stock[rounded] = list(outlines(self.rng, self.m, 32, rounded))
+        return self.stock[rounded].pop()
+
+
+def _seeds(rng: np.random.Generator, m: Morphology, coverage: float, rounded_share: float):
+    """Cell centres (k, 2), outlines (k, n, 2) around them, rounded flags (k,).
+
+    Cells are added until their outlines' areas sum to the target coverage: with
+    probability ``m.cluster`` against a random earlier cell, else anywhere; a
+    centre must keep 0.55 of both radii away from every earlier centre.
     """
-    labels = np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH), np.int32)
-    polygons: list[np.ndarray] = []
-    centres: list[tuple[float, float, np.ndarray]] = []
-    target = coverage * IMAGE_HEIGHT * IMAGE_WIDTH
-    covered, failures = 0, 0
-    pool: list[np.ndarray] = []
-    while covered < target and len(polygons) < _MAX_CELLS and failures < 25:
-        touching = bool(centres) and rng.random() < m.cluster
-        if touching:
-            if not pool:
-                pool = list(_outlines(rng, m, 32))
-            xy = pool.pop()
-            # put it against a random earlier cell, from just inside contact outwards
-            px, py, pxy = centres[rng.integers(len(centres))]
+    pool = _Pool(rng, m)
+    target = 1.1 * coverage * IMAGE_HEIGHT * IMAGE_WIDTH  # packing trims ~10 %
+    centres = np.zeros((_MAX_CELLS, 2))
+    radii = np.zeros(_MAX_CELLS)
+    shapes, flags = [], []
+    total, failures = 0.0, 0
+    while total < target and len(shapes) < _MAX_CELLS and failures < 60:
+        rounded = bool(rng.random() < rounded_share)
+        xy = pool.take(rounded)
+        k = len(shapes)
+        radius = float(np.sqrt(np.mean(np.sum(xy ** 2, axis=1))))
+        if k and rng.random() < m.cluster:
+            j = int(rng.integers(k))
             direction = rng.uniform(0, 2 * np.pi)
-            reach = _support(pxy, direction) + _support(xy, direction + np.pi)
-            candidates = [(px + f * reach * np.cos(direction), py + f * reach * np.sin(direction))
-                          for f in (0.85, 1.0)]
+            reach = (radius + radii[j]) * rng.uniform(0.7, 0.9)
+            centre = centres[j] + reach * np.array([np.cos(direction), np.sin(direction)])
         else:
-            # a free spot first (cheap), then an outline for it
-            xs = rng.uniform(-10, IMAGE_WIDTH + 10, 4)
-            ys = rng.uniform(-10, IMAGE_HEIGHT + 10, 4)
-            free = labels[np.clip(ys.astype(int), 0, IMAGE_HEIGHT - 1), np.clip(xs.astype(int), 0, IMAGE_WIDTH - 1)] == 0
-            if not free.any():
+            centre = rng.uniform(-0.5 * radius, _FRAME + 0.5 * radius)
+        if k:
+            dist = np.hypot(*(centres[:k] - centre).T)
+            if np.any(dist < 0.55 * (radii[:k] + radius)):
                 failures += 1
                 continue
-            if not pool:
-                pool = list(_outlines(rng, m, 32))
-            xy = pool.pop()
-            i = int(np.argmax(free))
-            candidates = [(xs[i], ys[i])]
-        placed = False
-        for cx, cy in candidates:
-            if labels[min(max(int(cy), 0), IMAGE_HEIGHT - 1), min(max(int(cx), 0), IMAGE_WIDTH - 1)]:
-                continue  # centre inside a cell already: skip the costlier raster test
-            pts = _snap_and_clip(xy, cx, cy)
-            raster = _rasterise(pts)
-            if raster is None:
-                continue
-            (r0, c0), cell = raster
-            window = labels[r0:r0 + cell.shape[0], c0:c0 + cell.shape[1]]
-            taken = window > 0
-            overlap = np.count_nonzero(cell & taken)
-            area = np.count_nonzero(cell)
-            if area < 30 or overlap > (_MAX_OVERLAP * area if touching else 0):
-                continue
-            polygons.append(pts)
-            centres.append((cx, cy, xy))
-            window[cell & ~taken] = len(polygons)
-            covered += area - overlap
-            placed = True
-            break
-        failures = 0 if placed else failures + 1
-    return labels, polygons
+        if not (-radius < centre[0] < IMAGE_WIDTH + radius and -radius < centre[1] < IMAGE_HEIGHT + radius):
+            failures += 1
+            continue
+        centres[k], radii[k] = centre, radius
+        shapes.append(xy)
+        flags.append(rounded)
+        total += np.pi * radius ** 2
+        failures = 0
+    return centres[:len(shapes)], radii[:len(shapes)], shapes, np.array(flags, bool)
 
 
-# --------------------------------------------------------------------------- drawing
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise rescaled to unit standard deviation, float32.
+def _pack(centres: np.ndarray, radii: np.ndarray, shapes: list[np.ndarray], rounded: np.ndarray):
+    """Trim each outline against its neighbours: crowded cells meet on straight lines.
 
-    Uniform white noise is 4x cheaper to draw than normal noise and is just as
-    Gaussian once filtered.
+    Along a ray u from centre p_i, the power bisector with neighbour j (weights
+    w = radius²) lies at t = (|p_j - p_i|² + w_i - w_j) / (2 u·(p_j - p_i)).  The
+    power cell is convex and holds p_i (when t > 0), so the trimmed polygon stays
+    star-shaped and never crosses a neighbour's: touching, not overlapping, cells.
+    A rounded cell keeps its round outline (trimmed by rounded neighbours only); a
+    spread cell stops where its rays meet a rounded neighbour's circle, and is
+    dropped (None) when its centre lies inside one.
     """
-    n = ndimage.gaussian_filter(rng.random(shape, np.float32) - 0.5, sigma, truncate=3.0)
-    return n / (n.std() + 1e-6)
+    out: list[np.ndarray | None] = []
+    for i, xy in enumerate(shapes):
+        offsets = centres - centres[i]
+        d2 = np.sum(offsets ** 2, axis=1)
+        near = (d2 > 0) & (d2 < (2.5 * (radii + radii[i])) ** 2)
+        r = np.hypot(xy[:, 0], xy[:, 1])
+        u = xy / np.maximum(r, 1e-9)[:, None]
+        limit = np.full(r.shape, np.inf)
+        bisect = np.flatnonzero(near & (rounded if rounded[i] else ~rounded))
+        if bisect.size:
+            proj = u @ offsets[bisect].T  # (n, k)
+            t = (d2[bisect] + radii[i] ** 2 - radii[bisect] ** 2) / (2 * np.where(proj > 1e-9, proj, np.nan))
+            limit = np.where(np.isfinite(t) & (t > 0), t, np.inf).min(axis=1)
+        circles = np.flatnonzero(near & rounded) if not rounded[i] else np.zeros(0, int)
+        if circles.size:
+            if np.any(d2[circles] < radii[circles] ** 2):
+                out.append(None)
+                continue
+            b = u @ offsets[circles].T
+            disc = b ** 2 - (d2[circles] - radii[circles] ** 2)
+            t = b - np.sqrt(np.maximum(disc, 0.0))
+            limit = np.minimum(limit, np.where((disc > 0) & (b > 0), t, np.inf).min(axis=1))
+        if not rounded[i]:
+            # towards close neighbours a spread cell reaches out to meet them (sheets have
+            # no gaps); elsewhere it keeps its outline.  Smoothed over angle: no steps.
+            near_side = (limit < 1.8 * r).astype(float)
+            facing = sum(np.roll(near_side, k) for k in range(-3, 4)) / 7  # circular mean over ±3 rays
+            r = r * (1.0 + 0.5 * facing)
+        out.append(u * np.maximum(np.minimum(r, limit - 0.5), 0.0)[:, None])
+    return out
 
 
-def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray) -> np.ndarray:
-    """Phase-contrast-looking uint8 (H, W) frame of the cells in ``labels``."""
-    h, w = labels.shape
-    n = int(labels.max())
-    cells = labels > 0
-    # per-cell appearance, indexed by label (index 0 = background, unused)
-    rounded = np.r_[False, rng.random(n) < m.rounded]
-    body = np.r_[0.0, m.body * rng.uniform(0.7, 1.3, n)].astype(np.float32)
-    halo = np.r_[0.0, m.halo * rng.uniform(0.7, 1.3, n)].astype(np.float32)
-    halo[rounded] *= 1.5
-    # pixels on a boundary between two touching cells
-    between = np.zeros_like(cells)
-    edge = (labels[1:, :] != labels[:-1, :]) & cells[1:, :] & cells[:-1, :]
-    between[1:, :] |= edge
-    between[:-1, :] |= edge
-    edge = (labels[:, 1:] != labels[:, :-1]) & cells[:, 1:] & cells[:, :-1]
-    between[:, 1:] |= edge
-    between[:, :-1] |= edge
-    # depth inside each cell in pixels (1 on its outline); chamfer distances are
-    # 6x faster than Euclidean ones and look the same after the optical blur
-    depth = ndimage.distance_transform_cdt(cells & ~between, metric="taxicab")
-    signal = np.zeros((h, w), np.float32)
+def place_cells(rng: np.random.Generator, m: Morphology, coverage: float, rounded_share: float = 0.0):
+    """Place cells of type ``m`` until about ``coverage`` of the frame is covered.
 
-    # inside the cells, computed on their pixels only
-    inside = np.flatnonzero(cells)
-    lab = labels.ravel()[inside]
-    d = depth.ravel()[inside].astype(np.float32)
-    deepest = np.ones(n + 1, np.float32)
-    np.maximum.at(deepest, lab, d)
-    rel = d / deepest[lab]  # 0 at the outline .. 1 at the cell's thickest point
-    thick = 1.0 - np.exp(-3.0 * rel)
-    # mottled texture, drawn at half resolution (the optical blur smooths the blocks)
-    texture = _smooth_noise(rng, (h // 2, w // 2), 0.6)
-    texture = np.repeat(np.repeat(texture, 2, axis=0), 2, axis=1).ravel()[inside]
-    b = body[lab]
-    rim = (d <= 1).astype(np.float32)
-    # cytoplasm: darker where thicker, mottled; the outline itself is a dark line
-    value = -b * (0.35 + 0.65 * thick) * (1.0 + 0.35 * texture) - 10.0 * rim
-    # nucleus: a lighter oval in the thick middle; dark granules around it
-    nucleus = np.clip((rel - 0.55) / 0.15, 0.0, 1.0)
-    value += b * 0.6 * nucleus
-    # single dark pixels, which the optical blur below turns into granules
-    specks = rng.random(inside.size, np.float32) < 0.02
-    value -= b * 2.5 * specks * (1.0 - 0.5 * nucleus)
-    # rounded-up (mitotic) cells look bright, not dark
-    value = np.where(rounded[lab], 18.0 * thick * (1.0 + 0.2 * texture) - 8.0 * rim, value)
-    # touching cells: a thin bright seam between them
-    value += 8.0 * between.ravel()[inside]
-    signal.ravel()[inside] = value
-
-    # halo: bright just outside each outline, fading within a few pixels: the
-    # blurred edge of each cell's own halo strength, so brighter cells glow more
-    # and narrow gaps between cells glow brightest
-    glow = ndimage.gaussian_filter(halo[labels], 1.8, truncate=3.0)
-    outside = ~cells
-    signal[outside] = 4.0 * glow[outside]
-
-    # faint background texture (debris, dust), drawn at half resolution
-    bg = _smooth_noise(rng, (h // 2, w // 2), 1.25)
-    signal += 1.2 * np.repeat(np.repeat(bg, 2, axis=0), 2, axis=1)
-    # optics blur the specimen; illumination drifts slowly; the camera adds noise
-    signal = ndimage.gaussian_filter(signal, 0.8)
-    # drift: a random smooth surface from the lowest 2-D cosine modes
-    yy = np.cos(np.pi * np.arange(3)[None, :] * (np.arange(h)[:, None] + 0.5) / h)
-    xx = np.cos(np.pi * np.arange(3)[:, None] * (np.arange(w)[None, :] + 0.5) / w)
-    modes = rng.normal(0.0, 1.2, (3, 3))
-    modes[0, 0] = rng.normal(0.0, 1.2)  # overall brightness offset
-    signal += (128.0 + yy @ modes @ xx).astype(np.float32)
-    # camera noise, std 2.5 grey levels (uniform: cheap, and indistinguishable once rounded)
-    signal += (2.5 * np.sqrt(12.0)) * (rng.random((h, w), np.float32) - 0.5)
-    return np.clip(np.rint(signal), 0, 255).astype(np.uint8)
+    rounded_share: probability that a cell is rounded up (round, small, thick).
+    Crowded cells are packed against their neighbours (no overlap, shared straight
+    edges); lone ones keep their own outline.  Returns the instance label image
+    int32 (H, W) (0 = background), per cell its polygon vertices (n, 2) in pixel xy,
+    and per cell whether it is rounded, bool (cells,).
+    """
+    centres, radii, shapes, flags = _seeds(rng, m, coverage, rounded_share)
+    labels = np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH), np.int32)
+    polygons: list[np.ndarray] = []
+    rounded: list[bool] = []
+    for (cx, cy), xy, flag in zip(centres, _pack(centres, radii, shapes, flags), flags):
+        if xy is None:
+            continue
+        pts = _snap_and_clip(xy, cx, cy)
+        raster = _rasterise(pts)
+        if raster is None:
+            continue
+        (r0, c0), cell = raster
+        window = labels[r0:r0 + cell.shape[0], c0:c0 + cell.shape[1]]
+        free = cell & (window == 0)
+        if np.count_nonzero(free) < 30:
+            continue
+        polygons.append(pts)
+        rounded.append(bool(flag))
+        window[free] = len(polygons)
+    return labels, polygons, np.array(rounded, bool)

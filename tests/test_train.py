@@ -1,4 +1,5 @@
 """Training: input pipeline, losses, metrics, precision choice, bf16 numerics, resume after a kill."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from livecell_kit import presets
@@ -64,15 +66,94 @@ def test_training_crops_are_windows_of_the_images_and_aligned(pairs):
             assert found, "a training crop is not a window of any training image"
 
 
+def _agrees_away_from_edges(x, y, margin=2):
+    """Crops of the two-level test images: away from the mask's edges, the image is bright
+    exactly where the mask says cell (threshold: midway between the crop's two levels)."""
+    from scipy import ndimage
+
+    checked = 0
+    for crop, mask in zip(x[..., 0], y[..., 0]):
+        size = 2 * margin + 1
+        inner = ndimage.minimum_filter(mask, size) == ndimage.maximum_filter(mask, size)
+        if not (inner & (mask == 1)).any() or not (inner & (mask == 0)).any():
+            continue
+        mid = 0.5 * (crop[inner & (mask == 1)].mean() + crop[inner & (mask == 0)].mean())
+        np.testing.assert_array_equal((crop[inner] > mid), mask[inner] == 1)
+        checked += 1
+    return checked
+
+
 def test_augmentation_keeps_image_and_mask_aligned(pairs):
     images, masks, _ = pairs
     ds = T.training_dataset(images, masks, batch_size=4, crop_size=16, augment=True, seed=2)
-    changed = False
+    checked, changed = 0, False
     for x, y in _first_batches(ds, 4):
+        assert x.shape == (4, 16, 16, 1) and y.shape == (4, 16, 16, 1)
         assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 255
-        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
-        changed |= not np.allclose(x, np.round(x))  # brightness/contrast jitter applied
-    assert changed
+        assert set(np.unique(y)) <= {0.0, 1.0}
+        checked += _agrees_away_from_edges(x, y)
+        changed |= not np.allclose(x, np.round(x))  # intensities varied
+    assert checked >= 4 and changed
+
+
+NEUTRAL = pipeline.Augmentation(scale=(1.0, 1.0), contrast=(1.0, 1.0), gamma=(1.0, 1.0), brightness=0.0,
+                                sharpness=(0.0, 0.0), noise=0.0, gradient=0.0)
+
+
+def _stack(rng, h=40, w=40):
+    """Two-level image (blobs of 4 px) stacked with its mask and a weight-like channel."""
+    img = _two_level_image(rng, h, w)
+    mask = (img > 128).astype(np.float32)
+    weights = 1.0 + rng.integers(0, 5, (h, w)).astype(np.float32)
+    return tf.constant(np.stack([img.astype(np.float32), mask, weights], axis=-1))
+
+
+def test_zoomed_crops_keep_masks_binary_aligned_and_weights_as_they_were():
+    rng = np.random.default_rng(5)
+    stack = _stack(rng)
+    zoom = pipeline.Augmentation(scale=(0.6, 1.6))
+    xs, ys, sizes = [], [], set()
+    for i in range(12):
+        seed = tf.constant([7, i], tf.int64)
+        x, y = pipeline.crop_and_augment(stack, seed, crop_size=16, augment=True, settings=dataclasses.replace(
+            NEUTRAL, scale=zoom.scale))
+        x, y = x.numpy(), y.numpy()
+        assert x.shape == (16, 16, 1) and y.shape == (16, 16, 2)
+        assert set(np.unique(y[..., 0])) <= {0.0, 1.0}
+        assert set(np.unique(y[..., 1])) <= set(np.unique(stack.numpy()[..., 2]))  # no new weight values
+        xs.append(x)
+        ys.append(y)
+        # a zoomed window shows blobs (4 px in the image) at another size
+        runs = np.diff(y[..., 0], axis=1) != 0
+        sizes.add(int(runs.sum()))
+    assert _agrees_away_from_edges(np.stack(xs), np.stack(ys), margin=1) >= 6
+    assert len(sizes) > 3
+    # the same seed gives the same crop
+    again = pipeline.crop_and_augment(stack, tf.constant([7, 0], tf.int64), crop_size=16, augment=True,
+                                      settings=dataclasses.replace(NEUTRAL, scale=zoom.scale))
+    np.testing.assert_array_equal(again[0].numpy(), xs[0])
+    np.testing.assert_array_equal(again[1].numpy(), ys[0])
+
+
+def test_vary_intensity_is_seeded_bounded_and_neutral_when_its_ranges_are():
+    rng = np.random.default_rng(6)
+    x = tf.constant(_two_level_image(rng, 32, 32)[..., None].astype(np.float32))
+    seed = tf.constant([3, 4], tf.int64)
+    np.testing.assert_allclose(pipeline.vary_intensity(x, seed, NEUTRAL).numpy(), x.numpy(), atol=1e-3)
+    a = pipeline.vary_intensity(x, seed).numpy()
+    np.testing.assert_array_equal(a, pipeline.vary_intensity(x, seed).numpy())
+    assert not np.array_equal(a, pipeline.vary_intensity(x, tf.constant([3, 5], tf.int64)).numpy())
+    assert a.shape == (32, 32, 1) and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 255
+    # each knob alone: noise roughens flat areas, blur smooths edges, a ramp tilts the crop
+    flat = tf.fill([32, 32, 1], 128.0)
+    noisy = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, noise=4.0)).numpy()
+    assert 0 < noisy.std() <= 4.5
+    blurred = pipeline.vary_intensity(x, seed, dataclasses.replace(NEUTRAL, sharpness=(-1.0, -1.0))).numpy()
+    assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * np.abs(np.diff(x.numpy(), axis=1)).mean()
+    tilted = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gradient=12.0)).numpy()
+    assert 0 < np.ptp(tilted) <= 12.0 + 1e-3
+    bright = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gamma=(0.5, 0.5))).numpy()
+    np.testing.assert_allclose(bright, 255 * (128 / 255) ** 0.5, rtol=1e-5)
 
 
 def test_cached_and_streamed_pipelines_agree(pairs):
@@ -145,10 +226,10 @@ def test_border_weights_ride_as_the_last_channel_aligned_with_the_crop(pairs):
     assert x.dtype == np.uint8
     np.testing.assert_allclose(y.numpy()[..., 1], np.stack(weights), rtol=1e-6)
     assert float(y.numpy()[..., 1].max()) > 5  # blobs touch: some gaps weigh much more
-    # augmented: the weight channel moves with the masks (flips and turns keep blobs' gaps heavy)
+    # augmented: the weight channel moves with the masks (zoom, flips and turns keep blobs' gaps heavy)
     ds = T.training_dataset(images, entries, batch_size=4, crop_size=16, augment=True, seed=2, border_weights=bw)
     for x, y in _first_batches(ds, 2):
-        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        _agrees_away_from_edges(x, y)
         assert y[..., 1].min() >= 1.0
     # semantic masks given where instance labels belong: a clear error
     with pytest.raises(Exception, match="not instance labels"):
