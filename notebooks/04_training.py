@@ -57,9 +57,12 @@ print("batches per epoch:", steps, "| batch size:", quick.train.batch_size, "| c
 
 # %% [markdown]
 # **Augmentation** shows the network a slightly different version of every crop each time —
-# flipped, turned by 90°, brighter or dimmer, more or less contrast — so it cannot memorise the
-# few training images. Image and mask are stacked in one tensor, so a crop or a flip moves both
-# together. This is the kit's code:
+# zoomed in or out a little, flipped, turned by 90°, brighter or dimmer, with more or less
+# contrast and a gamma curve — so it cannot memorise the few training images. The ranges
+# were set by measuring how real LIVECell frames differ from the synthetic sample (cell sizes,
+# contrast, brightness; `bench/sample_realism.py`), which is what lets a model trained on the
+# sample segment real cells. Image and mask are stacked in one tensor, so a crop, a zoom or a
+# flip moves both together. This is the kit's code:
 
 # %%
 print(inspect.getsource(train.crop_and_augment))
