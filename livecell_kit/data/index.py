@@ -19,7 +19,6 @@ are read; per-image annotations come back as COCO dicts on demand
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
+from livecell_kit.data.cache import sha256
 from livecell_kit.data.coco_stream import stream_coco
 from livecell_kit.data.index_writer import IndexWriter, check_images, group_and_check
 from livecell_kit.data.layout import FIX_DATA, default_workdir
@@ -58,11 +58,7 @@ def file_sha256(path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = sha256(path, progressbar=False).removeprefix("sha256:")
     return _DIGESTS[key]
 
 
