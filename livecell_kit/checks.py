@@ -1,20 +1,107 @@
 """Answer checkers for the notebooks' exercises.
 
-Each ``check_*`` function recomputes the right answer from the same inputs, prints
-a short confirmation when the student's answer matches, and otherwise raises
-:class:`NotYet` explaining what differs and where to look. Checkers never reveal
-the number itself before a genuine attempt: they say "too high"/"too low" and why.
+Each public ``check_*`` function recomputes the right answer from the same inputs and shows
+the student a short styled message: **Correct!** with what the answer means, **Not yet**
+with what differs and where to look, or **Your turn** while the exercise still holds the
+student copy's ``...`` placeholder. Checkers never raise at the student and never print a
+traceback, so neither the checker's source nor the answer appears on screen; a wrong answer
+says "too high"/"too low" and why, never the number.
+
+Inside, a checker is a plain function that returns the success text or raises
+:class:`NotYet`; :func:`exercise` turns it into the public, displaying checker and keeps
+the verdict itself available as ``check_x.verdict(...)`` (for tests and instructors).
 """
 from __future__ import annotations
 
+import functools
+import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from IPython import get_ipython  # ipywidgets, a runtime dependency, brings IPython
+from IPython.display import display
 
 
 class NotYet(AssertionError):
     """The answer is not right yet; the message says why."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a checker concluded: ``status`` is "correct", "not yet" or "your turn"."""
+
+    status: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "correct"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        return f"{_TITLES[self.status]} {self.message}"
+
+    def _repr_html_(self) -> str:
+        colour, background = _COLOURS[self.status]
+        return (f'<div style="border-left:5px solid {colour};background:{background};color:#1b1b1b;'
+                f'padding:6px 12px;margin:4px 0;border-radius:3px;font-family:sans-serif">'
+                f'<b>{html.escape(_TITLES[self.status])}</b> {html.escape(self.message)}</div>')
+
+
+_TITLES = {"correct": "Correct!", "not yet": "Not yet:", "your turn": "Your turn:"}
+_COLOURS = {"correct": ("#2e7d32", "#e8f5e9"), "not yet": ("#e65100", "#fff3e0"),
+            "your turn": ("#1565c0", "#e3f2fd")}
+_YOUR_TURN = "replace the ... in the cell above with your code, then run the cell again."
+
+
+def show(verdict: Verdict) -> None:
+    """Display ``verdict``: a coloured box in Jupyter, one plain line in a terminal."""
+    if get_ipython() is None:  # plain Python, a script or the CLI
+        print(verdict)
+    else:
+        display(verdict)
+
+
+def exercise(check: Callable[..., str]) -> Callable[..., None]:
+    """Make ``check`` (returns the success text, raises :class:`NotYet`) a displaying checker.
+
+    The public function returns None, so a correct answer prints no stray ``True``;
+    ``public.verdict(*args)`` returns the :class:`Verdict` without displaying it.
+    An argument still ``...`` (the student copy's placeholder) gives "Your turn".
+    """
+
+    @functools.wraps(check)
+    def verdict(*args, **kwargs) -> Verdict:
+        if any(value is Ellipsis for value in (*args, *kwargs.values())):
+            return Verdict("your turn", _YOUR_TURN)
+        try:
+            return Verdict("correct", check(*args, **kwargs))
+        except NotYet as reason:
+            return Verdict("not yet", str(reason))
+
+    @functools.wraps(check)
+    def public(*args, **kwargs) -> None:
+        show(verdict(*args, **kwargs))
+
+    public.verdict = verdict
+    return public
+
+
+def call_student(function, *args, what: str = "your function"):
+    """``function(*args)`` for a student's function; its exception becomes a :class:`NotYet`."""
+    if not callable(function):
+        raise NotYet(f"{what} should be a function (def ...), got {type(function).__name__}")
+    try:
+        result = function(*args)
+    except Exception as error:  # the student's code: report it briefly instead of a traceback
+        raise NotYet(f"{what} raised {type(error).__name__}: {error}") from None
+    if result is None:
+        raise NotYet(f"{what} returned None: end it with return ...")
+    return result
 
 
 def _close(answer, expected, rel=1e-6, abs_=1e-9) -> bool:
@@ -27,12 +114,12 @@ def _require_number(answer, what: str) -> float:
     return float(answer)
 
 
-def _ok(message: str) -> bool:
-    print(f"Correct! {message}")
-    return True
+def _ok(message: str) -> str:
+    return message
 
 
-def check_cells_per_type(answer: Mapping[str, float], split) -> bool:
+@exercise
+def check_cells_per_type(answer: Mapping[str, float], split) -> str:
     """Exercise 01: mean number of annotated cells per image, for each cell type of ``split``."""
     counts: dict[str, list[int]] = {}
     for image, n_cells in zip(split.images, split.cell_counts()):
@@ -53,7 +140,8 @@ def check_cells_per_type(answer: Mapping[str, float], split) -> bool:
     return _ok(f"{crowded} is the most crowded type here ({expected[crowded]:.1f} cells per image).")
 
 
-def check_rle_area(area, rle: Mapping) -> bool:
+@exercise
+def check_rle_area(area, rle: Mapping) -> str:
     """Exercise 02: a cell's area in pixels from its (uncompressed) run-length encoding.
 
     ``rle`` is ``{"size": [h, w], "counts": [c0, c1, ...]}``: runs alternate
@@ -75,7 +163,8 @@ def check_rle_area(area, rle: Mapping) -> bool:
                  "add up the foreground runs (counts[1], counts[3], …)")
 
 
-def check_conv_params(answer, kernel: int = 3, in_channels: int = 1, filters: int = 16) -> bool:
+@exercise
+def check_conv_params(answer, kernel: int = 3, in_channels: int = 1, filters: int = 16) -> str:
     """Exercise 03: parameters of a ``kernel``×``kernel`` convolution with bias."""
     got = _require_number(answer, "answer")
     weights = kernel * kernel * in_channels * filters
@@ -88,7 +177,8 @@ def check_conv_params(answer, kernel: int = 3, in_channels: int = 1, filters: in
                  f"filters has a {kernel}×{kernel} kernel per input channel, plus a bias")
 
 
-def check_background_accuracy(answer, masks: Sequence[np.ndarray]) -> bool:
+@exercise
+def check_background_accuracy(answer, masks: Sequence[np.ndarray]) -> str:
     """Exercise 04: pixel accuracy of a model that predicts "no cell" everywhere, on ``masks`` (0/1)."""
     got = _require_number(answer, "answer")
     total = sum(int(np.asarray(m).size) for m in masks)
@@ -105,7 +195,8 @@ def check_background_accuracy(answer, masks: Sequence[np.ndarray]) -> bool:
                  "count background pixels (mask == 0) over all pixels of all masks")
 
 
-def check_iou(answer, truth: np.ndarray, prediction: np.ndarray) -> bool:
+@exercise
+def check_iou(answer, truth: np.ndarray, prediction: np.ndarray) -> str:
     """Exercise 05: foreground intersection over union of two 0/1 masks of the same shape."""
     truth, prediction = np.asarray(truth).astype(bool), np.asarray(prediction).astype(bool)
     got = _require_number(answer, "answer")

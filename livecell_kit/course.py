@@ -11,15 +11,18 @@ Exercises in the solution notebooks are marked nbgrader-style::
     ### END SOLUTION
 
 :func:`make_student_notebooks` removes what lies between the markers and puts
-a line that raises :class:`YourTurn` in its place.
+placeholders in its place (``answer = ...``), which the exercise's checker
+answers with "Your turn".
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import platform
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -36,10 +39,6 @@ _SOLUTION_RE = re.compile(
     r"^(?P<indent>[ \t]*)" + re.escape(BEGIN_SOLUTION) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END_SOLUTION) + r"[^\n]*$",
     re.DOTALL | re.MULTILINE,
 )
-
-
-class YourTurn(NotImplementedError):
-    """Raised by the placeholder that replaces a solution in a student notebook."""
 
 
 def in_colab() -> bool:
@@ -206,15 +205,46 @@ def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 2,
     return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
 
 
-def strip_solutions(source: str, message: str = "replace this line with your answer") -> str:
-    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` block by a ``YourTurn`` raise."""
+def strip_solutions(source: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` block by placeholders.
+
+    Each name the solution assigns becomes ``name = ...`` and each function it defines keeps
+    its ``def`` line (and docstring) with a ``...`` body, all marked ``# your code``, so the
+    student sees exactly what to fill in. The checker below answers "Your turn" to a ``...``,
+    so a student copy runs from top to bottom without a traceback.
+    """
 
     def placeholder(match: re.Match) -> str:
         indent = match.group("indent")
-        return (f"{indent}from livecell_kit.course import YourTurn\n"
-                f"{indent}raise YourTurn(\"Your turn: {message} (see the exercise text above)\")")
+        block = textwrap.dedent("\n".join(match.group(0).splitlines()[1:-1]))
+        return "\n".join(indent + line for line in _placeholders(block).splitlines())
 
     return _SOLUTION_RE.sub(placeholder, source)
+
+
+def _placeholders(solution: str) -> str:
+    """The student's version of one solution block (already dedented): what it defines, empty."""
+    lines = []
+    for node in ast.parse(solution).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines.append(f"def {node.name}({ast.unparse(node.args)}):")
+            doc = ast.get_docstring(node, clean=False)
+            if doc is not None:
+                lines.append(f"    {ast.unparse(ast.Expr(ast.Constant(doc)))}")
+            lines.append("    ...  # your code: return the result")
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name) and f"{name.id} = ...  # your code" not in lines:
+                    lines.append(f"{name.id} = ...  # your code")
+    # The last assignment is the one the checker reads; earlier helper names are the student's choice.
+    assigned = [line for line in lines if line.endswith("= ...  # your code")]
+    keep = [line for line in lines if not line.endswith("= ...  # your code")] + assigned[-1:]
+    if not keep:
+        raise ValueError(f"a solution block defines nothing for the student to fill in:\n{solution}")
+    return "\n".join(keep)
 
 
 def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path | str = "build/student") -> list[Path]:

@@ -1,44 +1,41 @@
+import re
+
 import numpy as np
 import pytest
 
 from livecell_kit import checks
-from livecell_kit.checks import NotYet
+
+
+def _assert_not_yet(pattern, verdict):
+    assert verdict.status == "not yet" and re.search(pattern, verdict.message), verdict
 
 
 def test_rle_area_accepts_the_foreground_sum_and_explains_common_mistakes():
     rle = {"size": [4, 4], "counts": [3, 4, 5, 2, 2]}
-    assert checks.check_rle_area(6, rle)
-    with pytest.raises(NotYet, match="background runs"):
-        checks.check_rle_area(10, rle)
-    with pytest.raises(NotYet, match="every pixel"):
-        checks.check_rle_area(16, rle)
-    with pytest.raises(NotYet, match="single number"):
-        checks.check_rle_area("6", rle)
+    assert checks.check_rle_area.verdict(6, rle)
+    _assert_not_yet("background runs", checks.check_rle_area.verdict(10, rle))
+    _assert_not_yet("every pixel", checks.check_rle_area.verdict(16, rle))
+    _assert_not_yet("single number", checks.check_rle_area.verdict("6", rle))
 
 
 def test_conv_params():
-    assert checks.check_conv_params(160, kernel=3, in_channels=1, filters=16)
-    with pytest.raises(NotYet, match="bias"):
-        checks.check_conv_params(144, kernel=3, in_channels=1, filters=16)
-    with pytest.raises(NotYet, match="too high"):
-        checks.check_conv_params(1000)
+    assert checks.check_conv_params.verdict(160, kernel=3, in_channels=1, filters=16)
+    _assert_not_yet("bias", checks.check_conv_params.verdict(144, kernel=3, in_channels=1, filters=16))
+    _assert_not_yet("too high", checks.check_conv_params.verdict(1000))
 
 
 def test_background_accuracy():
     masks = [np.array([[0, 1], [0, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
-    assert checks.check_background_accuracy(7 / 8, masks)
-    with pytest.raises(NotYet, match="foreground fraction"):
-        checks.check_background_accuracy(1 / 8, masks)
-    with pytest.raises(NotYet, match="fraction between 0 and 1"):
-        checks.check_background_accuracy(87.5, masks)
+    assert checks.check_background_accuracy.verdict(7 / 8, masks)
+    _assert_not_yet("foreground fraction", checks.check_background_accuracy.verdict(1 / 8, masks))
+    _assert_not_yet("fraction between 0 and 1", checks.check_background_accuracy.verdict(87.5, masks))
 
 
 def test_iou_and_dice_confusion():
     truth = np.zeros((4, 4), np.uint8); truth[:2] = 1          # 8 px
     pred = np.zeros((4, 4), np.uint8); pred[1:3] = 1           # 8 px, 4 shared
-    assert checks.check_iou(4 / 12, truth, pred)
-    with pytest.raises(NotYet, match="Dice"):
-        checks.check_iou(0.5, truth, pred)
+    assert checks.check_iou.verdict(4 / 12, truth, pred)
+    _assert_not_yet("Dice", checks.check_iou.verdict(0.5, truth, pred))
 
 
 class _FakeSplit:
@@ -57,8 +54,30 @@ class _FakeSplit:
 
 
 def test_cells_per_type():
-    assert checks.check_cells_per_type({"A172": 3.0, "BV2": 9.0}, _FakeSplit())
-    with pytest.raises(NotYet, match="missing"):
-        checks.check_cells_per_type({"A172": 3.0}, _FakeSplit())
-    with pytest.raises(NotYet, match="A172: 6.00 is too high"):
-        checks.check_cells_per_type({"A172": 6, "BV2": 9}, _FakeSplit())
+    assert checks.check_cells_per_type.verdict({"A172": 3.0, "BV2": 9.0}, _FakeSplit())
+    _assert_not_yet("missing", checks.check_cells_per_type.verdict({"A172": 3.0}, _FakeSplit()))
+    _assert_not_yet("A172: 6.00 is too high", checks.check_cells_per_type.verdict({"A172": 6, "BV2": 9}, _FakeSplit()))
+
+
+def test_a_checker_shows_one_styled_message_and_returns_nothing(capsys):
+    assert checks.check_conv_params(160) is None
+    assert capsys.readouterr().out.startswith("Correct!")
+    assert checks.check_conv_params(144) is None
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet:") and "Traceback" not in out and "160" not in out
+
+
+def test_the_placeholder_gets_your_turn_and_html_is_styled():
+    verdict = checks.check_conv_params.verdict(...)
+    assert verdict.status == "your turn" and not verdict
+    assert "border-left" in checks.check_conv_params.verdict(144)._repr_html_()
+
+
+def test_call_student_reports_the_students_error_briefly():
+    def broken(counts):
+        return counts["nope"]
+
+    with pytest.raises(checks.NotYet, match="raised TypeError"):
+        checks.call_student(broken, [1, 2])
+    with pytest.raises(checks.NotYet, match="returned None"):
+        checks.call_student(lambda counts: None, [1])

@@ -75,21 +75,32 @@ def test_student_notebooks_contain_no_solution_code(tmp_path):
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
         for line in _solution_lines(solution):
             assert all(line not in c.source for c in student.cells), f"solution line leaked: {line!r}"
-        n_exercises += sum("raise YourTurn" in c.source for c in student.cells)
+        n_exercises += sum("# your code" in c.source for c in student.cells)
         assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
     assert n_exercises >= len(NOTEBOOKS), "each notebook should carry at least one exercise"
 
 
 def test_strip_solutions_keeps_indentation_and_the_checker():
-    source = ("for x in range(1):\n    ### BEGIN SOLUTION\n    answer = 42\n    ### END SOLUTION\n"
-              "checks.check_answer(answer)\n")
+    source = ("for x in range(1):\n    ### BEGIN SOLUTION\n    total = 40\n    answer = total + 2\n"
+              "    ### END SOLUTION\nchecks.check_answer(answer)\n")
     stripped = course.strip_solutions(source)
-    assert "answer = 42" not in stripped
-    assert "    raise YourTurn(" in stripped and stripped.endswith("checks.check_answer(answer)\n")
+    assert "40" not in stripped and "total" not in stripped
+    assert "    answer = ...  # your code\n" in stripped and stripped.endswith("checks.check_answer(answer)\n")
     compile(stripped, "<student>", "exec")
 
 
-def test_student_notebooks_fail_only_at_the_exercises(tmp_path):
+def test_strip_solutions_leaves_a_function_to_fill_in():
+    source = ('### BEGIN SOLUTION\ndef area(counts, scale=1):\n    """Pixels."""\n'
+              '    return sum(counts[1::2]) * scale\n### END SOLUTION\ncheck(area)\n')
+    stripped = course.strip_solutions(source)
+    assert "counts[1::2]" not in stripped
+    assert stripped.startswith("def area(counts, scale=1):\n    'Pixels.'\n    ...  # your code")
+    namespace = {}
+    exec(compile(stripped.replace("check(area)", ""), "<student>", "exec"), namespace)
+    assert namespace["area"]([1, 2]) is None
+
+
+def test_student_notebooks_run_through_and_say_your_turn(tmp_path):
     from nbclient import NotebookClient
 
     written = course.make_student_notebooks(NOTEBOOK_DIR, tmp_path)
@@ -101,10 +112,11 @@ def test_student_notebooks_fail_only_at_the_exercises(tmp_path):
             if cell.cell_type != "code":
                 continue
             errors = [o for o in cell.outputs if o.output_type == "error"]
-            if "raise YourTurn" in cell.source:
-                assert errors and errors[0].ename == "YourTurn", f"{path.name}: exercise cell did not stop"
-            else:
-                assert not errors, f"{path.name}: non-exercise cell failed: {errors[0].ename}: {errors[0].evalue}"
+            assert not errors, f"{path.name}: cell failed: {errors[0].ename}: {errors[0].evalue}"
+            if "# your code" in cell.source:
+                shown = " ".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
+                                 for o in cell.outputs)
+                assert "Your turn:" in shown, f"{path.name}: exercise cell gave no 'Your turn' message"
 
 
 def test_nbval_fails_on_a_broken_expected_output(tmp_path):
