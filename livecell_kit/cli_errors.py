@@ -95,8 +95,8 @@ def describe(err: BaseException, command: str, out=None) -> tuple[str, int]:
     if isinstance(err, OSError) and err.errno is not None and err.strerror:
         return prefix + _os_error(err), EXIT_BAD_INPUT
     if isinstance(err, MemoryError):
-        return (prefix + "out of memory; use fewer or smaller images (e.g. --images N) or a smaller "
-                "--batch-size, or check the sizes declared in the annotation JSON"), EXIT_BAD_INPUT
+        return (prefix + "out of memory; close other programs or use fewer or smaller images (train: a "
+                "smaller --batch-size), and check the image sizes declared in the annotation JSON"), EXIT_BAD_INPUT
     name, text = _innermost_error(err)
     if isinstance(err, (ValueError, OSError)):
         return prefix + text, EXIT_BAD_INPUT

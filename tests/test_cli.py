@@ -138,6 +138,22 @@ def test_an_os_error_names_its_file_and_the_fix(tiny_sample, tmp_path, capsys):
     assert "[Errno" not in err
 
 
+@pytest.mark.parametrize("err, status, expected", [
+    (PermissionError(errno.EACCES, "Permission denied", "/data/run"), 2,
+     "livecell-kit train: error: /data/run: permission denied; check its permissions, or choose another folder"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/run/model.keras"), 2,
+     "livecell-kit train: error: no space left on device writing /data/run/model.keras ("),
+    (FileNotFoundError("no trained model at x; train one first"), 2,
+     "livecell-kit train: error: no trained model at x; train one first"),
+    (MemoryError(), 2, "livecell-kit train: error: out of memory; close other programs"),
+    (RecursionError("maximum recursion depth exceeded"), 1,
+     "livecell-kit train: internal error (a bug in livecell-kit): RecursionError: maximum recursion"),
+])
+def test_each_kind_of_error_gets_its_message_and_status(err, status, expected):
+    message, got = cli_errors.describe(err, "train")
+    assert got == status and message.startswith(expected) and "[Errno" not in message
+
+
 def _raise_a_bug(*args, **kwargs):
     return {}["segmentation"]
 
@@ -189,7 +205,8 @@ def _many_images_json(path: Path, n_images: int) -> Path:
     """A COCO file of ``n_images`` 520x704 frames with 20 square cells each (seconds of mask writing)."""
     images, annotations = [], []
     for i in range(n_images):
-        images.append({"id": i + 1, "width": 704, "height": 520, "file_name": f"A172_Phase_A1_1_00d00h00m_{i}.tif"})
+        images.append({"id": i + 1, "width": 704, "height": 520,
+                       "file_name": f"A172_Phase_A1_1_00d00h00m_{i}.tif"})
         for k in range(20):
             x, y = 30 * k + 5, 20 + 20 * (k % 5)
             annotations.append({"id": 20 * i + k + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
@@ -272,6 +289,12 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     stem = path.stem
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {f"{stem}_mask.png", f"{stem}_labels.tif",
                                                                f"{stem}_overlay.png"}
+
+    truncated = tmp_path / "truncated.keras"  # a copy cut short, as by a full disk or a kill
+    truncated.write_bytes((run / "model.keras").read_bytes()[:5000])
+    assert cli.main(["predict", "--model", str(truncated), "--out", str(tmp_path / "p2"), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(truncated) in err and "truncated" in err and "Traceback" not in err
 
 
 def test_evaluate_picks_test_images_with_the_runs_subset_rule(tiny_sample, tmp_path, capsys):
