@@ -10,15 +10,21 @@
 
 Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
 commands that run a model, so that ``sample``, ``download`` and ``masks`` start at once.
+
+Errors: a few lines on stderr, no traceback (see :mod:`livecell_kit.cli_errors`); exit status
+0 done, 1 a bug in the kit, 2 bad input or usage, 130 interrupted (Ctrl-C; rerun to resume).
+``livecell-kit --debug COMMAND ...`` (or env ``LIVECELL_KIT_DEBUG=1``) shows the full traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
-from livecell_kit import course, data, evaluate, masks, predict, presets, sample
+from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
 from livecell_kit.data.download import DOWNLOAD_SUBSETS
 
 
@@ -45,7 +51,7 @@ def _cmd_train(args) -> None:
     overrides = {}
     if args.precision:
         overrides["precision"] = args.precision
-    if args.batch_size:
+    if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     if args.xla:
         overrides["jit_compile"] = True
@@ -94,16 +100,44 @@ def _cmd_student(args) -> None:
         print(path)
 
 
+def whole_number(minimum: int):
+    """argparse ``type=``: an integer >= ``minimum``; argparse names the flag in its error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def probability(text: str) -> float:
+    """argparse ``type=``: a number in [0, 1] (a cell-probability threshold); NaN is refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and 1 (a cell probability; 0.5 is the usual choice), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livecell-kit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show full tracebacks on errors (also env {cli_errors.DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sample", help="generate the offline LIVECell-like sample data set")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="same seed -> identical files (default 0)")
-    p.add_argument("--train-per-type", type=int, default=4, help="train images per cell type")
-    p.add_argument("--val-per-type", type=int, default=2, help="val images per cell type")
-    p.add_argument("--test-per-type", type=int, default=2, help="test images per cell type")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="same seed -> identical files (default 0)")
+    p.add_argument("--train-per-type", type=whole_number(0), default=4, help="train images per cell type")
+    p.add_argument("--val-per-type", type=whole_number(0), default=2, help="val images per cell type")
+    p.add_argument("--test-per-type", type=whole_number(0), default=2, help="test images per cell type")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("download", help="download the real LIVECell data set (needs internet)")
@@ -129,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=list(presets.PRESETS),
                    help="quick (CPU minutes), borders (quick, border-weighted BCE), seed (the seed project) or kit (GPU)")
     p.add_argument("--out", required=True, type=Path, help="run folder (model.keras, history.json)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--epochs", type=whole_number(1), default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=whole_number(1), default=None, help="override the preset's batch size")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                    help="compute precision (default auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
                         "float16 on GPUs with tensor cores, else float32)")
@@ -143,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="data set root")
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
-    p.add_argument("--threshold", type=float, default=None, help="default: best on val")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="cell-probability cut-off in [0, 1] (default: the best on val)")
     p.add_argument("--no-instance", action="store_true", help="skip instance AP (COCOeval)")
-    p.add_argument("--images", type=int, default=None,
+    p.add_argument("--images", type=whole_number(1), default=None,
                    help="at most N images per split (the seed project: 512 test, 256 val)")
     p.add_argument("--subset", choices=data.SUBSET_RULES, default=None,
                    help="how --images picks them: 'first' N in file order (the seed's rule) or a "
@@ -157,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="masks, instance labels and overlays for images")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=probability, default=0.5,
+                   help="cell-probability cut-off in [0, 1] (default 0.5)")
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
 
@@ -165,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=Path("notebooks"), help="solution notebooks")
     p.add_argument("--out", type=Path, default=Path("build/student"), help="output folder")
     p.set_defaults(func=_cmd_student)
+
+    for command_parser in sub.choices.values():
+        # --debug also after the command; SUPPRESS keeps "livecell-kit --debug train" set.
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show full tracebacks on errors")
     return parser
 
 
@@ -173,17 +214,23 @@ _TENSORFLOW_COMMANDS = {"train", "evaluate", "predict"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    if args.command in _TENSORFLOW_COMMANDS:
-        course.import_tensorflow_quietly()
-    try:
-        args.func(args)
-    except (FileNotFoundError, ValueError, OSError) as err:
-        # Bad input: one clear line (the modules' messages name the file and the fix).
-        print(f"livecell-kit {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
+    debug = args.debug or os.environ.get(cli_errors.DEBUG_ENV, "") not in ("", "0")
+    with cli_errors.noting_ctrl_c() as ctrl_c:
+        try:
+            if args.command in _TENSORFLOW_COMMANDS:
+                course.import_tensorflow_quietly()
+            return args.func(args) or 0
+        except (Exception, KeyboardInterrupt) as err:  # a message, not a traceback, unless --debug
+            if debug:
+                raise
+            if isinstance(err, KeyboardInterrupt) or ctrl_c:  # ctrl_c: a library turned it into another error
+                print(f"\n{cli_errors.interrupted_message(args.command)}", file=sys.stderr)
+                return cli_errors.EXIT_INTERRUPTED
+            message, status = cli_errors.describe(err, args.command, out=getattr(args, "out", None))
+            print(message, file=sys.stderr)
+            return status
 
 if __name__ == "__main__":
     sys.exit(main())

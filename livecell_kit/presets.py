@@ -40,6 +40,7 @@ e.g. ``get_preset("quick", epochs=5, batch_size=4)``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 
@@ -206,11 +207,10 @@ def get_preset(name: str, **overrides) -> Preset:
     Overrides are matched by field name against the model, train and data
     configs, e.g. ``get_preset("seed", epochs=3, base_filters=8)``.
     """
-    try:
-        preset = PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
-    return override(preset, **overrides)
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}{_did_you_mean(name, PRESETS)}; "
+                         f"choose one of {', '.join(PRESETS)} (see livecell_kit/presets.py)")
+    return override(PRESETS[name], **overrides)
 
 
 def override(preset: Preset, **overrides) -> Preset:
@@ -220,11 +220,18 @@ def override(preset: Preset, **overrides) -> Preset:
     for key, value in overrides.items():
         owners = [k for k, cfg in parts.items() if key in {f.name for f in dataclasses.fields(cfg)}]
         if not owners:
-            raise KeyError(f"{key!r} is not a setting of any config; see livecell_kit/presets.py")
+            known = [f.name for cfg in parts.values() for f in dataclasses.fields(cfg)]
+            raise ValueError(f"{key!r} is not a setting of any config{_did_you_mean(key, known)}; "
+                             "see livecell_kit/presets.py for the settings")
         changes[owners[0]][key] = value
     return dataclasses.replace(
         preset, **{k: dataclasses.replace(parts[k], **v) for k, v in changes.items() if v}
     )
+
+
+def _did_you_mean(name, known) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def resolve(preset, **overrides) -> Preset:

@@ -1,11 +1,19 @@
-"""The livecell-kit command line, end to end on a tiny sample."""
+"""The livecell-kit command line, end to end on a tiny sample; its errors, flags and Ctrl-C."""
+import errno
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from livecell_kit import cli, data
+from livecell_kit import cli, cli_errors, data, masks, presets
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +47,219 @@ def test_bad_input_gives_one_clear_error_and_exit_code_2(tmp_path, capsys):
     assert "nowhere.json" in err and "error" in err
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["predict", "--model", "m.keras", "--out", "OUT", "--threshold", "2", "a.tif"], "--threshold"),
+    (["predict", "--model", "m.keras", "--out", "OUT", "--threshold", "nan", "a.tif"], "--threshold"),
+    (["predict", "--model", "m.keras", "--out", "OUT", "--threshold", "-0.1", "a.tif"], "--threshold"),
+    (["predict", "--model", "m.keras", "--out", "OUT", "--threshold", "half", "a.tif"], "--threshold"),
+    (["evaluate", "--model", "m.keras", "--data", "D", "--out", "OUT", "--threshold", "1.5"], "--threshold"),
+    (["evaluate", "--model", "m.keras", "--data", "D", "--out", "OUT", "--images", "0"], "--images"),
+    (["train", "--data", "D", "--out", "OUT", "--batch-size", "0"], "--batch-size"),
+    (["train", "--data", "D", "--out", "OUT", "--epochs", "0"], "--epochs"),
+    (["train", "--data", "D", "--out", "OUT", "--epochs", "1.5"], "--epochs"),
+    (["sample", "--out", "OUT", "--seed", "-1"], "--seed"),
+    (["sample", "--out", "OUT", "--train-per-type", "-2"], "--train-per-type"),
+    (["train", "--data", "D", "--out", "OUT", "--preset", "nope"], "--preset"),
+])
+def test_out_of_range_flags_are_refused_before_any_work_naming_the_flag(argv, flag, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_threshold_and_counts_accept_their_whole_range():
+    assert [cli.probability(t) for t in ("0", "0.5", "1")] == [0.0, 0.5, 1.0]
+    assert cli.whole_number(1)("1") == 1 and cli.whole_number(0)("0") == 0
+
+
+def test_unknown_preset_or_setting_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'nope'.*quick"):
+        presets.get_preset("nope")
+    with pytest.raises(ValueError, match="did you mean 'quick'"):
+        presets.get_preset("quik")
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        presets.get_preset("quick", epoch=3)
+
+
+def _broken_model_files(folder: Path) -> dict:
+    """Files named .keras that are not models: text, empty, a zip without config.json."""
+    (folder / "text.keras").write_text("not a model")
+    (folder / "empty.keras").write_bytes(b"")
+    with zipfile.ZipFile(folder / "noconfig.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    with zipfile.ZipFile(folder / "badconfig.keras", "w") as archive:
+        archive.writestr("config.json", "{not json")
+        archive.writestr("metadata.json", "{}")
+    return {name: folder / f"{name}.keras" for name in ("text", "empty", "noconfig", "badconfig")}
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_file_that_is_not_a_model_gets_a_message_naming_it(command, tiny_sample, tmp_path, capsys):
+    image = data.load_split(tiny_sample, "test").image_path(data.load_split(tiny_sample, "test").images[0])
+    for name, model in _broken_model_files(tmp_path).items():
+        argv = (["predict", "--model", str(model), "--out", str(tmp_path / "pred"), str(image)]
+                if command == "predict" else
+                ["evaluate", "--model", str(model), "--data", str(tiny_sample), "--out", str(tmp_path / "m.json")])
+        assert cli.main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert str(model) in err and "livecell-kit train" in err and "Traceback" not in err, err
+        assert ("config.json" in err) == (name == "noconfig"), err
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "m.json").exists()
+
+
+def _fill_dev_full(*args, **kwargs):
+    """Write to /dev/full: the operating system's own "disk full" error, which names no file."""
+    with open("/dev/full", "wb") as full:
+        full.write(b"0" * 65536)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_names_the_folders_written_and_the_fix(tiny_sample, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(masks, "write_masks", _fill_dev_full)
+    out = tmp_path / "m"
+    assert cli.main(["masks", "--annotations", str(data.annotation_path(tiny_sample, "val")),
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[Errno" not in err and "no space left on device" in err and str(out) in err
+    assert "MB free" in err and "free some space" in err and len(err.splitlines()) == 1
+
+
+def test_an_os_error_names_its_file_and_the_fix(tiny_sample, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert cli.main(["masks", "--annotations", str(data.annotation_path(tiny_sample, "val")),
+                     "--out", str(blocker / "masks")]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "masks") in err and "not a directory" in err and "check the path" in err
+    assert "[Errno" not in err
+
+
+@pytest.mark.parametrize("err, status, expected", [
+    (PermissionError(errno.EACCES, "Permission denied", "/data/run"), 2,
+     "livecell-kit train: error: /data/run: permission denied; check its permissions, or choose another folder"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/run/model.keras"), 2,
+     "livecell-kit train: error: no space left on device writing /data/run/model.keras ("),
+    (FileNotFoundError("no trained model at x; train one first"), 2,
+     "livecell-kit train: error: no trained model at x; train one first"),
+    (MemoryError(), 2, "livecell-kit train: error: out of memory; close other programs"),
+    (RecursionError("maximum recursion depth exceeded"), 1,
+     "livecell-kit train: internal error (a bug in livecell-kit): RecursionError: maximum recursion"),
+])
+def test_each_kind_of_error_gets_its_message_and_status(err, status, expected):
+    message, got = cli_errors.describe(err, "train")
+    assert got == status and message.startswith(expected) and "[Errno" not in message
+
+
+def _raise_a_bug(*args, **kwargs):
+    return {}["segmentation"]
+
+
+def test_a_bug_says_so_and_debug_shows_the_traceback(tiny_sample, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(masks, "write_masks", _raise_a_bug)
+    argv = ["masks", "--annotations", str(data.annotation_path(tiny_sample, "val")), "--out", str(tmp_path)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "bug in livecell-kit" in err and "KeyError: 'segmentation'" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        cli.main(["--debug"] + argv)
+    with pytest.raises(KeyError):
+        cli.main(argv + ["--debug"])
+    monkeypatch.setenv(cli_errors.DEBUG_ENV, "1")
+    with pytest.raises(KeyError):
+        cli.main(argv)
+
+
+def test_a_bad_image_inside_tensorflows_pipeline_is_reported_as_bad_input():
+    """tf.data wraps a Python error in an OpError whose message holds the whole traceback."""
+    import tensorflow as tf
+
+    def read(_):
+        raise data.ImageReadError("image x.tif is corrupt or truncated; re-download it")
+
+    dataset = tf.data.Dataset.range(1).map(lambda i: tf.py_function(read, [i], tf.float32))
+    with pytest.raises(tf.errors.OpError) as caught:
+        next(iter(dataset))
+    assert "Traceback" in str(caught.value)  # what the user saw before
+    message, status = cli_errors.describe(caught.value, "train")
+    assert status == 2 and "Traceback" not in message and "{{node" not in message
+    assert message == "livecell-kit train: error: image x.tif is corrupt or truncated; re-download it"
+
+
+def _command() -> list[str]:
+    """The installed ``livecell-kit`` script next to this Python, else ``python -m livecell_kit.cli``."""
+    script = Path(sys.executable).with_name("livecell-kit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "livecell_kit.cli"]
+
+
+def test_help_prints_no_tensorflow_logs():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(_command() + ["--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "train" in done.stdout and done.stderr == ""
+
+
+def _many_images_json(path: Path, n_images: int) -> Path:
+    """A COCO file of ``n_images`` 520x704 frames with 20 square cells each (seconds of mask writing)."""
+    images, annotations = [], []
+    for i in range(n_images):
+        images.append({"id": i + 1, "width": 704, "height": 520,
+                       "file_name": f"A172_Phase_A1_1_00d00h00m_{i}.tif"})
+        for k in range(20):
+            x, y = 30 * k + 5, 20 + 20 * (k % 5)
+            annotations.append({"id": 20 * i + k + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                                "area": 225.0, "bbox": [x, y, 15, 15],
+                                "segmentation": [[x, y, x + 15, y, x + 15, y + 15, x, y + 15]]})
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "cell"}]}))
+    return path
+
+
+def _interrupt_when(argv, ready, tmp_path, timeout=240):
+    """Start ``livecell-kit argv``, send SIGINT once ``ready()`` is true; returns (exit status, stderr)."""
+    with open(tmp_path / "stdout", "wb") as out, open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(_command() + argv, stdout=out, stderr=err)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None, "the command ended before it could be interrupted"
+            proc.send_signal(signal.SIGINT)
+            status = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return status, (tmp_path / "stderr").read_text()
+
+
+def test_ctrl_c_in_masks_ends_with_one_line_and_leaves_only_complete_files(tmp_path):
+    ann = _many_images_json(tmp_path / "many.json", 400)
+    out = tmp_path / "masks"
+    status, err = _interrupt_when(["masks", "--annotations", str(ann), "--out", str(out)],
+                                  lambda: out.is_dir() and any(out.glob("*.png")), tmp_path)
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # minus tqdm's bar
+    assert status == cli_errors.EXIT_INTERRUPTED and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert lines == [cli_errors.interrupted_message("masks")] and "rerun the same command" in lines[0]
+    written = sorted(out.iterdir())
+    assert 0 < len(written) < 400 and all(p.suffix == ".png" for p in written)  # no temporary files left
+    for png in written:
+        assert np.asarray(Image.open(png)).shape == (520, 704)
+
+
+def test_ctrl_c_in_train_ends_with_one_line_saying_how_to_resume(tiny_sample, tmp_path):
+    run = tmp_path / "run"
+    started = tmp_path / "stdout"
+    argv = ["train", "--data", str(tiny_sample), "--out", str(run), "--epochs", "50", "--precision", "float32"]
+    status, err = _interrupt_when(argv, lambda: started.exists() and b"Epoch 1/" in started.read_bytes(),
+                                  tmp_path)
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert status == cli_errors.EXIT_INTERRUPTED and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert lines[-1] == cli_errors.interrupted_message("train") and "resume" in lines[-1]
+    assert not (run / "model.keras").exists()
+
+
 def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", "--data", str(tiny_sample), "--preset", "quick", "--out", str(run),
@@ -68,6 +289,12 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     stem = path.stem
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {f"{stem}_mask.png", f"{stem}_labels.tif",
                                                                f"{stem}_overlay.png"}
+
+    truncated = tmp_path / "truncated.keras"  # a copy cut short, as by a full disk or a kill
+    truncated.write_bytes((run / "model.keras").read_bytes()[:5000])
+    assert cli.main(["predict", "--model", str(truncated), "--out", str(tmp_path / "p2"), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(truncated) in err and "truncated" in err and "Traceback" not in err
 
 
 def test_evaluate_picks_test_images_with_the_runs_subset_rule(tiny_sample, tmp_path, capsys):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -171,7 +172,26 @@ def load_model(run_dir_or_file, compile: bool = True) -> keras.Model:
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}; train one first "
                                 "(livecell-kit train --out RUN_DIR) or pass model.keras")
-    return keras.saving.load_model(path, compile=compile)
+    fix = "pass a model.keras written by livecell-kit train, or train again (livecell-kit train --out RUN_DIR)"
+    _check_keras_archive(path, fix)
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (KeyError, TypeError, ValueError, OSError) as err:  # Keras' own messages name no file
+        raise ValueError(f"{path} is not a model the kit can load ({type(err).__name__}: {err}); {fix}") from err
+
+
+def _check_keras_archive(path: Path, fix: str) -> None:
+    """Refuse a ``.keras`` file that is not a zip holding a model's config.json (truncated, or not a model)."""
+    if path.suffix != ".keras":
+        return  # Keras names the formats it reads in its own error
+    try:
+        with zipfile.ZipFile(path) as archive:
+            has_config = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path} is not a Keras model file (not a readable .keras zip: {err}; "
+                         f"it may be truncated); {fix}") from err
+    if not has_config:
+        raise ValueError(f"{path} is not a complete Keras model file: the zip has no config.json; {fix}")
 
 
 def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, verbose: int = 1,
