@@ -1,10 +1,6 @@
-"""Training: input pipeline, losses, metrics, precision choice, bf16 numerics, resume after a kill."""
+"""Training: input pipeline, losses, metrics, precision choice, bf16 numerics, run folders (kills: test_run_safety)."""
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -280,69 +276,7 @@ def test_bfloat16_training_numerics():
     assert p.dtype == np.float32 and p.min() >= 0 and p.max() <= 1
 
 
-_RUN = textwrap.dedent("""
-    import os, sys
-    import keras
-    from livecell_kit import train
-
-    root, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-    class Record(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            print("EPOCH_BEGIN", epoch, flush=True)
-
-    class Kill(keras.callbacks.Callback):
-        # runs after the kit's callbacks: BackupAndRestore has saved this epoch
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == kill_after:
-                os._exit(17)  # no cleanup, like a killed process
-
-    train.train(root, preset="quick", out_dir=out, epochs=3, verbose=0, callbacks=[Record(), Kill()],
-                depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2,
-                precision="float32")
-""")
-
 TINY = dict(depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
-
-
-def _run(root, out, kill_after, env):
-    proc = subprocess.run([sys.executable, "-c", _RUN, str(root), str(out), str(kill_after)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    begun = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("EPOCH_BEGIN")]
-    return proc, begun
-
-
-def test_killed_run_resumes_at_next_epoch(tmp_path, monkeypatch):
-    from livecell_kit import sample
-
-    work = tmp_path / "work"
-    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(work))
-    env = {**os.environ, "LIVECELL_KIT_WORKDIR": str(work), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
-    out = tmp_path / "run"
-
-    proc, begun = _run(root, out, kill_after=0, env=env)
-    assert proc.returncode == 17, proc.stderr[-3000:]
-    assert begun == [0]
-    assert T.read_history(out)["epoch"] == [0]
-    assert json.loads((out / "config.json").read_text())["finished"] is False
-
-    proc, begun = _run(root, out, kill_after=-1, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert begun == [1, 2], "the rerun must continue at epoch 1, not start over"
-    hist = T.read_history(out)
-    assert hist["epoch"] == [0, 1, 2]
-    assert len(hist["val_iou"]) == 3 and len(hist["loss"]) == 3
-    config = json.loads((out / "config.json").read_text())
-    assert config["finished"] is True and config["precision"] == "float32"
-    assert (out / "model.keras").is_file() and not (out / "backup").exists()
-
-    # a finished run is loaded, not trained again
-    result = T.train(root, preset="quick", out_dir=out, epochs=3, verbose=0, **TINY)
-    assert result.history["epoch"] == [0, 1, 2]
-    assert result.model.output_shape == (None, None, None, 1)
-    with pytest.raises(ValueError, match="other settings"):
-        T.train(root, preset="quick", out_dir=out, epochs=4, verbose=0, **TINY)
 
 
 def test_run_written_before_a_setting_existed_still_matches_its_preset():

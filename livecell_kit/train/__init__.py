@@ -3,10 +3,16 @@
 * :mod:`~livecell_kit.train.precision` — number format and devices (``choose_precision``, ``model_scope``);
 * :mod:`~livecell_kit.train.pipeline` — ``tf.data`` input: files → crops, augmentation, batches;
 * :mod:`~livecell_kit.train.losses` — losses (``bce``, ``bce_dice``, ``weighted_bce``) and pixel metrics;
-* :mod:`~livecell_kit.train.callbacks` — checkpoints, resume and history files of a run;
+* :mod:`~livecell_kit.train.history` — history.json and history.csv of a run;
+* :mod:`~livecell_kit.train.backup` — crash-safe checkpoints and resume state (one rename commits an epoch);
+* :mod:`~livecell_kit.train.lock` — one ``train`` at a time per run folder;
+* :mod:`~livecell_kit.train.callbacks` — the callbacks of a run, and prediction snapshots;
 * :mod:`~livecell_kit.train.run` — the run folder and :func:`train`, all of the above in one call.
 """
-from livecell_kit.train.callbacks import JsonHistory, PredictionSnapshots, read_history, run_callbacks
+from livecell_kit.train.backup import RunCheckpoint, RunFileWarning
+from livecell_kit.train.callbacks import PredictionSnapshots, run_callbacks
+from livecell_kit.train.history import read_history
+from livecell_kit.train.lock import RunFolderBusy
 from livecell_kit.train.losses import (LOSSES, Dice, ForegroundIoU, PixelAccuracy, bce, bce_dice, dice_loss,
                                        get_loss, make_metrics, needs_weight_map, weighted_bce)
 from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, BorderWeights, crop_and_augment, preset_datasets,
@@ -17,7 +23,7 @@ from livecell_kit.train.run import (RunFolder, TrainResult, finish_run, is_finis
                                     open_run, reproduce_command, train)
 
 __all__ = [
-    "JsonHistory", "PredictionSnapshots", "read_history", "run_callbacks",
+    "RunCheckpoint", "RunFileWarning", "PredictionSnapshots", "read_history", "run_callbacks", "RunFolderBusy",
     "LOSSES", "Dice", "ForegroundIoU", "PixelAccuracy", "bce", "bce_dice", "dice_loss", "get_loss",
     "make_metrics", "needs_weight_map", "weighted_bce",
     "CACHE_LIMIT_BYTES", "BorderWeights", "crop_and_augment", "preset_datasets", "read_stack", "split_files",

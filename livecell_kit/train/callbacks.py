@@ -1,84 +1,38 @@
 """Keras callbacks of a training run: checkpoints, resume, history files, prediction snapshots.
 
 :func:`run_callbacks` gives the callbacks that make a run folder (see
-:mod:`livecell_kit.train.run`) resumable after a kill::
+:mod:`livecell_kit.train.run`) resumable after a kill at any instant::
 
     out_dir/history.json     per-epoch loss/metrics, train and val, merged across resumes
-    out_dir/history.csv      the same, one row per epoch (CSVLogger)
+    out_dir/history.csv      the same, one row per epoch
     out_dir/checkpoints/     best.keras and last.keras, updated every epoch
-    out_dir/backup/          BackupAndRestore state: a killed run resumes here
+    out_dir/backup/          the last two committed epochs: a killed run resumes here
+
+Every file is written to a temporary name and renamed, the history before the backup
+that commits its epoch (:mod:`livecell_kit.train.backup`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from livecell_kit import atomic
-
-
-def read_history(out_dir) -> dict:
-    """history.json of a run: {"epoch": [0, 1, ...], "loss": [...], "val_iou": [...], ...}."""
-    path = Path(out_dir) / "history.json"
-    if not path.exists():
-        return {"epoch": []}
-    with open(path) as f:
-        return json.load(f)
-
-
-class JsonHistory(keras.callbacks.Callback):
-    """Writes out_dir/history.json after every epoch, keeping earlier runs' epochs.
-
-    An epoch trained again after a resume replaces its old entry, so every
-    epoch appears once, in order.
-    """
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = Path(path)
-
-    def on_epoch_end(self, epoch, logs=None):
-        old = read_history(self.path.parent)
-        rows = {e: {k: v[i] for k, v in old.items() if k != "epoch" and i < len(v)}
-                for i, e in enumerate(old.get("epoch", []))}
-        rows[int(epoch)] = {k: float(v) for k, v in (logs or {}).items()}
-        rows[int(epoch)]["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        epochs = sorted(rows)
-        keys = sorted({k for r in rows.values() for k in r})
-        hist = {"epoch": epochs, **{k: [rows[e].get(k, float("nan")) for e in epochs] for k in keys}}
-        atomic.write_json(self.path, hist)
-
-
-def best_val_loss(out_dir) -> float | None:
-    """Lowest val_loss in the run's history.json (earlier, interrupted sessions), or None."""
-    return min((v for v in read_history(out_dir).get("val_loss", []) if v == v), default=None)
+from livecell_kit.train.backup import RunCheckpoint, committed_epochs
+from livecell_kit.train.history import best_val_loss
 
 
 def run_callbacks(out_dir, early_stopping_patience: int | None = None) -> list[keras.callbacks.Callback]:
     """The callbacks that write and resume the run folder ``out_dir`` (pass them to ``model.fit``).
 
     early_stopping_patience: epochs without val-loss improvement before stopping, or None.
-    A resumed run continues at the epoch it stopped, and must beat its earlier best
-    val_loss to replace checkpoints/best.keras.
+    A resumed run continues after its last committed epoch, and must beat the earlier
+    epochs' best val_loss to replace checkpoints/best.keras.
     """
     out_dir = Path(out_dir)
-    ckpt = out_dir / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    prior_best = best_val_loss(out_dir)
-    callbacks = [
-        # Restores weights, optimizer state and the epoch counter after a kill;
-        # kept until finish_run marks the run finished (not deleted by fit itself).
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
-        # initial_value_threshold: a resumed run must beat the earlier runs' best, not start afresh.
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True,
-                                        initial_value_threshold=prior_best),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        JsonHistory(out_dir / "history.json"),
-    ]
+    callbacks: list[keras.callbacks.Callback] = [RunCheckpoint(out_dir)]
     if early_stopping_patience is not None:
+        prior_best = best_val_loss(out_dir, before_epoch=committed_epochs(out_dir))
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience,
                                                        baseline=prior_best))
     return callbacks

@@ -5,7 +5,11 @@ Run folder::
     out_dir/config.json      preset, precision, data root, kit version, finished flag
     out_dir/model.keras      the best model (lowest val_loss), written at the end
     out_dir/history.json, history.csv, checkpoints/, backup/   written while fitting
-                             (see :func:`livecell_kit.train.callbacks.run_callbacks`)
+                             (see :mod:`livecell_kit.train.backup`)
+    out_dir/.train.lock      held while :func:`train` runs: one train per folder at a time
+
+Every file is written to a temporary name and renamed into place, so a kill or a
+full disk at any instant leaves the previous version, never a torn file.
 
 A run takes three steps; :func:`train` takes them in one call and notebook 04
 shows them one by one::
@@ -14,13 +18,15 @@ shows them one by one::
     model.compile(...); model.fit(..., callbacks=run_callbacks(out_dir))
     result = finish_run(run, model)                     # model.keras; config.json "finished"
 
-Rerunning the same ``train()`` call resumes an interrupted run at the epoch
-it stopped, and returns at once (loading the model) when the run finished.
+Rerunning the same ``train()`` call resumes an interrupted run after its last
+finished epoch, and returns at once (loading the model) when the run finished.
 """
 from __future__ import annotations
 
 import json
+import numbers
 import shutil
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +38,10 @@ import tensorflow as tf
 from livecell_kit import __version__, atomic
 from livecell_kit.model import build_unet
 from livecell_kit.presets import Preset, get_preset, resolve
-from livecell_kit.train.callbacks import read_history, run_callbacks
+from livecell_kit.train.backup import BACKUP_DIR, CHECKPOINT_DIR, RunFileWarning, committed_epochs, save_model
+from livecell_kit.train.callbacks import run_callbacks
+from livecell_kit.train.history import read_history
+from livecell_kit.train.lock import run_lock
 from livecell_kit.train.losses import get_loss, make_metrics
 from livecell_kit.train.pipeline import preset_datasets
 from livecell_kit.train.precision import choose_precision, model_scope
@@ -81,11 +90,19 @@ def _with_new_defaults(preset_dict):
 
 
 def _read_config(out_dir: Path) -> dict | None:
+    """config.json of the run folder, None when there is none; ValueError naming it when unreadable."""
     path = out_dir / "config.json"
     if not path.exists():
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"a JSON {type(config).__name__}, not an object")
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise ValueError(f"{path} is not a readable run configuration ({exc}). Delete it and rerun the same "
+                         f"command (an interrupted run still resumes from {out_dir / BACKUP_DIR}), or choose "
+                         f"a new --out folder") from None
+    return config
 
 
 def is_finished(out_dir) -> bool:
@@ -100,13 +117,18 @@ def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
 
     A new or interrupted run gets (again) a config.json with ``"finished": false`` and
     the precision chosen for this machine; a finished one is left as it is.  Raises
-    ValueError when ``out_dir`` holds a run with other settings.
+    ValueError when ``out_dir`` holds a run with other settings that finished an epoch;
+    one that finished none (it failed or was stopped early) is replaced.
     """
     out_dir, data_root = Path(out_dir), Path(data_root)
     config_path = out_dir / "config.json"
     prior = _read_config(out_dir)
     if prior is not None:
-        if _with_new_defaults(prior.get("preset")) != _as_json(preset.to_dict()):
+        same = _with_new_defaults(prior.get("preset")) == _as_json(preset.to_dict())
+        if not same and not prior.get("finished") and committed_epochs(out_dir) == 0:
+            if verbose:
+                print(f"{out_dir}: the earlier run there finished no epoch; starting this one in its place")
+        elif not same:
             raise ValueError(f"{out_dir} holds a run with other settings (see {config_path}); "
                              "rerun with the same preset and options, or choose a new --out folder")
         if is_finished(out_dir):
@@ -124,33 +146,41 @@ def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
     return RunFolder(out_dir, preset, precision, finished=False)
 
 
-def _save_model_atomic(model: keras.Model, path: Path) -> None:
-    with atomic.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
-        model.save(tmp)
-
-
 def finish_run(run: RunFolder, model: keras.Model | None = None) -> TrainResult:
     """Close a run after ``model.fit``: the best epoch's model becomes model.keras.
 
     Writes model.keras (checkpoints/best.keras, else ``model`` as trained), marks
     config.json finished and removes the resume state.  A run that was already
-    finished is only loaded (``model`` is ignored).
+    finished is only loaded (``model`` is ignored).  An unreadable best.keras is
+    reported (:class:`RunFileWarning`) and ``model`` used instead.
     """
     out_dir = run.out_dir
     if run.finished:
+        shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)  # left by a kill just after the run finished
         return TrainResult(model=load_model(out_dir), history=read_history(out_dir), out_dir=out_dir,
                            precision=run.precision)
     if model is None:
         raise ValueError(f"finish_run needs the trained model for the unfinished run in {out_dir}")
-    best = out_dir / "checkpoints" / "best.keras"
-    final = load_model(best) if best.exists() else model
-    _save_model_atomic(final, out_dir / "model.keras")
+    final = _best_model(out_dir / CHECKPOINT_DIR / "best.keras", model)
+    save_model(final, out_dir / "model.keras")
     history = read_history(out_dir)
     config = _read_config(out_dir)
     config.update(finished=True, epochs_trained=len(history.get("epoch", [])))
     atomic.write_json(out_dir / "config.json", config)
-    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
     return TrainResult(model=final, history=history, out_dir=out_dir, precision=run.precision)
+
+
+def _best_model(path: Path, trained: keras.Model) -> keras.Model:
+    """The model in checkpoint ``path``, else (missing or unreadable) ``trained``."""
+    if not path.exists():
+        return trained
+    try:
+        return load_model(path)
+    except Exception as exc:  # a torn zip: Keras raises ValueError, OSError or zipfile.BadZipFile
+        warnings.warn(f"{path} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                      f"model.keras is the model as last trained instead", RunFileWarning, stacklevel=3)
+        return trained
 
 
 def learning_rate(tc, steps_per_epoch: int):
@@ -205,12 +235,32 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
         resumes an interrupted run; a finished run is loaded, not retrained.
     epochs: overrides the preset's epochs.
     callbacks: extra Keras callbacks, run after the kit's own.
+    Raises ValueError before anything is written when epochs, batch_size or steps_per_epoch
+    is not a whole number >= 1, and :class:`~livecell_kit.train.lock.RunFolderBusy` when
+    another ``train`` is running in ``out_dir``.
     """
     if out_dir is None:
         raise ValueError("train() needs out_dir, the run folder for checkpoints and the model")
     if epochs is not None:
-        overrides["epochs"] = int(epochs)
+        overrides["epochs"] = epochs
     preset = resolve(preset, **overrides)
+    _check_counts(preset.train)
+    with run_lock(out_dir):
+        return _train_locked(data_root, preset, out_dir, verbose, callbacks)
+
+
+def _check_counts(tc) -> None:
+    """ValueError naming the setting unless epochs, batch_size (and steps_per_epoch, if set) are ints >= 1."""
+    for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("steps_per_epoch", None)):
+        value = getattr(tc, name)
+        if value is None and name == "steps_per_epoch":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            how = f"pass {flag} 1 or more" if flag else f"set {name} to 1 or more, or None"
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}: {how}")
+
+
+def _train_locked(data_root, preset: Preset, out_dir, verbose: int, callbacks) -> TrainResult:
     run = open_run(data_root, preset, out_dir, verbose)
     if run.finished:
         return finish_run(run)
@@ -221,7 +271,7 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
         model = build_unet(preset.model, name=f"unet_{preset.name}")
         model.compile(optimizer=keras.optimizers.Adam(learning_rate(tc, steps)), loss=get_loss(tc.loss),
                       metrics=make_metrics(), jit_compile=tc.jit_compile)
-    model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=steps, validation_data=val_ds,
+    model.fit(train_ds, epochs=int(tc.epochs), steps_per_epoch=steps, validation_data=val_ds,
               callbacks=run_callbacks(run.out_dir, tc.early_stopping_patience) + list(callbacks),
               verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles itself
     return finish_run(run, model)

@@ -1,0 +1,232 @@
+"""Crash-safe run folders: kill -9 at any instant, torn files, bad counts, a second concurrent train."""
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from livecell_kit import atomic, presets
+from livecell_kit import train as T
+from livecell_kit.train import backup, history, lock
+
+TINY = dict(depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
+
+# Trains the tiny model; SIGKILLs itself just before or after the os.replace that puts file
+# KILL_NAME in place (the renames are where the run folder changes), like a kill -9 there.
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import keras
+    from livecell_kit import train
+
+    root, out, kill_name, when = sys.argv[1:5]
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        hit = os.path.basename(os.fspath(dst)) == kill_name
+        if hit and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst, *args, **kwargs)
+        if hit and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            print("EPOCH_BEGIN", epoch, flush=True)
+
+    train.train(root, preset="quick", out_dir=out, epochs=2, verbose=0, callbacks=[Record()],
+                depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
+""")
+
+
+def _child(root, out, kill_name="-", when="-"):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(out), kill_name, when],
+                          capture_output=True, text=True, env=env, timeout=300)
+    begun = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("EPOCH_BEGIN")]
+    return proc, begun
+
+
+def _csv_epochs(out):
+    with open(out / "history.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture
+def tiny_root(tmp_path, monkeypatch):
+    from livecell_kit import sample
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    return sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+
+
+def test_kill_9_at_each_stage_resumes_with_every_epoch_once(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    # 1. killed after epoch 0's history and best candidate, just before its backup commits it
+    proc, begun = _child(tiny_root, out, "epoch-0001.weights.h5", "before")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert begun == [0] and T.read_history(out)["epoch"] == [0] and _csv_epochs(out) == [0]
+    assert list((out / "backup").glob(".epoch-0001.weights.h5.*"))  # the finished temporary file, never renamed
+    assert not backup.generations(out)
+
+    # 2. the uncommitted epoch 0 is trained again; killed just after epoch 1 committed, before its checkpoints
+    proc, begun = _child(tiny_root, out, "epoch-0002.weights.h5", "after")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert begun == [0, 1]
+    assert T.read_history(out)["epoch"] == [0, 1] and _csv_epochs(out) == [0, 1]
+    assert [n for n, _ in backup.generations(out)] == [2, 1]
+
+    # 3. nothing left to train: the rerun completes the commit and finishes the run
+    proc, begun = _child(tiny_root, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert begun == []
+    hist = T.read_history(out)
+    assert hist["epoch"] == [0, 1] and _csv_epochs(out) == [0, 1] and len(hist["val_loss"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] is True and config["epochs_trained"] == 2
+    assert (out / "checkpoints" / "best.keras").is_file() and not (out / "backup").exists()
+    assert not [p for p in out.rglob(".*") if ".tmp" in p.name]
+
+    # a finished run is loaded, not trained again; other settings are refused
+    result = T.train(tiny_root, preset="quick", out_dir=out, epochs=2, verbose=0, **TINY)
+    assert result.history["epoch"] == [0, 1] and result.model.output_shape == (None, None, None, 1)
+    with pytest.raises(ValueError, match="other settings"):
+        T.train(tiny_root, preset="quick", out_dir=out, epochs=3, verbose=0, **TINY)
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)  # as after training: its state is saved too
+    return model
+
+
+def _write_generation(model, out, epochs, value):
+    for w in model.weights:
+        w.assign(np.full(w.shape, value, "float32"))
+    path = out / "backup" / f"epoch-{epochs:04d}.weights.h5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(path)
+    return path
+
+
+def test_torn_backup_falls_back_a_generation_and_names_the_file_when_none_is_left(tmp_path):
+    model = _tiny_model()
+    _write_generation(model, tmp_path, 1, 1.0)
+    newest = _write_generation(model, tmp_path, 2, 2.0)
+    newest.write_bytes(newest.read_bytes()[:100])  # torn by a full disk
+    with pytest.warns(T.RunFileWarning, match="epoch-0002.weights.h5"):
+        assert backup.restore(model, tmp_path) == 1
+    assert float(model.weights[0].numpy().flat[0]) == 1.0
+    (tmp_path / "backup" / "epoch-0001.weights.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"epoch-0002.weights.h5.*epoch-0001.weights.h5.*Delete the folder"):
+        backup.restore(model, tmp_path)
+
+
+def test_empty_keras_training_metadata_names_the_file_and_the_fix(tmp_path):
+    """A run folder left by Keras' BackupAndRestore (earlier kits) resumes, or says what to delete."""
+    model = _tiny_model()
+    legacy = tmp_path / "backup"
+    legacy.mkdir()
+    model.save_weights(legacy / backup.LEGACY_WEIGHTS)
+    (legacy / backup.LEGACY_METADATA).write_text('{"epoch": 3, "batch": 0}')
+    assert backup.restore(model, tmp_path) == 3
+    (legacy / backup.LEGACY_METADATA).write_text("")
+    with pytest.raises(ValueError, match=r"training_metadata.json is unreadable.*Delete the folder"):
+        backup.restore(model, tmp_path)
+
+
+def test_rerun_completes_an_interrupted_commit_and_drops_uncommitted_epochs(tmp_path):
+    model = _tiny_model()
+    _write_generation(model, tmp_path, 2, 0.5)
+    for n in (2, 3):  # 2: committed but not moved into place; 3: an uncommitted epoch's
+        (tmp_path / "backup" / f"best-{n:04d}.keras").write_bytes(b"best %d" % n)
+    (tmp_path / "backup" / ".epoch-0003.weights.h5.abc.tmp.weights.h5").write_bytes(b"torn")
+    history.write_history(tmp_path, {0: {"val_loss": 0.9}, 1: {"val_loss": 0.4}, 2: {"val_loss": 0.1}})
+    cb = backup.RunCheckpoint(tmp_path)
+    cb.set_model(model)
+    cb.on_train_begin()
+    assert model._initial_epoch == 2
+    assert (tmp_path / "checkpoints" / "best.keras").read_bytes() == b"best 2"
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-0002.weights.h5"]
+    assert T.read_history(tmp_path)["epoch"] == [0, 1] and _csv_epochs(tmp_path) == [0, 1]
+    assert cb.best == 0.4  # a resumed run must beat the committed epochs' best
+
+
+def test_truncated_best_keras_falls_back_to_the_trained_model(tmp_path):
+    preset = presets.resolve("quick", epochs=1, **TINY)
+    run = T.open_run(tmp_path / "data", preset, tmp_path / "run", verbose=0)
+    best = run.out_dir / "checkpoints" / "best.keras"
+    best.parent.mkdir()
+    model = _tiny_model()
+    model.save(best)
+    best.write_bytes(best.read_bytes()[:200])
+    with pytest.warns(T.RunFileWarning, match="best.keras is unreadable"):
+        result = T.finish_run(run, model)
+    assert result.model is model and T.load_model(run.out_dir).output_shape == (None, 2)
+    assert T.is_finished(run.out_dir)
+
+
+def test_unreadable_config_and_history_name_the_file_and_the_fix(tmp_path):
+    preset = presets.resolve("quick", epochs=1, **TINY)
+    (tmp_path / "config.json").write_text("")
+    with pytest.raises(ValueError, match=r"config.json is not a readable run configuration.*Delete it"):
+        T.open_run(tmp_path / "data", preset, tmp_path, verbose=0)
+    (tmp_path / "history.json").write_text('{"epoch": [0, 1], "loss": [0.5]}')
+    with pytest.raises(ValueError, match=r"history.json is not a readable training history.*Delete it"):
+        T.read_history(tmp_path)
+
+
+@pytest.mark.parametrize("setting", [{"epochs": 0}, {"batch_size": 0}, {"epochs": 2.5}, {"steps_per_epoch": -1}])
+def test_bad_counts_are_refused_before_the_run_folder_is_written(tmp_path, setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=rf"{name} must be a whole number >= 1, got {setting[name]}"):
+        T.train(tmp_path / "data", preset="quick", out_dir=tmp_path / "run", verbose=0,
+                **{**TINY, **setting})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_that_finished_no_epoch_gives_way_to_the_corrected_command(tmp_path):
+    out = tmp_path / "run"
+    # config.json of an earlier kit's `--epochs 0` (failed inside Keras): the corrected command may start here
+    T.open_run(tmp_path / "data", presets.resolve("quick", epochs=0, **TINY), out, verbose=0)
+    fixed = presets.resolve("quick", epochs=1, **TINY)
+    assert not T.open_run(tmp_path / "data", fixed, out, verbose=0).finished
+    assert json.loads((out / "config.json").read_text())["preset"]["train"]["epochs"] == 1
+    # once an epoch is committed, the settings are the run's
+    atomic.write_bytes(out / "backup" / "epoch-0001.weights.h5", b"")
+    with pytest.raises(ValueError, match="other settings"):
+        T.open_run(tmp_path / "data", presets.resolve("quick", epochs=2, **TINY), out, verbose=0)
+
+
+def test_a_second_train_into_a_busy_folder_stops_at_once_naming_it(tmp_path):
+    out = tmp_path / "run"
+    with lock.run_lock(out):  # another open file description: the OS refuses it as it would another process
+        with pytest.raises(T.RunFolderBusy, match=re.escape(f"{out} is in use by another `train` (pid {os.getpid()}")):
+            T.train(tmp_path / "data", preset="quick", out_dir=out, epochs=1, verbose=0, **TINY)
+    assert not (out / "config.json").exists()
+    with lock.run_lock(out):  # released when its holder is done
+        pass
+
+
+def test_a_full_disk_at_the_epoch_end_names_the_run_and_commits_nothing(tmp_path, monkeypatch):
+    model = _tiny_model()
+    cb = backup.RunCheckpoint(tmp_path)
+    cb.set_model(model)
+    cb.on_train_begin()
+
+    def no_space(self, path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save_weights", no_space)
+    with pytest.raises(OSError, match=rf"epoch 0 of the run in {re.escape(str(tmp_path))} .*No space.*rerun"):
+        cb.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
+    assert not backup.generations(tmp_path) and not [p for p in tmp_path.rglob(".*") if ".tmp" in p.name]
+    assert backup.committed_epochs(tmp_path) == 0  # the rerun trains epoch 0 again
