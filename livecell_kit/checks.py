@@ -13,15 +13,20 @@ the verdict itself available as ``check_x.verdict(...)`` (for tests and instruct
 """
 from __future__ import annotations
 
+import ast
 import functools
 import html
+import inspect
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from IPython import get_ipython  # ipywidgets, a runtime dependency, brings IPython
 from IPython.display import display
+
+from livecell_kit.masks import uncompressed_rle
 
 
 class NotYet(AssertionError):
@@ -71,12 +76,13 @@ def exercise(check: Callable[..., str]) -> Callable[..., None]:
 
     The public function returns None, so a correct answer prints no stray ``True``;
     ``public.verdict(*args)`` returns the :class:`Verdict` without displaying it.
-    An argument still ``...`` (the student copy's placeholder) gives "Your turn".
+    An argument still ``...`` (the student copy's placeholder), or a function whose body is
+    still only ``...``, gives "Your turn".
     """
 
     @functools.wraps(check)
     def verdict(*args, **kwargs) -> Verdict:
-        if any(value is Ellipsis for value in (*args, *kwargs.values())):
+        if any(_is_placeholder(value) for value in (*args, *kwargs.values())):
             return Verdict("your turn", _YOUR_TURN)
         try:
             return Verdict("correct", check(*args, **kwargs))
@@ -89,6 +95,24 @@ def exercise(check: Callable[..., str]) -> Callable[..., None]:
 
     public.verdict = verdict
     return public
+
+
+def _is_placeholder(value) -> bool:
+    """True for ``...`` and for a function whose body is only ``...`` (after an optional docstring)."""
+    if value is Ellipsis:
+        return True
+    if not inspect.isfunction(value):
+        return False
+    try:  # IPython keeps each cell's source, so this works for functions defined in a notebook
+        tree = ast.parse(textwrap.dedent(inspect.getsource(value)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    body = definition.body[1:] if ast.get_docstring(definition, clean=False) is not None else definition.body
+    return (len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and body[0].value.value is Ellipsis)
 
 
 def call_student(function, *args, what: str = "your function"):
@@ -133,6 +157,8 @@ def check_cells_per_type(answer: Mapping[str, float], split) -> str:
     for cell_type, value in expected.items():
         got = _require_number(answer[cell_type], f"answer[{cell_type!r}]")
         if not _close(got, value, rel=1e-3):
+            if _close(got, sum(counts[cell_type]), rel=1e-3):
+                raise NotYet(f"{cell_type}: that is the total over its images; divide by how many images it has")
             hint = "too high" if got > value else "too low"
             raise NotYet(f"{cell_type}: {got:.2f} is {hint}. Count annotations per image "
                          f"(split.annotations_for(image['id'])) and average over that type's images.")
@@ -140,41 +166,107 @@ def check_cells_per_type(answer: Mapping[str, float], split) -> str:
     return _ok(f"{crowded} is the most crowded type here ({expected[crowded]:.1f} cells per image).")
 
 
-@exercise
-def check_rle_area(area, rle: Mapping) -> str:
-    """Exercise 02: a cell's area in pixels from its (uncompressed) run-length encoding.
+#: Masks the RLE checker builds (rows, columns, seed, cell fraction): not on the student's screen,
+#: one starting with a cell pixel (counts[0] == 0), one without any cell.
+_RLE_CASES = ((4, 5, 1, 0.4), (7, 3, 2, 0.6), (9, 11, 3, 0.3), (6, 6, 4, 0.0))
 
-    ``rle`` is ``{"size": [h, w], "counts": [c0, c1, ...]}``: runs alternate
-    background, foreground, background, … starting with background, in column-major order.
+
+def _fresh_rles() -> list[dict]:
+    """Uncompressed RLEs of small random masks, plus one whose first pixel is a cell."""
+    rles = []
+    for rows, cols, seed, fraction in _RLE_CASES:
+        mask = np.random.default_rng(seed).random((rows, cols)) < fraction
+        rles.append(uncompressed_rle(mask.astype(np.uint8)))
+    starts_with_cell = np.zeros((5, 4), np.uint8)
+    starts_with_cell[:3, 0] = starts_with_cell[2:, 2] = 1
+    rles.append(uncompressed_rle(starts_with_cell))
+    return rles
+
+
+@exercise
+def check_rle_area(rle_area, rle: Mapping, stored_area: float | None = None) -> str:
+    """Exercise 02: ``rle_area(counts)`` returns a mask's area in pixels from its run lengths.
+
+    ``rle`` is the notebook cell's uncompressed RLE ``{"size": [h, w], "counts": [c0, c1, ...]}``:
+    runs alternate background, foreground, background, … starting with background, in
+    column-major order. The student's function is tested on that cell and on small RLEs built
+    here, so returning the annotation's stored ``area`` (or any constant) cannot pass.
+    ``stored_area``: the annotation's ``area`` field, only quoted in the success message.
     """
     counts = rle["counts"]
     if isinstance(counts, (bytes, str)):
-        raise NotYet("this RLE is compressed; decode it with pycocotools.mask.frPyObjects "
-                     "or use the uncompressed counts list shown in the notebook")
-    got = _require_number(area, "area")
-    expected = float(sum(counts[1::2]))
-    if _close(got, expected):
-        return _ok(f"{int(expected)} px: the sum of every second run, starting at the second.")
-    if _close(got, sum(counts[0::2])):
-        raise NotYet("you summed the background runs: counts start with a background run")
-    if _close(got, sum(counts)):
-        raise NotYet("that is every pixel of the image: only every second run is cell")
-    raise NotYet(f"{got:g} is {'too high' if got > expected else 'too low'}: "
-                 "add up the foreground runs (counts[1], counts[3], …)")
+        raise NotYet("this RLE is compressed; use the uncompressed counts list shown in the notebook")
+    cases = [*_fresh_rles(), dict(rle)]
+    for case in cases:
+        runs = list(case["counts"])
+        got = _require_number(call_student(rle_area, list(runs), what="rle_area(counts)"),
+                              "what rle_area(counts) returns")
+        expected = sum(runs[1::2])
+        if _close(got, expected):
+            continue
+        where = "the notebook's cell" if case is cases[-1] else f"a {case['size'][0]}×{case['size'][1]} test mask"
+        if len(runs) > 1 and _close(got, sum(runs[0::2])):
+            raise NotYet(f"on {where} your function sums the background runs: counts start with a background run")
+        if _close(got, sum(runs)):
+            raise NotYet(f"on {where} your function counts every pixel: only every second run is cell")
+        if case is not cases[-1] and stored_area is not None and _close(got, stored_area):
+            raise NotYet("your function returns the annotation's stored area: compute it from counts, "
+                         "the function's argument, so it works for any RLE")
+        raise NotYet(f"on {where} the result is {'too high' if got > expected else 'too low'}: "
+                     "add up the foreground runs of counts (runs alternate background, cell, background, …)")
+    area = int(sum(counts[1::2]))
+    note = ""
+    if stored_area is not None:
+        note = (" — the same as the annotation's area field." if _close(area, stored_area)
+                else f"; the annotation's area field says {float(stored_area):g} px (the polygon's area, "
+                     "not its rasterised pixels).")
+    return _ok(f"right on {len(cases) - 1} test RLEs (one starts with a cell pixel, one has no cell) "
+               f"and on this cell: {area} px{note}")
+
+
+#: (kernel, in_channels, filters) the convolution checker tries, none of them the exercise's example.
+_CONV_CASES = ((5, 3, 7), (3, 16, 16), (1, 16, 1), (2, 128, 64), (3, 64, 128))
+
+
+def _convolutions(model) -> list:
+    """The layers of a Keras ``model`` that are square convolutions with a bias (duck-typed)."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        kernel = getattr(layer, "kernel_size", None)
+        if getattr(layer, "filters", None) and kernel and len(set(kernel)) == 1 and getattr(layer, "use_bias", False):
+            found.append(layer)
+    return found
 
 
 @exercise
-def check_conv_params(answer, kernel: int = 3, in_channels: int = 1, filters: int = 16) -> str:
-    """Exercise 03: parameters of a ``kernel``×``kernel`` convolution with bias."""
-    got = _require_number(answer, "answer")
-    weights = kernel * kernel * in_channels * filters
-    expected = weights + filters
-    if _close(got, expected):
-        return _ok(f"{kernel}×{kernel}×{in_channels}×{filters} weights + {filters} biases = {expected}.")
-    if _close(got, weights):
-        raise NotYet("close: each filter also has one bias")
-    raise NotYet(f"{got:g} is {'too high' if got > expected else 'too low'}: each of the {filters} "
-                 f"filters has a {kernel}×{kernel} kernel per input channel, plus a bias")
+def check_conv_params(conv_params, model=None) -> str:
+    """Exercise 03: ``conv_params(kernel, in_channels, filters)`` counts a convolution's weights and biases.
+
+    Tried on several (kernel, in_channels, filters) cases and, given a Keras ``model``, on
+    each of its square convolutions with a bias (their ``count_params()``), so the answer
+    shown by ``model.summary()`` for one layer is not enough.
+    """
+    cases = [(k, c, f, k * k * c * f + f) for k, c, f in _CONV_CASES]
+    layers = _convolutions(model) if model is not None else []
+    cases += [(layer.kernel_size[0], int(layer.input.shape[-1]), layer.filters, layer.count_params())
+              for layer in layers]
+    for kernel, in_channels, filters, expected in cases:
+        what = f"conv_params(kernel={kernel}, in_channels={in_channels}, filters={filters})"
+        got = _require_number(call_student(conv_params, kernel, in_channels, filters, what="conv_params"), what)
+        if _close(got, expected):
+            continue
+        if _close(got, expected - filters):
+            raise NotYet(f"{what}: close — each filter also has one bias")
+        if _close(got, kernel * kernel * filters + filters):
+            raise NotYet(f"{what}: each filter has one {kernel}×{kernel} kernel slice per input channel")
+        raise NotYet(f"{what} is {'too high' if got > expected else 'too low'}: each of the filters has a "
+                     "kernel×kernel slice of weights per input channel, plus one bias")
+    message = f"right on {len(_CONV_CASES)} test convolutions"
+    if layers:
+        total = sum(layer.count_params() for layer in layers)
+        message += (f" and on all {len(layers)} convolutions of {model.name}: together {total:,} "
+                    f"of its {model.count_params():,} parameters")
+    return _ok(message + ".")
 
 
 @exercise

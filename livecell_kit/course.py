@@ -83,6 +83,11 @@ def using_real_data() -> bool:
     return bool(os.environ.get(REAL_DATA_ENV))
 
 
+def data_label() -> str:
+    """"real LIVECell" or "synthetic sample": for figure titles, so the sample is never taken for microscopy."""
+    return "real LIVECell" if using_real_data() else "synthetic sample"
+
+
 def import_tensorflow_quietly():
     """Import TensorFlow and list its GPUs with its C++ start-up logs silenced; returns (tf, gpus).
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from livecell_kit import data
 from livecell_kit.evaluate.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
@@ -38,8 +40,11 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     return fig
 
 
-def gallery(split, per_type: int = 1, ncols: int = 4):
-    """The first ``per_type`` images of every cell type in ``split`` (a ``data.Split``)."""
+def gallery(split, per_type: int = 1, ncols: int = 4, suptitle: str | None = None):
+    """The first ``per_type`` images of every cell type in ``split`` (a ``data.Split``).
+
+    ``suptitle``: a title over the grid, e.g. saying the images are the synthetic sample.
+    """
     chosen = []
     counts = dict(zip(split.image_ids, split.cell_counts()))
     for cell_type in data.CELL_TYPES:
@@ -47,7 +52,7 @@ def gallery(split, per_type: int = 1, ncols: int = 4):
         chosen += of_type
     images = [data.read_image(split.image_path(img)) for img in chosen]
     titles = [f"{split.cell_type(img)}: {counts[img['id']]} cells" for img in chosen]
-    return show_images(images, titles, ncols=ncols)
+    return show_images(images, titles, ncols=ncols, suptitle=suptitle)
 
 
 def draw_polygons(ax, annotations: Sequence[Mapping], colour=COLOURS["truth"], linewidth: float = 1.0):
@@ -61,10 +66,11 @@ def draw_polygons(ax, annotations: Sequence[Mapping], colour=COLOURS["truth"], l
             ax.plot(np.r_[xy[:, 0], xy[0, 0]], np.r_[xy[:, 1], xy[0, 1]], color=colour, lw=linewidth)
 
 
-def annotation_stats(split):
+def annotation_stats(split, suptitle: str | None = None):
     """Cells per image and cell area (px) per cell type: two panels of box plots / histograms.
 
-    Reads counts and areas from the split's index: no cell polygon is built.
+    Reads counts and areas from the split's index: no cell polygon is built. The area panel
+    marks and names LIVECell's size classes (small < 324 px ≤ medium ≤ 961 px < large).
     """
     per_image: dict[str, list[int]] = {t: [] for t in data.CELL_TYPES}
     areas: dict[str, list[float]] = {t: [] for t in data.CELL_TYPES}
@@ -73,19 +79,29 @@ def annotation_stats(split):
         per_image.setdefault(cell_type, []).append(int(n_cells))
         areas.setdefault(cell_type, []).extend(split.cell_areas(img["id"]).tolist())
     types = [t for t in per_image if per_image[t]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     ax1.boxplot([per_image[t] for t in types], tick_labels=types)
     ax1.set_ylabel("cells per image")
     ax1.tick_params(axis="x", rotation=45)
-    bins = np.logspace(1, 4.5, 40)
+    lo, hi = 10.0, 10**4.5
+    bins = np.logspace(np.log10(lo), np.log10(hi), 40)
     for t in types:
         ax2.hist(areas[t], bins=bins, histtype="step", label=t)
     ax2.set_xscale("log")
-    ax2.set_xlabel("cell area (px)")
+    ax2.set_xlim(lo, hi)
+    ax2.set_xlabel("cell area (px, log scale)")
     ax2.set_ylabel("cells")
     for edge in (AREA_SMALL_MAX, AREA_LARGE_MIN):  # LIVECell's small | medium | large cells
         ax2.axvline(edge, color="k", ls=":", lw=0.8)
-    ax2.legend(fontsize=7, ncol=2)
+    classes = ((lo, AREA_SMALL_MAX, f"small\n< {AREA_SMALL_MAX} px"),
+               (AREA_SMALL_MAX, AREA_LARGE_MIN, f"medium\n{AREA_SMALL_MAX}–{AREA_LARGE_MIN} px"),
+               (AREA_LARGE_MIN, hi, f"large\n> {AREA_LARGE_MIN} px"))
+    for left, right, label in classes:  # name each class above the panel, centred on a log axis
+        ax2.text(np.sqrt(left * right), 1.01, label, transform=ax2.get_xaxis_transform(),
+                 ha="center", va="bottom", fontsize=8)
+    ax2.legend(fontsize=7, ncol=2, loc="upper left")
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
@@ -268,23 +284,56 @@ def _widgets_available() -> bool:
 def draw_unet(levels: Sequence[tuple[int, int, int]], title: str = "U-Net"):
     """Sketch a U-Net from ``(level, filters, downsampling factor)`` rows (see ``model.describe_unet``).
 
-    Boxes are feature maps (height ∝ resolution, width ∝ filters); grey arrows are skip connections.
+    Boxes are feature maps after two 3×3 convolutions (height ∝ resolution, width ∝ filters);
+    labelled arrows show the 2×2 max-pool down, the 2×2 up-convolution up and the skip
+    connections that are concatenated in the decoder; a legend names them.
     """
     depth = len(levels) - 1
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    step_x, step_y = 1.2, 2.0
+    arrow_styles = {"down": ("tab:red", "-"), "up": ("tab:green", "-"), "skip": ("grey", "--")}
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    boxes = {}  # (side, level) -> (left x, centre y, width, height)
     for level, filters, factor in levels:
-        h = 3.0 / factor
+        h = 2.4 / factor
         w = 0.25 + 0.12 * np.log2(filters)
-        y = -level * 1.1
-        xs = [level * 1.2] if level == depth else [level * 1.2, (2 * depth - level) * 1.2]
-        for x in xs:
+        y = -level * step_y
+        sides = ("bottom",) if level == depth else ("encoder", "decoder")
+        for side in sides:
+            x = (level if side != "decoder" else 2 * depth - level) * step_x
+            boxes[side, level] = (x, y, w, h)
             ax.add_patch(plt.Rectangle((x, y - h / 2), w, h, color=plt.cm.viridis(level / max(depth, 1)), alpha=0.8))
-            ax.text(x + w / 2, y - h / 2 - 0.15, f"{filters}\n1/{factor}", ha="center", va="top", fontsize=8)
-        if level < depth:
-            ax.annotate("", xy=((2 * depth - level) * 1.2, y), xytext=(level * 1.2 + w, y),
-                        arrowprops=dict(arrowstyle="->", color="grey", ls="--"))
-    ax.set_xlim(-0.5, 2 * depth * 1.2 + 1)
-    ax.set_ylim(-depth * 1.1 - 2.5, 2.2)
+            ax.text(x + w / 2, y - h / 2 - 0.1, f"{filters}\n1/{factor}", ha="center", va="top", fontsize=8)
+
+    def arrow(start, end, kind, label, **text):
+        colour, style = arrow_styles[kind]
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=colour, ls=style, lw=1.5))
+        middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+        ax.text(*middle, label, color=colour, fontsize=8, **text)
+
+    for level in range(depth):
+        inside = level < depth - 1  # label inside the "U" where there is room, else outside it
+        x, y, w, h = boxes["encoder", level]
+        lower = boxes.get(("encoder", level + 1)) or boxes["bottom", level + 1]
+        arrow((x + w, y - h / 4), (lower[0] + lower[2] / 2, lower[1] + lower[3] / 2), "down",
+              "  max-pool ↓" if inside else "max-pool ↓  ", ha="left" if inside else "right",
+              va="bottom" if inside else "top")
+        dx, dy, dw, dh = boxes["decoder", level]
+        below = boxes.get(("decoder", level + 1)) or boxes["bottom", level + 1]
+        arrow((below[0] + below[2] / 2, below[1] + below[3] / 2), (dx, dy - dh / 4), "up",
+              "up-conv ↑  " if inside else "  up-conv ↑", ha="right" if inside else "left",
+              va="bottom" if inside else "top")
+        arrow((x + w + 0.05, y), (dx - 0.05, y), "skip", "skip → concatenate\n", ha="center", va="bottom")
+    x, y, w, h = boxes["encoder", 0]
+    ax.text(x - 0.1, y, "input\nimage", ha="right", va="center", fontsize=8)
+    dx, dy, dw, dh = boxes["decoder", 0]
+    ax.text(dx + dw + 0.1, dy, "1×1 conv +\nsigmoid →\nprobability\nmap", ha="left", va="center", fontsize=8)
+    legend = [Patch(color=plt.cm.viridis(0.5), alpha=0.8, label="feature maps: two 3×3 conv + ReLU"),
+              Line2D([], [], color=arrow_styles["down"][0], label="2×2 max-pool: half the size"),
+              Line2D([], [], color=arrow_styles["up"][0], label="2×2 up-convolution: twice the size"),
+              Line2D([], [], color=arrow_styles["skip"][0], ls="--", label="skip connection, concatenated")]
+    ax.legend(handles=legend, loc="lower right", fontsize=8)
+    ax.set_xlim(-1.0, 2 * depth * step_x + 1.8)
+    ax.set_ylim(-depth * step_y - 1.0, 1.6)
     ax.axis("off")
     ax.set_title(f"{title}: encoder (left) → bottleneck → decoder (right); labels: filters, resolution")
     fig.tight_layout()

@@ -24,10 +24,16 @@
 #
 # In this course we teach a **U-Net** to answer, for every pixel, *cell or not cell?*
 # (semantic segmentation). This notebook looks at the data: the files, the annotation
-# format, the eight cell types and the subset the seed project trained on.
+# format, the eight cell types and the subset the *seed project* — the student project this
+# kit grew from — trained on.
 #
-# **You will learn** how LIVECell is laid out, how COCO annotations describe cells as
-# polygons, and how crowded and how varied the images are.
+# **In this notebook you will**
+#
+# * find your way around LIVECell's folders and its COCO annotation files;
+# * read how one cell is described (a polygon, its area and bounding box);
+# * compare the eight cell types: how crowded their images are and how large their cells;
+# * compute a per-type statistic yourself (exercise 1) and see why the choice of a training
+#   subset matters (experiment).
 #
 # *Licence:* LIVECell's images and annotations are CC BY-NC 4.0 (non-commercial, cite the paper).
 
@@ -48,6 +54,12 @@ info = course.setup()
 # offline on a laptop. To use the **real LIVECell**, download it once
 # (`livecell-kit download --out ~/livecell`) and set the environment variable
 # `LIVECELL_KIT_DATA_ROOT=~/livecell` before starting Jupyter: every notebook then reads it.
+#
+# **One word, three meanings: "seed".** You will meet it three times in this course.
+# (1) The **seed project**: the student project this kit grew from; the `seed` preset repeats
+# its settings. (2) A **random seed**: the number that makes a "random" draw repeatable — same
+# seed, same draw (`seed=0` below). (3) The sample's **generation seed**: the random seed the
+# synthetic sample was drawn with, hence its folder name `sample-seed0`.
 
 # %%
 from livecell_kit import data, plot, checks
@@ -129,7 +141,7 @@ print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", fir
 # The file name starts with the cell type: `A172_Phase_C7_1_00d00h00m_1.tif`.
 
 # %%
-fig = plot.gallery(train, per_type=1)
+fig = plot.gallery(train, per_type=1, suptitle=f"{course.data_label()}: one image per cell type")
 
 # %% [markdown]
 # Let us zoom into one image and draw its annotated outlines.
@@ -142,7 +154,7 @@ image = data.read_image(train.image_path(image_record))
 fig, ax = plt.subplots(figsize=(9, 6.6))
 ax.imshow(image, cmap="gray")
 plot.draw_polygons(ax, train.annotations_for(image_record["id"]))
-ax.set_title(image_record["file_name"]);
+ax.set_title(f"{image_record['file_name']} ({course.data_label()})");
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -153,17 +165,21 @@ print(image.dtype, image.shape, "grey levels", image.min(), "to", image.max())
 #
 # The number of cells per image (confluence) and the cell areas vary by cell type. The dotted
 # lines mark LIVECell's size classes used for instance evaluation (notebook 05): small
-# < 324 px, medium 324–961 px, large > 961 px.
+# < 324 px, medium 324–961 px, large > 961 px. The area axis is logarithmic: each step of the
+# grid is ten times larger.
 
 # %%
-fig = plot.annotation_stats(train)
+fig = plot.annotation_stats(train, suptitle=f"{course.data_label()}: {explored} split")
 
 # %% [markdown]
 # ### Exercise 1 — cells per image
 #
-# Build a dictionary `answer` mapping each cell type to the **mean number of annotated cells
-# per image** in the training split. Use `train.images`, `train.cell_type(image)` and
-# `train.annotations_for(image["id"])`.
+# Replace the `...` in the next cell with code that builds a dictionary `answer`: one key per
+# cell type that occurs in `train` (the name `train.cell_type(image)` returns, e.g. `"A172"`),
+# and as its value the **mean number of annotated cells per image** of that type — the total
+# number of cells over that type's images divided by how many images it has.
+# You need `train.images` (a list of image records), `train.cell_type(image)` and
+# `len(train.annotations_for(image["id"]))` (the cells of one image).
 
 # %%
 ### BEGIN SOLUTION
@@ -229,4 +245,26 @@ for split_name in data.SPLITS:
     print(f"{split_name:5s} {row}")
 
 # %% [markdown]
+# ### Experiment — how you choose the subset matters
+#
+# `RULE` below is the subset rule. Run the cell as it is, then change `RULE` to `"first"` (the
+# seed project's rule: the first images in file order) and run it again. Look at which cell
+# types get images, and how many: a model trained on a subset that misses some cell types has
+# never seen them.
+
+# %%
+RULE = "stratified"  # ← change to "first" and run again
+tried = data.select_subset(root, sizes={s: n for s, n in sizes.items() if s in splits}, seed=0, rule=RULE)
+print(RULE, "→ train images per cell type:", dict(Counter(e["cell_type"] for e in tried if e["split"] == "train")))
+
+# %% [markdown]
+# ## What you learned
+#
+# * LIVECell is phase-contrast images of eight cell lines, one COCO JSON per split; each cell is
+#   a polygon with its area and bounding box, and the kit reads even the 525 MB file lightly.
+# * The cell types differ a lot: BV2 and MCF7 images are crowded with small cells, A172, Huh7
+#   and SK-OV-3 have fewer, larger ones — a single model has to handle all of them.
+# * Real annotation files have flaws (duplicates, overlaps between splits, nearly empty images),
+#   and a subset taken in file order can miss whole cell types; a seeded, stratified draw cannot.
+#
 # **Next:** notebook 02 turns these polygons into the pixel masks a U-Net learns from.

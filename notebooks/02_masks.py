@@ -17,10 +17,19 @@
 # # 02 · From polygons to masks
 #
 # A U-Net learns from pixel masks: an array the size of the image with 1 where there is a cell
-# and 0 elsewhere. LIVECell gives polygons. This notebook walks the path the seed project
-# took — **polygon → run-length encoding (RLE) → mask** — with `pycocotools.mask`, then shows
-# a problem with the plain "cell / not cell" mask (touching cells merge) and how the U-Net
-# paper fixed it with **border weights**.
+# and 0 elsewhere. LIVECell gives polygons. This notebook walks the path the seed project (the
+# student project this kit grew from) took — **polygon → run-length encoding (RLE) → mask** —
+# with `pycocotools.mask`, then shows a problem with the plain "cell / not cell" mask (touching
+# cells merge) and how the U-Net paper fixed it with **border weights**.
+#
+# **In this notebook you will**
+#
+# * turn one cell's polygon into a run-length encoding and read its runs;
+# * write a function that gets a cell's area from its runs (exercise 2);
+# * build the mask of a whole image, and see where touching cells merge into one blob;
+# * see how the U-Net paper's weight map makes the gaps between cells count more, and change
+#   its width (experiment);
+# * cache the masks for training.
 
 # %%
 # Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
@@ -36,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from livecell_kit import data, masks, plot, checks
+from livecell_kit import checks, concept_plots, data, masks, plot
 
 root = course.data_root()
 # the training images of notebook 04's `quick` preset (on the sample: the whole split)
@@ -59,7 +68,7 @@ fig, ax = plt.subplots(figsize=(4, 4))
 ax.imshow(image, cmap="gray")
 plot.draw_polygons(ax, [cell], linewidth=2)
 ax.set_xlim(x - pad, x + w + pad); ax.set_ylim(y + h + pad, y - pad)
-ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} points");
+ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} points ({course.data_label()})");
 
 # %% [markdown]
 # ## The same cell as a run-length encoding
@@ -76,24 +85,28 @@ ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} poin
 # %%
 # NBVAL_CHECK_OUTPUT
 rle = masks.annotation_rles([cell], height, width)[0]
-counts = masks.uncompressed_rle(mask_utils.decode(rle))
+plain_rle = masks.uncompressed_rle(mask_utils.decode(rle))
 print("compressed counts string starts:", rle["counts"][:24])
-print("number of runs:", len(counts["counts"]))
-print("first runs:", counts["counts"][:7])
-print("image size [h, w]:", counts["size"])
+print("number of runs:", len(plain_rle["counts"]))
+print("first runs:", plain_rle["counts"][:7])
+print("image size [h, w]:", plain_rle["size"])
 
 # %% [markdown]
 # ### Exercise 2 — area from the RLE
 #
-# Using only `counts["counts"]`, compute the cell's area in pixels. Then compare with the
-# annotation's own `cell["area"]`.
+# Complete the function `rle_area(counts)` in the next cell: replace its `...` with code that
+# returns the area in pixels (the number of 1s) of the mask whose run lengths are `counts`, a
+# list like `plain_rle["counts"]` above. Use only `counts`: the checker calls your function on
+# this cell and on RLEs of other masks it makes up, and then compares with the annotation's own
+# `cell["area"]`.
 
 # %%
 ### BEGIN SOLUTION
-area = sum(counts["counts"][1::2])
+def rle_area(counts):
+    """Pixels set to 1 in the mask whose uncompressed RLE run lengths are ``counts``."""
+    return sum(counts[1::2])
 ### END SOLUTION
-checks.check_rle_area(area, counts)
-print("annotation's area field:", cell["area"])
+checks.check_rle_area(rle_area, plain_rle, cell["area"])
 
 # %% [markdown]
 # ## Decoding: all cells of the image at once
@@ -113,7 +126,7 @@ print("identical to decoding each cell and OR-ing:", np.array_equal(semantic, na
 
 # %%
 fig = plot.show_images([image, semantic * 255, plot.overlay(image, {"truth": semantic})],
-                       ["image", "semantic mask", "overlay"], ncols=3)
+                       ["image", "semantic mask", "overlay"], ncols=3, suptitle=course.data_label())
 
 # %% [markdown]
 # ## Touching cells merge
@@ -133,25 +146,24 @@ weights = masks.border_weight_map(labels, w0=10.0, sigma=5.0)
 print("cells labelled:", labels.max(), "| label dtype:", labels.dtype)
 print("border pixels:", int(border.sum()), "| weights range:", f"{weights.min():.1f} to {weights.max():.1f}")
 
+# %% [markdown]
+# The border pixels are a fraction of a percent of the frame, too thin to see at this size: the
+# zoom on the right shows the part of the frame with the most of them, where cells touch.
+
 # %%
-rng = np.random.default_rng(0)
-colours = rng.uniform(0.2, 1.0, (labels.max() + 1, 3)); colours[0] = 0
-fig = plot.show_images([colours[labels], plot.overlay(image, {"truth": semantic, "border": border}), weights],
-                       ["instances", "touching borders (magenta)", "U-Net border weight map"], ncols=3)
+fig = concept_plots.touching_borders(image, labels, border, suptitle=course.data_label())
 
 # %% [markdown]
 # The U-Net paper's **weight map** (Ronneberger et al. 2015, eq. 2)
 # w(x) = w_c(x) + w₀·exp(−(d₁(x) + d₂(x))² / 2σ²), where d₁ and d₂ are the distances to the
 # nearest and second-nearest cell, makes background in the narrow gaps between cells weigh up to
-# 1 + w₀ times more than elsewhere (the kit keeps the class-balance term w_c = 1). Close up,
-# bright = heavy: cell pixels keep weight 1, so where two cells touch, the background notches on
-# either side of the contact light up.
+# 1 + w₀ times more than elsewhere (the kit keeps the class-balance term w_c = 1). The colour bar
+# reads as "this pixel's error counts w times": cell pixels keep weight 1, so where two cells
+# touch, the background notches on either side of the contact light up. The close-up is the
+# 80×80 px square where the extra weight piles up most.
 
 # %%
-row, col = np.unravel_index(np.argmax(weights), weights.shape)  # the heaviest gap in this image
-box = np.s_[max(row - 40, 0):row + 40, max(col - 40, 0):col + 40]
-fig = plot.show_images([plot.overlay(image[box], {"truth": semantic[box], "border": border[box]}), weights[box]],
-                       ["cells and touching borders", "weight map, close up"], ncols=2)
+fig = concept_plots.border_weights(image, labels, border, weights, suptitle=course.data_label())
 
 # %% [markdown]
 # Multiplying each pixel's binary cross-entropy by w(x) gives the **border-weighted BCE**, the
@@ -166,6 +178,20 @@ from livecell_kit import presets
 
 borders = presets.get_preset("borders").train
 print("preset 'borders': loss", borders.loss, "| w0", borders.border_weight_w0, "| sigma", borders.border_weight_sigma, "px")
+
+# %% [markdown]
+# ### Experiment — how wide is a gap?
+#
+# σ (sigma, in pixels) sets how far from the cells the extra weight reaches. Run the next cell,
+# then change `SIGMA` to `2.0` and to `10.0`, and run it again each time. Watch the close-up:
+# with a small σ only the narrowest gaps light up; with a large one, background far from any
+# contact gets heavy too, and the loss cares less about the gaps in particular.
+
+# %%
+SIGMA = 5.0  # ← change to 2.0 or 10.0 and run again (the borders preset uses 5)
+trial = masks.border_weight_map(labels, w0=10.0, sigma=SIGMA)
+print(f"sigma {SIGMA} px: {np.mean(trial > 2):.1%} of the pixels weigh more than 2")
+fig = concept_plots.border_weights(image, labels, border, trial, suptitle=f"{course.data_label()}, σ = {SIGMA} px")
 
 # %% [markdown]
 # ## A mask cache for training
@@ -186,4 +212,15 @@ print("cached masks:", n_cached, "| same as computed:", np.array_equal(cached, s
 
 # %% [markdown]
 # The same is available from a shell: `livecell-kit masks --annotations JSON --out DIR`.
-# **Next:** notebook 03 builds the U-Net.
+#
+# ## What you learned
+#
+# * A run-length encoding stores a mask as alternating runs of 0s and 1s, column by column;
+#   the cell's area is the sum of its foreground runs.
+# * The semantic mask of an image is the union of its cells, decoded once from merged RLEs.
+# * In that union, touching cells merge; the instance labels find their shared borders, and the
+#   U-Net paper's weight map makes errors in the gaps between cells cost up to 1 + w₀ times
+#   more (σ sets how far that reaches).
+# * Masks are built once per image and cached as PNG files for every later notebook.
+#
+# **Next:** notebook 03 builds the U-Net that learns these masks.

@@ -16,20 +16,20 @@
 # %% [markdown]
 # # 03 · The U-Net
 #
-# A **U-Net** (Ronneberger, Fischer & Brox, 2015) maps an image to a same-sized map of
-# probabilities. It has two halves:
+# A **U-Net** (Ronneberger, Fischer & Brox, 2015) is a neural network that maps an image to a
+# same-sized map of probabilities — here, for every pixel, the probability that it belongs to a
+# cell. This notebook first introduces the building blocks a U-Net is made of, then assembles
+# the seed project's U-Net (the student project this kit grew from) in plain Keras and checks it
+# against the kit's builder.
 #
-# * the **encoder** (left of the "U"): blocks of two 3×3 convolutions followed by a 2×2
-#   max-pooling that halves the resolution; the number of filters doubles at each level, so
-#   the network trades *where* for *what*;
-# * the **decoder** (right): each step doubles the resolution again (a learned 2×2
-#   transposed convolution) and **concatenates** the encoder's feature map of the same size —
-#   the *skip connection* — so fine detail lost by pooling comes back for precise outlines;
-# * a final 1×1 convolution with a **sigmoid** gives, per pixel, the probability of "cell".
+# **In this notebook you will**
 #
-# The seed project used 3 down-samplings and 16 filters at the first level (16, 32, 64, and
-# 128 in the bottleneck). Because every pooling halves the image, inputs must be multiples of
-# 2³ = 8 pixels — and LIVECell's 520×704 frames are.
+# * see what a convolution, ReLU, max-pooling, up-sampling and batch normalisation do, with a
+#   figure each, and what a receptive field is;
+# * read the U-Net's shape: encoder, bottleneck, decoder and skip connections;
+# * build the seed U-Net with `keras.layers` and confirm the kit builds exactly the same network;
+# * write a function that counts a convolution's parameters (exercise 3) and see how depth and
+#   width change the network's size (experiment).
 
 # %%
 # Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
@@ -41,15 +41,124 @@ from livecell_kit import course
 info = course.setup()
 
 # %% [markdown]
+# ## Building blocks
+#
+# We illustrate each block on a crop of one frame of the data set around one of its cells.
+
+# %%
+import dataclasses
+
+from livecell_kit import checks, concept_plots, data, model, plot, presets
+
+root = course.data_root()
+split = data.load_split(root, course.explored_split(root))
+image = data.read_image(split.image_path(split.images[0]))
+left, top, width, height = (int(v) for v in split.annotations_for(split.images[0]["id"])[0]["bbox"])
+centre = (min(max(top + height // 2, 48), image.shape[0] - 48), min(max(left + width // 2, 48), image.shape[1] - 48))
+crop = image[centre[0] - 48:centre[0] + 48, centre[1] - 48:centre[1] + 48]  # 96×96 px around a cell
+
+# %% [markdown]
+# ### Convolution
+#
+# A **convolution** slides a small grid of numbers, the **kernel** (here 3×3), over the image.
+# At each position it multiplies the 3×3 pixels under it by the kernel's numbers and adds them
+# up (plus one constant, the **bias**): that is one pixel of the output, the **feature map**.
+# The top row works one position out in numbers. A kernel responds where the image looks like
+# it: the bottom row shows a blur and two edge kernels on the crop.
+
+# %%
+fig = concept_plots.convolution(crop, suptitle=f"{course.data_label()}: a 3×3 convolution")
+
+# %% [markdown]
+# A convolution **layer** has several kernels, its **filters**; each gives one feature map, a
+# **channel** of the layer's output. When the input itself has C_in channels (the grey image
+# has 1; a layer's output has as many as it had filters), each filter holds one 3×3 kernel per
+# input channel and adds up their results. The kernels' numbers and the biases are the layer's
+# **parameters** (also called weights): nobody writes them by hand as we did above — training
+# (notebook 04) adjusts them. `padding="same"` pads the image's border so the feature map keeps
+# the image's height and width.
+#
+# ### Activation functions: ReLU and sigmoid
+#
+# After each convolution the U-Net bends the values with an **activation function**. **ReLU**
+# (rectified linear unit) keeps positive values and sets negative ones to 0; without such a bend,
+# a stack of convolutions would add up to one single convolution. The very last layer uses a
+# **sigmoid** instead, which squeezes any number into (0, 1): the probability of "cell".
+
+# %%
+fig = concept_plots.activations()
+
+# %% [markdown]
+# ### Max-pooling and up-sampling
+#
+# A 2×2 **max-pooling** keeps the largest value of each 2×2 block: half the height and width,
+# a quarter of the pixels, and the strongest responses survive. The network can then look at a
+# larger area for the same cost, but it loses *where* exactly things were. **Up-sampling** goes
+# back: the U-Net's **transposed convolution** ("up-conv", 2×2 kernel, stride 2) spreads each
+# value over a 2×2 block with learned weights; the figure shows the simplest case, a copy.
+
+# %%
+fig = concept_plots.pooling_and_upsampling()
+
+# %% [markdown]
+# ### Batch normalisation
+#
+# Training shows the network a **batch** of images at a time (notebook 04). **Batch
+# normalisation** (BN) shifts and scales each channel's values over the batch to mean 0 and
+# standard deviation 1, then by two learned numbers per channel (γ and β). Values stay in a
+# range where training is stable whatever the layers before did. The seed U-Net has no BN;
+# the kit's `kit`, `quick` and `borders` presets do. Here the channel is the frame's grey levels:
+
+# %%
+fig = concept_plots.batch_normalisation(image / 255, suptitle=f"{course.data_label()}: one channel, before and after BN")
+
+# %% [markdown]
+# ### Receptive field
+#
+# One output pixel of a 3×3 convolution depends on a 3×3 square of its input; a second 3×3
+# convolution on top sees 5×5 input pixels; after a 2×2 pooling every further step covers twice
+# as much. That square of input pixels is the output pixel's **receptive field**. To tell a cell
+# from background, and one cell from its neighbour, it must cover a whole cell and some of what
+# lies around it. The squares below are the receptive fields of U-Nets with 1, 2 and 3 poolings.
+
+# %%
+seed_preset = presets.get_preset("seed")
+fields = {"one 3×3 conv": 3, "two 3×3 convs": 5}
+for depth in (1, 2, 3):
+    fields[f"U-Net, {depth} pooling{'s' if depth > 1 else ''}"] = model.receptive_field(
+        dataclasses.replace(seed_preset.model, depth=depth))
+fig = concept_plots.receptive_fields(image, fields, centre=centre, suptitle=course.data_label())
+
+# %% [markdown]
+# ## The U-Net's shape
+#
+# * the **encoder** (left of the "U"): blocks of two 3×3 convolutions, each followed by a ReLU,
+#   then a 2×2 max-pooling that halves the resolution; the number of filters doubles at each
+#   level, so the network trades *where* for *what*;
+# * the **bottleneck** at the bottom: the smallest, most abstract feature maps;
+# * the **decoder** (right): each step doubles the resolution again (the up-conv) and
+#   **concatenates** — stacks along the channel axis — the encoder's feature map of the same
+#   size: the **skip connection**, so the fine detail lost by pooling comes back for precise
+#   outlines;
+# * a final 1×1 convolution with a sigmoid gives, per pixel, the probability of "cell".
+#
+# The seed project used 3 poolings and 16 filters at the first level (16, 32, 64, and 128 in
+# the bottleneck). Because every pooling halves the image, inputs must be multiples of
+# 2³ = 8 pixels — and LIVECell's 520×704 frames are.
+
+# %%
+fig = plot.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Net")
+
+# %% [markdown]
 # ## Presets
 #
 # All named settings live in `livecell_kit/presets.py`. `seed` reproduces the seed project;
 # `quick` is a smaller, batch-normalised network trained on crops, sized for a laptop CPU.
+# The descriptions also name training settings — epochs, batch size, the Adam optimizer and its
+# learning rate, the losses: notebook 04 explains them.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from livecell_kit import model, plot, presets, checks
-
 for name, preset in presets.PRESETS.items():
     print(f"{name}: {preset.description}")
     print(f"    {preset.model}")
@@ -123,6 +232,23 @@ outputs = layers.Conv2D(1, 1, activation="sigmoid")(x)
 my_unet = keras.Model(inputs, outputs, name="my_unet")
 
 # %% [markdown]
+# ### Exercise 3 — counting parameters
+#
+# A convolution with a k×k kernel, C_in input channels and F filters learns, for each of its F
+# filters, one k×k weight per input channel (k·k·C_in weights) **and one bias**. Complete
+# `conv_params(kernel, in_channels, filters)` in the next cell: replace its `...` with code that
+# returns that layer's number of parameters. The checker tries it on several convolutions and
+# on every convolution of `my_unet` (the up-convolutions count the same way).
+
+# %%
+### BEGIN SOLUTION
+def conv_params(kernel, in_channels, filters):
+    """Weights and biases of a kernel×kernel convolution from in_channels to filters channels."""
+    return kernel * kernel * in_channels * filters + filters
+### END SOLUTION
+checks.check_conv_params(conv_params, my_unet)
+
+# %% [markdown]
 # ## The package's builder
 #
 # The kit builds its networks with `model.build_unet(preset.model)`. It is the same recipe
@@ -161,6 +287,7 @@ assert ours.shape == theirs.shape == (1, 520, 704, 1) and np.allclose(ours, thei
 # %% [markdown]
 # `summary()` lists the package's layers with their names: `enc0_conv1` is the first
 # convolution of encoder level 0, `up2` the transposed convolution of decoder level 2, and so on.
+# Its `Param #` column is what your `conv_params` computes for each convolution.
 
 # %%
 unet.summary(line_length=100)
@@ -169,8 +296,8 @@ unet.summary(line_length=100)
 # ## Levels, parameters and receptive field
 #
 # Each row below is one level of the "U": its filters and its resolution relative to the input.
-# The **receptive field** is how many input pixels can influence one output pixel — it must be
-# large enough to see a whole cell and some background around it.
+# Then, for each preset, its parameters and its receptive field (the side of the square of
+# input pixels one output pixel depends on, see above).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -180,22 +307,19 @@ for name, preset in presets.PRESETS.items():
     print(f"{name:6s}: {model.count_params(preset.model):9,d} parameters, "
           f"receptive field {model.receptive_field(preset.model)} px")
 
-# %%
-fig = plot.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Net")
-
 # %% [markdown]
-# ### Exercise 3 — counting parameters
+# ### Experiment — deeper or wider?
 #
-# A convolution with a k×k kernel, C_in input channels and F filters learns one k×k×C_in kernel
-# **and one bias** per filter. How many parameters does the very first convolution of the seed
-# U-Net have (3×3 kernel, 1 input channel — a grey image — and 16 filters)? Store it in `answer`;
-# compare with the row `enc0_conv1` of the summary above.
+# Run the next cell, then change `DEPTH` (the number of poolings: try 2 and 4) or
+# `BASE_FILTERS` (the filters of the first level: try 8 and 32) and run it again. Compare how
+# the parameters and the receptive field change: which one lets the network see more of the
+# image, and which one only makes it bigger?
 
 # %%
-### BEGIN SOLUTION
-answer = 3 * 3 * 1 * 16 + 16
-### END SOLUTION
-checks.check_conv_params(answer, kernel=3, in_channels=1, filters=16)
+DEPTH, BASE_FILTERS = 3, 16  # ← change one of them and run again (the seed: 3 and 16)
+trial = dataclasses.replace(seed_preset.model, depth=DEPTH, base_filters=BASE_FILTERS)
+print(f"depth {DEPTH}, {BASE_FILTERS} first-level filters: {model.count_params(trial):,d} parameters, "
+      f"receptive field {model.receptive_field(trial)} px, inputs a multiple of {2 ** DEPTH} px")
 
 # %% [markdown]
 # ## Shapes through the network
@@ -211,4 +335,16 @@ print("in:", frame.shape, "-> out:", probabilities.shape, probabilities.dtype)
 print("all probabilities in [0, 1]:", bool((probabilities >= 0).all() and (probabilities <= 1).all()))
 
 # %% [markdown]
-# **Next:** notebook 04 trains this network.
+# ## What you learned
+#
+# * A convolution slides small learned kernels over its input; its parameters are k·k·C_in
+#   weights and one bias per filter. ReLU bends the values after each convolution, a sigmoid
+#   turns the last one into a probability.
+# * Max-pooling halves the resolution so deeper layers see more of the image (a larger receptive
+#   field); up-convolutions bring the resolution back, and skip connections return the detail.
+# * Batch normalisation keeps each channel's values at mean 0, std 1 over a batch; the seed
+#   U-Net has none, the kit's presets use it.
+# * The seed U-Net, written in a dozen lines of Keras, is exactly what `model.build_unet` builds;
+#   more depth widens its receptive field, more filters only add parameters.
+#
+# **Next:** notebook 04 trains this network: batches, epochs, the loss and the optimizer.

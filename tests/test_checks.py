@@ -10,18 +10,87 @@ def _assert_not_yet(pattern, verdict):
     assert verdict.status == "not yet" and re.search(pattern, verdict.message), verdict
 
 
-def test_rle_area_accepts_the_foreground_sum_and_explains_common_mistakes():
-    rle = {"size": [4, 4], "counts": [3, 4, 5, 2, 2]}
-    assert checks.check_rle_area.verdict(6, rle)
-    _assert_not_yet("background runs", checks.check_rle_area.verdict(10, rle))
-    _assert_not_yet("every pixel", checks.check_rle_area.verdict(16, rle))
-    _assert_not_yet("single number", checks.check_rle_area.verdict("6", rle))
+_CELL_RLE = {"size": [4, 4], "counts": [3, 4, 5, 2, 2]}  # 6 cell pixels
 
 
-def test_conv_params():
-    assert checks.check_conv_params.verdict(160, kernel=3, in_channels=1, filters=16)
-    _assert_not_yet("bias", checks.check_conv_params.verdict(144, kernel=3, in_channels=1, filters=16))
-    _assert_not_yet("too high", checks.check_conv_params.verdict(1000))
+def _rle_area(counts):
+    return sum(counts[1::2])
+
+
+def test_rle_area_accepts_a_genuine_function_and_shows_no_stored_answer():
+    verdict = checks.check_rle_area.verdict(_rle_area, _CELL_RLE, 6.0)
+    assert verdict, verdict
+    assert "6 px" in verdict.message and "area field" in verdict.message
+
+
+def test_rle_area_rejects_the_stored_area_and_other_constants():
+    stored = lambda counts: 6.0  # noqa: E731 - the annotation's area, right for this cell only
+    _assert_not_yet("stored area", checks.check_rle_area.verdict(stored, _CELL_RLE, 6.0))
+    verdict = checks.check_rle_area.verdict(stored, _CELL_RLE)
+    _assert_not_yet("test mask", verdict)
+    _assert_not_yet("should be a function", checks.check_rle_area.verdict(6, _CELL_RLE))
+
+
+def test_rle_area_explains_common_mistakes_without_the_answer():
+    background = checks.check_rle_area.verdict(lambda c: sum(c[0::2]), _CELL_RLE)
+    _assert_not_yet("background runs", background)
+    _assert_not_yet("every pixel", checks.check_rle_area.verdict(sum, _CELL_RLE))
+    _assert_not_yet("single number", checks.check_rle_area.verdict(lambda c: str(sum(c[1::2])), _CELL_RLE))
+    # the function must also be right when the first run is an empty background run (a cell at pixel 0)
+    _assert_not_yet("too", checks.check_rle_area.verdict(lambda c: sum(c[1::2]) - (c[0] == 0), _CELL_RLE))
+    assert not re.search(r"\b6\b", background.message)  # the right area is never shown
+
+
+def test_a_function_left_as_its_placeholder_gets_your_turn():
+    def rle_area(counts):
+        """Area in pixels."""
+        ...  # your code: return the result
+
+    assert checks.check_rle_area.verdict(rle_area, _CELL_RLE).status == "your turn"
+
+    def forgot_return(counts):
+        sum(counts[1::2])
+
+    _assert_not_yet("returned None", checks.check_rle_area.verdict(forgot_return, _CELL_RLE))
+
+
+def _conv_params(kernel, in_channels, filters):
+    return kernel * kernel * in_channels * filters + filters
+
+
+class _FakeConv:
+    """What the checker reads from a Keras convolution layer."""
+
+    def __init__(self, kernel, in_channels, filters, use_bias=True):
+        self.kernel_size, self.filters, self.use_bias = (kernel, kernel), filters, use_bias
+        self.input = type("Tensor", (), {"shape": (None, None, None, in_channels)})()
+        self._n = kernel * kernel * in_channels * filters + (filters if use_bias else 0)
+
+    def count_params(self):
+        return self._n
+
+
+class _FakeModel:
+    name = "tiny"
+    layers = [_FakeConv(3, 1, 4), object(), _FakeConv(3, 4, 4, use_bias=False), _FakeConv(1, 4, 1)]
+
+    def count_params(self):
+        return 4 * 9 + 4 + 9 * 16 + 5 + 999
+
+
+def test_conv_params_accepts_a_genuine_function_on_fresh_cases_and_the_model():
+    verdict = checks.check_conv_params.verdict(_conv_params, _FakeModel())
+    assert verdict, verdict
+    assert "2 convolutions of tiny" in verdict.message  # the layer without a bias is not counted
+
+
+def test_conv_params_rejects_the_number_from_the_summary_and_explains_mistakes():
+    _assert_not_yet("should be a function", checks.check_conv_params.verdict(160))
+    _assert_not_yet("too", checks.check_conv_params.verdict(lambda k, c, f: 160))
+    _assert_not_yet("one bias", checks.check_conv_params.verdict(lambda k, c, f: k * k * c * f))
+    _assert_not_yet("per input channel", checks.check_conv_params.verdict(lambda k, c, f: k * k * f + f))
+    wrong_on_model = lambda k, c, f: _conv_params(k, c, f) + (c == 1)  # noqa: E731 - off on the 1-channel layer
+    _assert_not_yet("in_channels=1", checks.check_conv_params.verdict(wrong_on_model, _FakeModel()))
 
 
 def test_background_accuracy():
@@ -56,21 +125,22 @@ class _FakeSplit:
 def test_cells_per_type():
     assert checks.check_cells_per_type.verdict({"A172": 3.0, "BV2": 9.0}, _FakeSplit())
     _assert_not_yet("missing", checks.check_cells_per_type.verdict({"A172": 3.0}, _FakeSplit()))
-    _assert_not_yet("A172: 6.00 is too high", checks.check_cells_per_type.verdict({"A172": 6, "BV2": 9}, _FakeSplit()))
+    _assert_not_yet("A172: 7.00 is too high", checks.check_cells_per_type.verdict({"A172": 7, "BV2": 9}, _FakeSplit()))
+    _assert_not_yet("A172: that is the total", checks.check_cells_per_type.verdict({"A172": 6.0, "BV2": 9}, _FakeSplit()))
 
 
 def test_a_checker_shows_one_styled_message_and_returns_nothing(capsys):
-    assert checks.check_conv_params(160) is None
+    assert checks.check_conv_params(_conv_params) is None
     assert capsys.readouterr().out.startswith("Correct!")
-    assert checks.check_conv_params(144) is None
+    assert checks.check_conv_params(lambda k, c, f: k * k * c * f) is None
     out = capsys.readouterr().out
-    assert out.startswith("Not yet:") and "Traceback" not in out and "160" not in out
+    assert out.startswith("Not yet:") and "Traceback" not in out and "return" not in out
 
 
 def test_the_placeholder_gets_your_turn_and_html_is_styled():
     verdict = checks.check_conv_params.verdict(...)
     assert verdict.status == "your turn" and not verdict
-    assert "border-left" in checks.check_conv_params.verdict(144)._repr_html_()
+    assert "border-left" in checks.check_conv_params.verdict(lambda k, c, f: 0)._repr_html_()
 
 
 def test_call_student_reports_the_students_error_briefly():

@@ -40,3 +40,10 @@ def test_a_root_without_annotations_says_what_to_do(tmp_path):
     (tmp_path / "annotations").mkdir()
     with pytest.raises(FileNotFoundError, match="livecell-kit download"):
         course.explored_split(tmp_path)
+
+
+def test_figures_say_synthetic_sample_unless_real_data_is_configured(tmp_path, monkeypatch):
+    monkeypatch.delenv(course.REAL_DATA_ENV, raising=False)
+    assert course.data_label() == "synthetic sample"
+    monkeypatch.setenv(course.REAL_DATA_ENV, str(tmp_path))
+    assert course.data_label() == "real LIVECell"

@@ -60,7 +60,8 @@ def _solution_lines(nb) -> list[str]:
     lines = []
     for cell in nb.cells:
         for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.DOTALL):
-            lines += [ln.strip() for ln in block.splitlines() if ln.strip()]
+            # a function's def line stays in the student copy on purpose: it says what to write
+            lines += [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("def ")]
     return lines
 
 

@@ -78,3 +78,37 @@ def test_importing_plot_does_not_load_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_unet_sketch_labels_its_arrows_and_has_a_legend():
+    fig = plot.draw_unet([(0, 16, 1), (1, 32, 2), (2, 64, 4)], title="tiny")
+    ax = fig.axes[0]
+    texts = [t.get_text().strip() for t in ax.texts]
+    for label in ("max-pool ↓", "up-conv ↑", "skip → concatenate"):
+        assert sum(label in t for t in texts) == 2, (label, texts)  # one per level above the bottleneck
+    arrows = [child for child in ax.get_children() if type(child).__name__ == "Annotation"]
+    assert len(arrows) == 3 * 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("max-pool" in t for t in legend) and any("skip" in t for t in legend)
+
+
+class _StatsSplit:
+    images = [{"id": 1, "file_name": "A172_Phase_1.tif"}, {"id": 2, "file_name": "BV2_Phase_1.tif"}]
+
+    def cell_counts(self):
+        return np.array([2, 3])
+
+    def cell_type(self, image):
+        return image["file_name"].split("_Phase")[0]
+
+    def cell_areas(self, image_id):
+        return np.array([100.0, 2000.0]) if image_id == 1 else np.array([50.0, 400.0, 600.0])
+
+
+def test_annotation_stats_names_the_size_classes_and_their_thresholds():
+    fig = plot.annotation_stats(_StatsSplit(), suptitle="synthetic sample: train split")
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert any("small" in t and "< 324 px" in t for t in texts)
+    assert any("medium" in t and "324–961 px" in t for t in texts)
+    assert any("large" in t and "> 961 px" in t for t in texts)
+    assert fig._suptitle.get_text() == "synthetic sample: train split"
