@@ -60,7 +60,7 @@ class Verdict:
 _TITLES = {"correct": "Correct!", "not yet": "Not yet:", "your turn": "Your turn:"}
 _COLOURS = {"correct": ("#2e7d32", "#e8f5e9"), "not yet": ("#e65100", "#fff3e0"),
             "your turn": ("#1565c0", "#e3f2fd")}
-_YOUR_TURN = "replace the ... in the cell above with your code, then run the cell again."
+_YOUR_TURN = "replace each ... marked \"# your code\" in this cell with your code, then run the cell again."
 
 
 def show(verdict: Verdict) -> None:
