@@ -136,11 +136,13 @@ def read_mask_file(path, shape=None, image=None) -> np.ndarray:
     for_image = f" (image {image})" if image is not None else ""
     source = _rebuild(path)
     if source is None:
-        fix = (f"delete it and run again: the cache redraws missing masks (masks.build_mask_cache, "
-               f"run by every `livecell-kit train`)" if (path.parent / STAMP_NAME).exists() else
+        missing = problem == "does not exist"
+        fix = (f"{'run' if missing else 'delete it and run'} again: the cache draws missing masks "
+               f"(masks.build_mask_cache, run by every `livecell-kit train`)"
+               if (path.parent / STAMP_NAME).exists() else
                "write the masks again (`livecell-kit masks --annotations JSON --out DIR`) or build "
                "them with masks.build_mask_cache(split)")
-        error = FileNotFoundError if problem == "does not exist" else MaskFileError
+        error = FileNotFoundError if missing else MaskFileError
         raise error(f"mask {path}{for_image} {problem}; {fix}")
     warnings.warn(f"mask {path}{for_image} {problem}; rebuilt it from {source}", stacklevel=2)
     arr = _decode_png(path)
