@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 from livecell_kit import atomic
 from livecell_kit.data.images import ImageReadError, iter_pages
 from livecell_kit.instances import semantic_to_instances
-from livecell_kit.predict_inputs import OUTPUT_SUFFIXES, expand_inputs, list_images, output_stems
+from livecell_kit.predict_inputs import (  # list_images: kept here for callers of predict
+    OUTPUT_SUFFIXES, expand_inputs, list_images, output_stems)
 from livecell_kit.overlay import overlay_image
 
 # TensorFlow and Keras are imported by the functions that run a model, not here: they take

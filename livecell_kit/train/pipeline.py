@@ -302,13 +302,13 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     limit: use at most this many images, picked by :func:`livecell_kit.data.select_subset`
         with ``subset_rule`` ("stratified" or the seed's "first") and ``subset_seed``
         (same seed → same images as its manifest).
-    Checks every image file first (:func:`livecell_kit.data.check_image_files`: exists,
-    intact header, the record's size), raising one ``data.ImageCheckError`` that lists
-    the bad files.
     instance_labels: also give each image's instance-label mask (for :class:`BorderWeights`).
     Returns (image_paths, mask_paths); a mask entry is one path, or a tuple
     (semantic[, border][, instance]) when ``outputs == "semantic+border"`` or
     ``instance_labels``.
+    Checks every image file first (:func:`livecell_kit.data.check_image_files`: exists,
+    intact header, the record's size), raising one ``data.ImageCheckError`` that lists
+    the bad files.
     """
     sp = data.load_subset(data_root, split, limit, subset_seed, rule=subset_rule)
     # every frame's header against its record now, before masks are drawn or tf.data runs:
