@@ -90,7 +90,11 @@ def _cmd_predict(args) -> None:
     from livecell_kit import train
 
     model = train.load_model(args.model)
-    written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
+    try:
+        written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
+    except predict.PredictionError as err:  # some inputs failed: say what was written, then exit non-zero
+        print(f"wrote predictions for {len(err.written)} images to {args.out}")
+        raise
     print(f"wrote predictions for {len(written)} images to {args.out}")
 
 

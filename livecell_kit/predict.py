@@ -23,12 +23,12 @@ Command line::
     livecell-kit predict --model MODEL --out DIR IMAGE_OR_DIR...
 
 writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels)
-and ``<stem>_overlay.png`` per image (:func:`predict_paths`).
+and ``<stem>_overlay.png`` per image, mirroring input sub-folders, never two inputs
+into one name, and going on past unreadable files (:func:`predict_paths`).
 """
 from __future__ import annotations
 
 import math
-import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +39,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.images import SUFFIXES as IMAGE_SUFFIXES
-from livecell_kit.data.images import iter_pages
+from livecell_kit.data.images import ImageReadError, iter_pages
 from livecell_kit.instances import semantic_to_instances
+from livecell_kit.predict_inputs import (  # list_images: kept here for callers of predict
+    OUTPUT_SUFFIXES, expand_inputs, list_images, output_stems)
 from livecell_kit.overlay import overlay_image
 
 # TensorFlow and Keras are imported by the functions that run a model, not here: they take
@@ -319,55 +320,75 @@ def write_prediction(pred: Prediction, image: np.ndarray, out_dir, stem: str) ->
     return paths
 
 
-def list_images(paths) -> list[Path]:
-    """Expand files and folders (searched recursively) into a sorted list of TIFF/PNG/JPEG files."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise FileNotFoundError(f"{p}: folder has no {'/'.join(IMAGE_SUFFIXES)} images")
-            found.extend(files)
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such image file or folder; check the path")
-    return found
+class PredictionError(ValueError):
+    """Some inputs could not be predicted; the others were.  The message lists each failed
+    file and why.  ``written``: the outputs made (as :func:`predict_paths` returns them);
+    ``failed``: ``(file, message)`` per input that failed."""
+
+    def __init__(self, message: str, written=(), failed=()):
+        super().__init__(message)
+        self.written, self.failed = list(written), list(failed)
 
 
 def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | None = None,
                   min_size: int = 20, progress: bool = False) -> list[dict]:
-    """Predict image files and write three files per image (per page of a stack) into ``out_dir``.
+    """Predict image files and write three files per image (per page of a stack) under ``out_dir``.
 
     paths: one TIFF/PNG/JPEG file or folder, or a list of them (folders are
         searched recursively for .tif/.tiff/.png/.jpg/.jpeg).
-    Writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels)
-    and ``<stem>_overlay.png``; stems that occur twice get their folder name
-    prefixed, and pages of a multi-page file get ``_p001``, ``_p002``… appended.
+    Writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels) and
+    ``<stem>_overlay.png``; input sub-folders are mirrored under ``out_dir`` and two
+    inputs never share outputs (:func:`output_stems`); pages of a multi-page file get
+    ``_p001``, ``_p002``… appended.  Files in ``out_dir`` named like these outputs (a
+    rerun with ``out_dir`` inside an input folder) are not predicted again.
     Returns one ``{"image", "page", "scaling", "mask", "labels", "overlay"}`` dict
     per image page: ``page`` is 0-based, ``scaling`` the intensity rule used to
     reach uint8 (16-bit/float inputs, also printed once per file) or None.
-    Unreadable images raise an error naming the file.
+    An input that cannot be read or predicted does not stop the others: after the last
+    one, :class:`PredictionError` lists every failed file (its ``written`` holds the
+    outputs made).  Missing paths and output-name collisions raise before any work.
     """
-    files = list_images(paths)
-    stems = [f.stem for f in files]
-    dupes = {s for s in stems if stems.count(s) > 1}
-    written = []
-    for f in tqdm(files, desc="predict", unit="image", disable=not progress):
-        base = f"{f.parent.name}_{f.stem}" if f.stem in dupes else f.stem
-        noted = False
-        for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page
-            page = f" page {info.page + 1}/{info.pages}" if info.pages > 1 else ""
-            stem = f"{base}_p{info.page + 1:03d}" if info.pages > 1 else base
-            if info.scaling and not noted:  # one line per file, not per page
-                noted = True
-                print(f"{f}{page}: {info.scaling}" + (" (each page scaled on its own)" if page else ""))
-            try:
-                pred = predict_array(model, image, threshold=threshold, tile=tile, min_size=min_size)
-            except ValueError as err:
-                raise ValueError(f"{f}{page}: {err}") from err
-            written.append({"image": f, "page": info.page, "scaling": info.scaling,
-                            **write_prediction(pred, image, out_dir, stem)})
+    out_dir = Path(out_dir)
+    found, skipped = expand_inputs(paths, out_dir)
+    if skipped:
+        print(f"skipped {skipped} earlier predict outputs in {out_dir} "
+              f"(*{', *'.join(OUTPUT_SUFFIXES)})")
+    inputs = output_stems(found)
+    written: list[dict] = []
+    failed: list[tuple[Path, str]] = []
+    claimed: dict[str, Path] = {}  # output file (casefolded) -> input that wrote it in this run
+    for f, stem in tqdm(inputs, desc="predict", unit="image", disable=not progress):
+        try:
+            written.extend(_predict_file(model, f, out_dir / stem, claimed, threshold, tile, min_size))
+        except (ImageReadError, ValueError) as err:  # a bad input: note it, go on with the rest
+            failed.append((f, str(err)))
+    if failed:
+        listed = "\n  ".join(message for _, message in failed)
+        raise PredictionError(f"{len(failed)} of {len(inputs)} input files could not be predicted "
+                              f"(the {len(written)} predictions of the others are in {out_dir}):\n  {listed}",
+                              written, failed)
+    return written
+
+
+def _predict_file(model, f: Path, base: Path, claimed: dict, threshold: float, tile, min_size) -> list[dict]:
+    """Predict every page of one file into ``<base>[_pNNN]_*``; refuses to overwrite an output
+    another input wrote in this run (``claimed``)."""
+    written, noted = [], False
+    for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page
+        page = f" page {info.page + 1}/{info.pages}" if info.pages > 1 else ""
+        stem = base.with_name(f"{base.name}_p{info.page + 1:03d}") if info.pages > 1 else base
+        key = str(stem).casefold()
+        if claimed.get(key, f) != f:
+            raise ValueError(f"{f}{page}: its outputs {stem}_*.png would overwrite those of "
+                             f"{claimed[key]}; rename one of them")
+        claimed[key] = f
+        if info.scaling and not noted:  # one line per file, not per page
+            noted = True
+            print(f"{f}{page}: {info.scaling}" + (" (each page scaled on its own)" if page else ""))
+        try:
+            pred = predict_array(model, image, threshold=threshold, tile=tile, min_size=min_size)
+        except ValueError as err:
+            raise ValueError(f"{f}{page}: {err}") from err
+        written.append({"image": f, "page": info.page, "scaling": info.scaling,
+                        **write_prediction(pred, image, stem.parent, stem.name)})
     return written

@@ -90,3 +90,18 @@ def test_evaluate_model_end_to_end(tmp_path):
     fixed = ev.evaluate_model(model, root, threshold=0.5, instance=False, progress=False, max_images=1)
     assert fixed["threshold"] == 0.5 and fixed["threshold_source"] == "given"
     assert fixed["n_images"] == 1 and "instance" not in fixed
+
+
+def test_a_frame_of_another_size_than_its_record_stops_evaluate_before_scoring(tmp_path):
+    """A padded frame used to be scored silently against masks of its padded size
+    (IoU 0.960 -> 0.881 in the issue); now the file, both sizes and the fix are named."""
+    from livecell_kit import data
+
+    root = _tiny_livecell(tmp_path / "data")
+    test = data.load_split(root, "test")
+    frame = test.image_path(test.images[1])
+    tifffile.imwrite(frame, np.pad(tifffile.imread(frame), ((0, 16), (0, 0)), constant_values=60))
+    with pytest.raises(data.ImageCheckError, match="declares 96 x 64") as err:
+        ev.evaluate_model(_bright_is_cell_model(), root, split="test", threshold=0.5, progress=False)
+    assert str(frame) in str(err.value) and "is 96 x 80 px" in str(err.value)
+    assert "cannot be used for evaluation" in str(err.value)

@@ -204,3 +204,107 @@ def test_record_errors_found_in_a_batch_or_at_the_end_name_the_id(tmp_path, monk
         with pytest.raises(data.AnnotationError, match=message):  # the in-memory rules agree
             data.validate_annotations({"images": [_img(1)], "annotations": anns}, path)
     assert _leftovers() == []
+
+
+# --------------------------------------------------------------------------- malformed values (issue 16)
+
+@pytest.mark.parametrize("image, message", [
+    ({"id": [1]}, r"image id \[1\] is not an integer"),  # unhashable ids
+    ({"id": {"a": 1}}, r"image id \{'a': 1\} is not an integer"),
+    ({"width": "704"}, "width '704' is not a positive whole number of pixels"),
+    ({"height": None}, "height None is not a positive whole number"),
+    ({"width": 0}, "width 0 is not a positive whole number"),
+    ({"width": True}, "width True is not a positive whole number"),
+    ({"file_name": 7}, "file_name 7 is not a file name"),
+    ({"file_name": None}, "file_name None is not a file name"),
+    ({"file_name": " "}, "file_name ' ' is not a file name"),
+    ({"width": 200000, "height": 200000}, "declared size 200000 x 200000 px is larger than"),
+])
+def test_malformed_image_values_are_refused_while_indexing(tmp_path, image, message):
+    path = _write(tmp_path / "bad.json", {"images": [{**_img(1), **image}], "annotations": [_ann(5, 1)]})
+    with pytest.raises(data.AnnotationError, match=message) as err:
+        data.open_index(path)
+    assert str(path) in str(err.value) and "livecell-kit" in str(err.value)
+    assert _leftovers() == []
+
+
+@pytest.mark.parametrize("ann, message", [
+    ({"id": [5]}, r"id \[5\] is not an integer"),
+    ({"image_id": {"x": 1}}, r"image_id \{'x': 1\} is not an integer"),
+    ({"segmentation": {"size": H, "counts": [0, H * W]}}, "RLE size 520 is not"),
+    ({"segmentation": {"size": None, "counts": [0, H * W]}}, "RLE size None is not"),
+    ({"segmentation": {"size": ["520", "704"], "counts": [0, H * W]}}, r"RLE size \['520', '704'\] is not"),
+    ({"segmentation": {"size": [H, W], "counts": [10, -5, H * W - 5]}}, "RLE counts hold -5"),
+    ({"segmentation": {"size": [H, W], "counts": [10, 2.5]}}, "RLE counts hold 2.5"),
+    ({"segmentation": {"size": [H, W], "counts": [10, 5]}}, "adding up to 520 x 704 = 366080 pixels"),
+])
+def test_malformed_annotation_values_are_refused_while_indexing(tmp_path, ann, message):
+    anns = [{**_ann(5, 1), **ann}]
+    path = _write(tmp_path / "bad.json", {"images": [_img(1)], "annotations": anns})
+    with pytest.raises(data.AnnotationError, match=message):
+        data.open_index(path)
+    with pytest.raises(data.AnnotationError, match=message):  # the in-memory rules agree
+        data.validate_annotations({"images": [_img(1)], "annotations": anns}, path)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("where", ["images", "annotation", "segmentation", "tail"])
+def test_deep_nesting_is_refused_before_ijson_builds_it(tmp_path, where):
+    """100 000 levels used to take ijson ~50 GB (its prefixes grow with the depth); now one
+    message, in well under a second."""
+    deep = _nested(100_000)
+    good = json.dumps({"images": [_img(1)], "annotations": [_ann(5, 1)]})
+    text = {"images": '{"images": ' + deep + ', "annotations": []}',
+            "annotation": good.replace('"annotations": [', '"annotations": [' + deep + ", "),
+            "segmentation": good.replace('"segmentation": [', '"segmentation": [' + deep + ", "),
+            "tail": good[:-1] + ', "zz": ' + deep + "}"}[where]
+    path = _write(tmp_path / "deep.json", text=text)
+    with pytest.raises(data.AnnotationError, match=f"nested more than {coco_stream.MAX_DEPTH} levels") as err:
+        data.open_index(path)
+    assert str(path) in str(err.value)
+    assert _leftovers() == []
+
+
+def _reference_depth(text: str) -> tuple[int, int]:
+    """(deepest, final) nesting of JSON text, character by character."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest, depth
+
+
+def test_depth_guard_ignores_brackets_in_strings_across_any_block_cut():
+    rng = np.random.default_rng(0)
+    pieces = ['"a[{"', '"\\"[["', '"]]\\\\"', '"\\\\\\"{"', "[", "]", "{", "}", "1", '"x"', ",", '"\\u005b"']
+    for _ in range(300):
+        tokens = rng.choice(pieces, size=int(rng.integers(1, 40)))
+        text = "[" + "".join(tokens) + "]"
+        raw = text.encode()
+        cuts = sorted(set(rng.integers(1, max(len(raw), 2), size=5).tolist()))
+        guard = coco_stream.DepthGuard("x.json", limit=10**9)
+        for a, b in zip([0] + cuts, cuts + [len(raw)]):
+            if a < b:
+                guard.feed(raw[a:b])
+        want_deepest, want_final = _reference_depth(text)
+        assert guard.depth == want_final, text
+        limited = coco_stream.DepthGuard("x.json", limit=want_deepest)
+        limited.feed(raw)  # exactly at the limit: accepted
+        with pytest.raises(data.AnnotationError, match="nested more than"):
+            coco_stream.DepthGuard("x.json", limit=want_deepest - 1).feed(raw)

@@ -395,3 +395,79 @@ def test_unknown_kind_rejected(tmp_path):
     path = _write_dataset(tmp_path)
     with pytest.raises(ValueError, match="unknown mask kind"):
         masks.write_masks(path, tmp_path / "out", kind="edges", progress=False)
+
+
+# --------------------------------------------------------------------------- a cache that checks itself
+
+def _cache(tmp_path, kind="semantic"):
+    _write_dataset(tmp_path)
+    split = data.load_split(tmp_path, "train")
+    return split, masks.build_mask_cache(split, kind=kind, cache_root=tmp_path / "cache", progress=False)
+
+
+def _truth(split, rec, kind="semantic"):
+    return masks.render(kind, split.annotations_for(rec["id"]), H, W)
+
+
+def test_build_redraws_truncated_deleted_and_resized_masks_only(tmp_path, monkeypatch):
+    split, cache_dir = _cache(tmp_path)
+    paths = [masks.mask_file(cache_dir, r["file_name"]) for r in split.images]
+    paths[0].write_bytes(paths[0].read_bytes()[:40])                    # truncated
+    paths[1].unlink()                                                   # deleted
+    Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(paths[2])     # another size
+    calls = []
+    real_render = mask_cache.render
+    monkeypatch.setattr(mask_cache, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
+    with pytest.warns(UserWarning, match="2 damaged mask"):
+        assert masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False) == cache_dir
+    assert len(calls) == 3
+    for rec in split.images:
+        np.testing.assert_array_equal(masks.load_mask(cache_dir, rec["file_name"]), _truth(split, rec))
+    masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False)
+    assert len(calls) == 3  # intact masks are trusted again
+
+
+@pytest.mark.parametrize("kind", ["semantic", "instance"])
+def test_reading_a_damaged_cached_mask_rebuilds_just_that_one(tmp_path, monkeypatch, kind):
+    split, cache_dir = _cache(tmp_path, kind)
+    rec = split.images[1]
+    path = masks.mask_file(cache_dir, rec["file_name"])
+    raw = bytearray(path.read_bytes())
+    idat = raw.index(b"IDAT") + 8
+    raw[idat:idat + 6] = b"\xff" * 6  # same length, intact header and IEND: only decoding notices
+    path.write_bytes(bytes(raw))
+    assert masks.mask_is_intact(path, H, W, kind)
+    calls = []
+    real_render = mask_cache.render
+    monkeypatch.setattr(mask_cache, "render", lambda *a, **k: calls.append(a) or real_render(*a, **k))
+    with pytest.warns(UserWarning, match=f"mask {path}.*cannot be decoded.*rebuilt it from"):
+        loaded = masks.load_mask(cache_dir, rec["file_name"])
+    np.testing.assert_array_equal(loaded, _truth(split, rec, kind))
+    assert len(calls) == 1
+    # the training pipeline's reader does the same, inside tf.data's workers
+    path.write_bytes(b"")
+    with pytest.warns(UserWarning, match="rebuilt"):
+        stored = masks.read_mask_file(path, (H, W))
+    np.testing.assert_array_equal(stored > 0, _truth(split, rec, kind) > 0)
+
+
+def test_a_mask_that_cannot_be_rebuilt_names_a_fix_that_works(tmp_path):
+    split, cache_dir = _cache(tmp_path)
+    rec = split.images[0]
+    path = masks.mask_file(cache_dir, rec["file_name"])
+    path.write_bytes(b"\x89PNG broken")
+    _write_dataset(tmp_path, shift=5)  # the JSON changed since: this cache cannot be redrawn from it
+    with pytest.raises(masks.MaskFileError, match="delete it and run again") as err:
+        masks.load_mask(cache_dir, rec["file_name"])
+    assert str(path) in str(err.value)
+    path.unlink()  # the advised fix: the next build draws it again
+    masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False)
+    assert masks.load_mask(cache_dir, rec["file_name"]).shape == (H, W)
+    # masks written by `livecell-kit masks` (no cache stamp): rerun that command
+    out = tmp_path / "written"
+    (first, *_) = masks.write_masks(data.annotation_path(tmp_path, "train"), out, progress=False)
+    first.write_bytes(first.read_bytes()[:30])
+    with pytest.raises(masks.MaskFileError, match="livecell-kit masks --annotations"):
+        masks.load_mask(out, first.name)
+    with pytest.raises(masks.MaskFileError, match=r"is 40 x 32 px, not 8 x 8"):
+        masks.read_mask_file(out / masks.mask_file("", split.images[1]["file_name"]).name, (8, 8))

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 keras = pytest.importorskip("keras")
 
@@ -141,8 +143,9 @@ def test_predict_paths_writes_three_files_per_image(tmp_path):
         overlay = np.asarray(Image.open(w["overlay"]))
         assert overlay.shape == source.shape + (3,) and overlay.dtype == np.uint8
         assert not np.array_equal(overlay[..., 0], overlay[..., 2])  # coloured where cells are
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"{s}_{k}" for s in ("A172_Phase_1", "cells") for k in ("labels.tif", "mask.png", "overlay.png"))
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.*")) == sorted(  # sub-folders mirrored
+        f"{s}_{k}" for s in ("A172_Phase_1", "sub/cells") for k in ("labels.tif", "mask.png", "overlay.png"))
 
 
 def test_predict_array_in_memory(tmp_path):
@@ -156,8 +159,9 @@ def test_predict_array_in_memory(tmp_path):
 def test_unreadable_and_missing_files_are_named(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff")
-    with pytest.raises(OSError, match="broken.tif"):
+    with pytest.raises(predict.PredictionError, match="broken.tif") as err:
         predict.predict_paths(_brightness_model(), [bad], tmp_path / "out")
+    assert err.value.written == [] and [f for f, _ in err.value.failed] == [bad]
     with pytest.raises(FileNotFoundError, match="nothing_here"):
         predict.predict_paths(_brightness_model(), tmp_path / "nothing_here", tmp_path / "out")
     (tmp_path / "empty").mkdir()
@@ -191,6 +195,93 @@ def test_predict_paths_reads_stacks_16bit_rgb_and_jpeg(tmp_path, capsys):
     assert [w["scaling"] is not None for w in written] == [False] * 5 + [True]
     out = capsys.readouterr().out
     assert "u16.tif: uint16 -> uint8: linear stretch" in out and "stack.tif" not in out
+
+
+def _tif(path, img):
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, img)
+    return path
+
+
+def _outputs(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*_mask.png"))
+
+
+def test_inputs_sharing_a_stem_get_their_own_outputs(tmp_path):
+    """plate1/A1.tif + plate2/A1.tif, and a.tif + a.tiff, used to overwrite each other."""
+    img = _bright_discs()
+    src = tmp_path / "in"
+    plates = [_tif(src / "plate1" / "A1.tif", img), _tif(src / "plate2" / "A1.tif", img[::-1])]
+    twins = [_tif(src / "a.tif", img), _tif(src / "a.tiff", img[:, ::-1])]
+    written = predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    assert _outputs(tmp_path / "out") == ["a.tif_mask.png", "a.tiff_mask.png", "plate1/A1_mask.png",
+                                          "plate2/A1_mask.png"]
+    by_input = {w["image"]: w for w in written}
+    for f, source in zip(plates + twins, (img, img[::-1], img, img[:, ::-1])):  # each holds its own image
+        np.testing.assert_array_equal(np.asarray(Image.open(by_input[f]["mask"])) > 0, source > 128)
+    # files given one by one from two folders: mirrored from the folder they share
+    out2 = tmp_path / "out2"
+    predict.predict_paths(_brightness_model(), plates + plates[:1], out2)  # a file given twice: once
+    assert _outputs(out2) == ["plate1/A1_mask.png", "plate2/A1_mask.png"]
+
+
+def test_collisions_that_remain_are_refused_before_writing(tmp_path):
+    img = _bright_discs()
+    a, b = _tif(tmp_path / "x" / "A1.tif", img), _tif(tmp_path / "x" / "a1.TIF", img)
+    with pytest.raises(ValueError, match="would both write"):  # one file on Windows and macOS
+        predict.predict_paths(_brightness_model(), tmp_path / "x", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+    # a stack's page outputs never overwrite another input's
+    stack = np.stack([img, img[::-1]])
+    _tif(tmp_path / "z" / "s.tif", stack)
+    _tif(tmp_path / "z" / "s_p001.tif", img)
+    with pytest.raises(predict.PredictionError, match="would overwrite") as err:
+        predict.predict_paths(_brightness_model(), tmp_path / "z", tmp_path / "out")
+    assert len(err.value.written) == 2 and len(err.value.failed) == 1
+
+
+def test_a_rerun_with_out_inside_the_input_folder_skips_its_own_outputs(tmp_path, capsys):
+    src = tmp_path / "in"
+    _tif(src / "A1.tif", _bright_discs())
+    first = predict.predict_paths(_brightness_model(), src, src / "pred")
+    again = predict.predict_paths(_brightness_model(), src, src / "pred")
+    assert [w["image"].name for w in again] == [w["image"].name for w in first] == ["A1.tif"]
+    assert "skipped 3 earlier predict outputs" in capsys.readouterr().out
+    # into the input folder itself: outputs lie beside the inputs, still skipped
+    predict.predict_paths(_brightness_model(), src, src)
+    assert [w["image"].name for w in predict.predict_paths(_brightness_model(), src, src)] == ["A1.tif"]
+
+
+def test_a_bad_file_does_not_stop_the_batch_and_is_reported_at_the_end(tmp_path):
+    src = tmp_path / "in"
+    good = [_tif(src / "a.tif", _bright_discs()), _tif(src / "c.tif", _bright_discs())]
+    (src / "b.tif").write_bytes(b"II*\x00 truncated")
+    (src / "d.png").write_bytes(b"")
+    with pytest.raises(predict.PredictionError) as err:
+        predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    assert [w["image"] for w in err.value.written] == good
+    assert [f.name for f, _ in err.value.failed] == ["b.tif", "d.png"]
+    text = str(err.value)
+    assert text.startswith("2 of 4 input files could not be predicted") and "b.tif" in text and "d.png" in text
+    assert all(Path(w["mask"]).exists() for w in err.value.written)
+
+
+def test_cli_predict_exits_non_zero_after_predicting_the_good_files(tmp_path, capsys):
+    from livecell_kit import cli
+
+    model_path = tmp_path / "model.keras"
+    _brightness_model().save(model_path)
+    src = tmp_path / "in"
+    _tif(src / "a.tif", _bright_discs())
+    (src / "b.tif").write_bytes(b"not a tiff")
+    assert cli.main(["predict", "--model", str(model_path), "--out", str(tmp_path / "out"), str(src)]) != 0
+    captured = capsys.readouterr()
+    assert "wrote predictions for 1 images" in captured.out
+    assert "1 of 2 input files could not be predicted" in captured.err and "b.tif" in captured.err
+    assert "Traceback" not in captured.err
+    assert (tmp_path / "out" / "a_mask.png").exists()
 
 
 def test_importing_predict_loads_neither_pyplot_nor_tensorflow():

@@ -324,3 +324,78 @@ def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):
     (out_dir / "model.keras").write_bytes(b"")
     course.quick_run(root)
     assert capsys.readouterr().out == ""  # a finished run is reused silently
+
+
+# --------------------------------------------------------------------------- bad frames caught before tf.data
+
+def _tiny_root(tmp_path, n=3):
+    """train and val splits of n two-level frames (H x W) each, one square cell per frame."""
+    import tifffile
+
+    from livecell_kit import data
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for split in ("train", "val"):
+        images, anns = [], []
+        for i in range(1, n + 1):
+            name = f"A172_Phase_C7_1_00d0{i}h00m_{split}.tif"
+            path = data.split_image_dir(root, split) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, _two_level_image(rng), compression="lzw")
+            images.append({"id": i, "file_name": name, "width": W, "height": H})
+            anns.append({"id": 100 + i, "image_id": i, "category_id": 1, "iscrowd": 0,
+                         "segmentation": [[4, 4, 20, 4, 20, 20, 4, 20]]})
+        ann = data.annotation_path(root, split)
+        ann.parent.mkdir(parents=True, exist_ok=True)
+        ann.write_text(json.dumps({"images": images, "annotations": anns}))
+    return root
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: Image.fromarray(np.zeros((H + 8, W), np.uint8)).save(p, format="TIFF"), "declares 48 x 32"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-300]), "truncated"),
+    (lambda p: p.unlink(), "does not exist"),
+])
+def test_a_bad_training_frame_is_named_before_masks_or_tf_data(tmp_path, monkeypatch, damage, words):
+    from livecell_kit import data
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    root = _tiny_root(tmp_path)
+    split = data.load_split(root, "train")
+    bad = split.image_path(split.images[1])
+    damage(bad)
+    monkeypatch.setattr(pipeline, "training_dataset", lambda *a, **k: pytest.fail("tf.data was built"))
+    with pytest.raises(data.ImageCheckError, match=words) as err:
+        pipeline.preset_datasets(root, presets.get_preset("quick"))
+    assert str(bad) in str(err.value) and "cannot be used for training" in str(err.value)
+    assert not (tmp_path / "work" / "masks").exists()  # checked before any mask was drawn
+
+
+def test_cli_train_on_a_bad_frame_prints_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from livecell_kit import cli, data
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    root = _tiny_root(tmp_path)
+    split = data.load_split(root, "val")
+    bad = split.image_path(split.images[0])
+    bad.write_bytes(bad.read_bytes()[:-300])
+    assert cli.main(["train", "--data", str(root), "--preset", "quick", "--out", str(tmp_path / "run"),
+                     "--epochs", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(bad) in err and "truncated" in err
+    assert "rebuild the mask cache" not in err
+
+
+def test_a_damaged_cached_mask_is_rebuilt_inside_tf_data(tmp_path, monkeypatch):
+    from livecell_kit import data, masks
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    root = _tiny_root(tmp_path)
+    images, mask_paths = pipeline.split_files(root, "val")
+    expected = [np.asarray(Image.open(p)) for p in mask_paths]
+    mask_paths[1].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # damaged after the build's check
+    with pytest.warns(UserWarning, match="rebuilt"):
+        batches = [y for _, y in T.validation_dataset(images, mask_paths, batch_size=3, cache=False)]
+    np.testing.assert_array_equal(batches[0].numpy()[..., 0], np.stack(expected) > 0)
+    assert masks.mask_is_intact(mask_paths[1], H, W, "semantic")

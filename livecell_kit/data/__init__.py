@@ -5,6 +5,7 @@
 * :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules;
 * :mod:`~livecell_kit.data.images` — read one frame as uint8 (H, W): formats, colour, pages;
 * :mod:`~livecell_kit.data.intensity` — the rule that maps any pixel type to uint8;
+* :mod:`~livecell_kit.data.image_check` — image files vs their records (headers only), before work;
 * :mod:`~livecell_kit.data.validation` — the rules an annotation file must follow;
 * :mod:`~livecell_kit.data.coco_stream` — one streaming pass over a COCO JSON (ijson);
 * :mod:`~livecell_kit.data.index_writer` — that pass into checked column arrays on disk;
@@ -18,6 +19,7 @@ The names below are re-exported so callers write ``data.load_split(root, "train"
 from livecell_kit.data.annotations import Split, available_splits, load_annotations, load_split, to_coco
 from livecell_kit.data.download import (DOWNLOAD_PARTS, DownloadError, ResumableDownloader,
                                         download_livecell, fetch, safe_extract_zip)
+from livecell_kit.data.image_check import ImageCheckError, check_image_files, read_header
 from livecell_kit.data.images import ImageReadError, read_image
 from livecell_kit.data.index import AnnotationIndex, file_sha256, index_root, open_index
 from livecell_kit.data.layout import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS,
@@ -34,10 +36,10 @@ __all__ = [
     "BASE_URL", "CELL_TYPES", "DEFAULT_SUBSET_SIZES", "DOWNLOAD_PARTS", "IMAGE_HEIGHT",
     "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS", "POLYGON_TOLERANCE_PX", "RECORDED_HASHES",
     "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "AnnotationIndex",
-    "DownloadError", "ImageReadError", "ResumableDownloader", "Split", "annotation_path",
-    "available_splits", "cell_type_of", "default_workdir", "download_livecell", "fetch",
+    "DownloadError", "ImageCheckError", "ImageReadError", "ResumableDownloader", "Split", "annotation_path",
+    "available_splits", "cell_type_of", "check_image_files", "default_workdir", "download_livecell", "fetch",
     "file_sha256", "index_root", "load_annotations", "load_split", "load_subset",
-    "nearly_unannotated", "open_index", "read_image", "read_manifest", "safe_extract_zip",
+    "nearly_unannotated", "open_index", "read_header", "read_image", "read_manifest", "safe_extract_zip",
     "segmentation_problem", "select_subset", "split_image_dir", "to_coco",
     "validate_annotations", "write_manifest",
 ]

@@ -19,6 +19,11 @@ class AnnotationError(ValueError):
     """An annotation file is malformed; the message names the file, the id and the fix."""
 
 
+#: px: the largest image (width x height) a record may declare: 16384 x 16384.  Masks are
+#: rendered at the declared size (an instance mask takes 4 bytes a pixel), so a typo such as
+#: 200000 x 200000 would otherwise end in a MemoryError.  LIVECell frames are 704 x 520.
+MAX_IMAGE_PIXELS = 1 << 28
+
 #: px: how far a polygon vertex may lie outside its image.  LIVECell polygons trace
 #: pixel edges, so x == width (one past the last column) is legitimate.
 POLYGON_TOLERANCE_PX = 1.0
@@ -39,15 +44,12 @@ def segmentation_problem(seg, size) -> str | None:
     Polygons must be flat lists of an even number (>= 6, i.e. >= 3 points) of finite
     numbers, every vertex within :data:`POLYGON_TOLERANCE_PX` (1 px) of the image:
     ``-1 <= x <= width + 1`` and ``-1 <= y <= height + 1``.  RLEs must have ``counts``
-    (a list or a compressed string) and ``size == [height, width]``; their runs are not
-    decoded here.  The phrase is meant to follow "annotation id N: " in an error.
+    (a list of non-negative integers adding up to height x width, or a compressed string,
+    whose runs are checked when masks are made) and ``size == [height, width]``, two
+    positive integers.  The phrase is meant to follow "annotation id N: " in an error.
     """
     if isinstance(seg, dict):
-        if not isinstance(seg.get("counts"), (list, str, bytes)) or "size" not in seg:
-            return "RLE segmentation needs 'counts' (a list or a compressed string) and 'size'"
-        if size is not None and list(seg["size"]) != [size[0], size[1]]:
-            return f"RLE size {seg['size']} does not match its image ({size[0]} x {size[1]})"
-        return None
+        return _rle_problem(seg, size)
     if not isinstance(seg, list) or not seg:
         return "segmentation is empty or not a list of polygons"
     tol = POLYGON_TOLERANCE_PX
@@ -73,6 +75,24 @@ def segmentation_problem(seg, size) -> str | None:
         if lo_x < -tol or lo_y < -tol or hi_x > width + tol or hi_y > height + tol:
             return (f"polygon {k} spans x {lo_x:g}..{hi_x:g}, y {lo_y:g}..{hi_y:g}, outside its "
                     f"{width} x {height} image (x is the column, y the row)")
+    return None
+
+
+def _rle_problem(seg: dict, size) -> str | None:
+    counts, rle_size = seg.get("counts"), seg.get("size")
+    if not isinstance(counts, (list, str, bytes)) or "size" not in seg:
+        return "RLE segmentation needs 'counts' (a list or a compressed string) and 'size'"
+    if not (isinstance(rle_size, list) and len(rle_size) == 2 and all(is_int64(v) and v > 0 for v in rle_size)):
+        return f"RLE size {rle_size!r} is not [height, width], two positive whole numbers of pixels"
+    if size is not None and rle_size != [size[0], size[1]]:
+        return f"RLE size {rle_size} does not match its image ({size[0]} x {size[1]})"
+    if isinstance(counts, list):
+        if not all(is_int64(c) and c >= 0 for c in counts):
+            bad = next(c for c in counts if not (is_int64(c) and c >= 0))
+            return f"RLE counts hold {bad!r}; runs are non-negative whole numbers of pixels"
+        if sum(counts) != rle_size[0] * rle_size[1]:
+            return (f"RLE counts must be runs adding up to {rle_size[0]} x {rle_size[1]} = "
+                    f"{rle_size[0] * rle_size[1]} pixels (they add up to {sum(counts)})")
     return None
 
 
@@ -126,10 +146,15 @@ def image_problem(img, position) -> str | None:
     for key in ("width", "height"):
         value = img[key]
         whole = is_int64(value) or (type(value) is float and value.is_integer())
-        if not whole or value < 0:
-            return f"image id {img['id']}: {key} {value!r} is not a whole number of pixels"
-    if not isinstance(img["file_name"], str):
-        return f"image id {img['id']}: file_name {img['file_name']!r} is not a string"
+        if not whole or value < 1:
+            return f"image id {img['id']}: {key} {value!r} is not a positive whole number of pixels"
+    if img["width"] * img["height"] > MAX_IMAGE_PIXELS:
+        return (f"image id {img['id']}: declared size {img['width']:g} x {img['height']:g} px is larger "
+                f"than livecell_kit.data.validation.MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS} px; LIVECell "
+                f"frames are 704 x 520) — a typo? If the size is real, raise that limit")
+    name = img["file_name"]
+    if not isinstance(name, str) or not name.strip():
+        return f"image id {img['id']}: file_name {name!r} is not a file name (a non-empty string)"
     return None
 
 

@@ -59,11 +59,15 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
     """Yield (image record, uint8 image, model output, 0/1 truth) one image at a time.
 
     Reads and predicts ``batch_size`` images at a time, so memory holds one
-    batch, never the split.
+    batch, never the split.  Every image file is checked against its record first
+    (:func:`livecell_kit.data.check_image_files`: exists, intact, the declared size).
     """
     records = list(split.images)
     if not records:
         raise ValueError(f"split {split.name!r} under {split.root} has no images to evaluate")
+    # headers against the records first: a frame padded or cropped to another size than
+    # its JSON record would be scored against masks of the wrong size (wrong metrics)
+    data.check_image_files(split, purpose="evaluation")
     bar = tqdm(total=len(records), desc=desc, unit="image") if progress else None
     try:
         for i in range(0, len(records), batch_size):

@@ -12,7 +12,7 @@ pixel coordinates — x is the column, y the row — or an RLE dict) and that im
 
 :func:`build_mask_cache` writes the masks of a split or subset to disk once (PNG per
 image) in a folder keyed by the annotation file's content; :func:`load_mask` reads
-one back.  :func:`write_masks` does the same for any annotation file (the
+one back (:func:`read_mask_file` checks it and rebuilds a damaged one).  :func:`write_masks` does the same for any annotation file (the
 ``livecell-kit masks`` command).
 
 Modules, in pipeline order: :mod:`~livecell_kit.masks.rle` (run-length
@@ -22,16 +22,17 @@ labels), :mod:`~livecell_kit.masks.borders` (touching borders, weight map),
 :mod:`~livecell_kit.masks.cache` (PNG files and the cache folder).
 """
 from livecell_kit.masks.borders import border_weight_map, touching_border_mask
-from livecell_kit.masks.cache import (CACHE_VERSION, KINDS, MAX_INSTANCES, STAMP_NAME,
+from livecell_kit.masks.cache import (CACHE_VERSION, KINDS, MAX_INSTANCES, STAMP_NAME, MaskFileError,
                                       annotation_hash, build_mask_cache, load_mask, mask_file,
-                                      render, write_masks)
+                                      mask_is_intact, read_mask_file, render, write_masks)
 from livecell_kit.masks.rasterise import instance_labels, semantic_mask
 from livecell_kit.masks.rle import uncompressed_rle
 from livecell_kit.masks.segmentations import MaskError, annotation_rles
 
 __all__ = [
-    "CACHE_VERSION", "KINDS", "MAX_INSTANCES", "STAMP_NAME", "MaskError",
+    "CACHE_VERSION", "KINDS", "MAX_INSTANCES", "STAMP_NAME", "MaskError", "MaskFileError",
     "annotation_hash", "annotation_rles", "border_weight_map", "build_mask_cache",
-    "instance_labels", "load_mask", "mask_file", "render", "semantic_mask",
+    "instance_labels", "load_mask", "mask_file", "mask_is_intact", "read_mask_file", "render",
+    "semantic_mask",
     "touching_border_mask", "uncompressed_rle", "write_masks",
 ]

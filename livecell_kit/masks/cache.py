@@ -2,14 +2,24 @@
 
 :func:`build_mask_cache` writes the masks of the images of a split — or of a subset of
 one — into a folder named after the annotation file's content and the mask kind, one
-PNG per image, each written atomically: a PNG that exists is complete, so a later call
-for a larger image set (the full split after the seed subset) renders only the images
-it lacks.  :func:`load_mask` reads one back; :func:`write_masks` writes the masks of
-any annotation file (the ``livecell-kit masks`` command).  :func:`render` makes the
-mask of one kind.
+PNG per image, each written atomically, so a later call for a larger image set (the full
+split after the seed subset) renders only the images it lacks.  :func:`load_mask` reads
+one back; :func:`write_masks` writes the masks of any annotation file (the
+``livecell-kit masks`` command).  :func:`render` makes the mask of one kind.
+
+The cache checks itself rather than trusting its stamp, since a mask can be truncated or
+deleted after it was written (a full disk, a sync tool, a user tidying up):
+
+* :func:`build_mask_cache` checks every mask it would reuse from its header — a PNG of
+  the record's size and the kind's bit depth that ends with its IEND chunk
+  (:func:`mask_is_intact`) — and renders again the ones that fail;
+* :func:`read_mask_file` (used by :func:`load_mask` and the training pipeline) decodes
+  the mask and checks its size; a bad mask of a cache folder is rebuilt on the spot, from
+  the annotation file the folder's stamp names.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +27,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data import default_workdir, file_sha256, load_annotations
+from livecell_kit.data import AnnotationError, default_workdir, file_sha256, load_annotations, open_index
+from livecell_kit.data.image_check import png_is_complete
 from livecell_kit.masks.borders import touching_border_mask
 from livecell_kit.masks.rasterise import instance_labels, semantic_mask
 from livecell_kit.masks.segmentations import MaskError
@@ -31,6 +42,12 @@ STAMP_NAME = ".livecell-kit-masks.json"
 CACHE_VERSION = 1
 #: 16-bit PNGs hold instance labels, so an image may have at most this many cells.
 MAX_INSTANCES = 65535
+#: Pillow's mode of each kind's PNG: 8-bit grey 0/255, or 16-bit labels.
+_PNG_MODES = {"semantic": ("L",), "border": ("L",), "instance": ("I;16", "I")}
+
+
+class MaskFileError(OSError):
+    """A mask file is missing or damaged and cannot be rebuilt here; the message names it and the fix."""
 
 
 def render(kind: str, anns, height: int, width: int, source=None) -> np.ndarray:
@@ -67,21 +84,97 @@ def mask_file(cache_dir, file_name: str) -> Path:
 
 def load_mask(cache_dir, file_name: str) -> np.ndarray:
     """Read the mask of image ``file_name`` from a folder made by :func:`build_mask_cache`
-    or :func:`write_masks`.
+    or :func:`write_masks` (checked, and rebuilt when damaged: :func:`read_mask_file`).
 
     Returns uint8 (H, W) 0/1 for semantic and border masks (stored 0/255), int32
     (H, W) labels for instance masks (stored as 16-bit PNG).
     """
-    path = mask_file(cache_dir, file_name)
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no mask {path} for image {file_name}; build the masks with "
-                                f"masks.build_mask_cache(split) or `livecell-kit masks`") from None
+    arr = read_mask_file(mask_file(cache_dir, file_name), image=file_name)
     if arr.dtype == np.uint8:
         return (arr > 127).astype(np.uint8)
     return arr.astype(np.int32)
+
+
+def mask_is_intact(path, height: int, width: int, kind: str) -> bool:
+    """Cheap check of a stored mask, from its header and its last bytes: a PNG of
+    ``height`` x ``width`` px in ``kind``'s bit depth that ends with its IEND chunk."""
+    try:
+        with Image.open(path) as im:
+            ok = im.format == "PNG" and im.size == (width, height) and im.mode in _PNG_MODES[kind]
+        return ok and png_is_complete(path)
+    except (OSError, ValueError, SyntaxError):  # missing, unreadable, not a PNG
+        return False
+
+
+def _decode_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)  # decodes now: a truncated or corrupt file raises here
+
+
+def read_mask_file(path, shape=None, image=None) -> np.ndarray:
+    """The stored array of one mask PNG, decoded and checked: uint8 (H, W) 0/255
+    (semantic, border) or uint16 (H, W) labels (instance).
+
+    shape: (H, W) the mask must have (its image's), or None.  image: the image it belongs
+    to, named in errors.  A mask of a :func:`build_mask_cache` folder that is missing,
+    undecodable or of the wrong size is rendered again from the annotation file named in
+    the folder's stamp (with a warning); anywhere else — or when that file is gone or
+    changed — :class:`MaskFileError` (FileNotFoundError for a missing one) names the
+    file and the fix.
+    """
+    path = Path(path)
+    try:
+        arr = _decode_png(path)
+    except FileNotFoundError:
+        problem = "does not exist"
+    except (OSError, ValueError, SyntaxError) as exc:
+        problem = f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
+    else:
+        if shape is None or arr.shape == tuple(shape):
+            return arr
+        problem = f"is {arr.shape[1]} x {arr.shape[0]} px, not {shape[1]} x {shape[0]}"
+    for_image = f" (image {image})" if image is not None else ""
+    source = _rebuild(path)
+    if source is None:
+        missing = problem == "does not exist"
+        fix = (f"{'run' if missing else 'delete it and run'} again: the cache draws missing masks "
+               f"(masks.build_mask_cache, run by every `livecell-kit train`)"
+               if (path.parent / STAMP_NAME).exists() else
+               "write the masks again (`livecell-kit masks --annotations JSON --out DIR`) or build "
+               "them with masks.build_mask_cache(split)")
+        error = FileNotFoundError if missing else MaskFileError
+        raise error(f"mask {path}{for_image} {problem}; {fix}")
+    warnings.warn(f"mask {path}{for_image} {problem}; rebuilt it from {source}", stacklevel=2)
+    arr = _decode_png(path)
+    if shape is not None and arr.shape != tuple(shape):
+        raise MaskFileError(f"mask {path} is {arr.shape[1]} x {arr.shape[0]} px as {source} declares, "
+                            f"but its image{for_image} is {shape[1]} x {shape[0]}: the image file was "
+                            f"padded, cropped or replaced; check the images with "
+                            f"data.check_image_files(split) and restore the original frame")
+    return arr
+
+
+def _rebuild(path: Path) -> Path | None:
+    """Render the mask at ``path`` again when its folder is a cache whose stamp names an
+    annotation file that still has the content the cache was made from; returns that file."""
+    stamp = atomic.read_stamp(path.parent / STAMP_NAME) or {}
+    if stamp.get("version") != CACHE_VERSION or stamp.get("kind") not in KINDS or "annotation_file" not in stamp:
+        return None
+    source = Path(stamp["annotation_file"])
+    try:
+        index = open_index(source, progress=False)
+    except (OSError, AnnotationError):
+        return None
+    if index.sha256[:16] != stamp.get("annotations_sha256_16"):
+        return None
+    for row in index.first_rows:
+        rec = index.images[row]
+        if mask_file("", rec["file_name"]).name == path.name:
+            h, w = _image_size(rec, source)
+            _save_atomic(render(stamp["kind"], index.annotations_for(rec["id"]), h, w, source),
+                         stamp["kind"], path)
+            return source
+    return None
 
 
 def annotation_hash(path) -> str:
@@ -140,7 +233,8 @@ def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: b
     the annotation file: editing the JSON gives a new folder.  The folder is shared by
     every image set of that file, so the seed subset and the full split reuse each
     other's masks.  Each PNG is written atomically (an interrupted build leaves only
-    complete ones, and the next call renders the rest).  ``cache_root`` defaults to
+    complete ones, and the next call renders the rest); each one reused is checked first
+    (:func:`mask_is_intact`) and drawn again when missing or damaged.  ``cache_root`` defaults to
     ``data.default_workdir() / "masks"``.
     """
     _check_kind(kind)
@@ -151,14 +245,25 @@ def build_mask_cache(split, kind: str = "semantic", cache_root=None, progress: b
     stamp = cache_dir / STAMP_NAME
     expected = {"version": CACHE_VERSION, "kind": kind, "annotations_sha256_16": digest}
     found = atomic.read_stamp(stamp) or {}
+    annotation_file = str(Path(source).resolve())  # read_mask_file rebuilds damaged masks from it
     if {k: found.get(k) for k in expected} != expected:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for old in cache_dir.glob("*.png"):  # masks of another cache version, if any
             old.unlink()
-        atomic.write_stamp(stamp, expected)
+    if found != {**found, **expected, "annotation_file": annotation_file}:
+        atomic.write_stamp(stamp, {**expected, "annotation_file": annotation_file})
     _check_stems(split.images, source)
-    missing = [rec for rec in split.images if not mask_file(cache_dir, rec["file_name"]).exists()]
-    _write_all(missing, split.annotations_for, cache_dir, kind, source, progress,
+    todo, damaged = [], []
+    for rec in split.images:
+        path = mask_file(cache_dir, rec["file_name"])
+        if not mask_is_intact(path, *_image_size(rec, source), kind):
+            todo.append(rec)
+            if path.exists():
+                damaged.append(path.name)
+    if damaged:
+        warnings.warn(f"{len(damaged)} damaged mask(s) in {cache_dir} (e.g. {damaged[0]}: truncated, "
+                      f"wrong size or not a PNG) are drawn again", stacklevel=2)
+    _write_all(todo, split.annotations_for, cache_dir, kind, source, progress,
                desc=f"{kind} masks ({split.name})")
     return cache_dir
 

@@ -48,16 +48,18 @@ def _check_rle(seg: dict, height: int, width: int, where: str) -> dict:
         if not ok or sum(counts) != height * width:
             raise MaskError(f"{where}: uncompressed RLE counts must be non-negative integers "
                             f"adding up to {height} x {width} = {height * width} pixels "
-                            f"(they add up to {sum(c for c in counts if isinstance(c, (int, np.integer)))})")
+                            f"(they add up to {sum(c for c in counts if isinstance(c, (int, np.integer)))}); "
+                            f"fix or delete this annotation")
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     try:  # a compressed string (str or bytes)
         runs, _, _ = compressed_counts([counts])
     except ValueError as exc:
-        raise MaskError(f"{where}: compressed RLE string is corrupt ({exc})") from None
+        raise MaskError(f"{where}: compressed RLE string is corrupt ({exc}); fix or delete "
+                        f"this annotation") from None
     if runs.min(initial=0) < 0 or int(runs.sum()) != height * width:
         raise MaskError(f"{where}: compressed RLE decodes to runs adding up to {int(runs.sum())} "
                         f"pixels, not {height} x {width} = {height * width}; the string is "
-                        f"corrupt or belongs to another image size")
+                        f"corrupt or belongs to another image size: fix or delete this annotation")
     return {"size": [height, width],
             "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 

@@ -30,7 +30,6 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from livecell_kit import data, masks
 from livecell_kit.presets import Preset
@@ -68,16 +67,9 @@ def _decode(path) -> str:
 
 
 def _read_mask(path: str, image_path: str, shape) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            mask = np.asarray(im)
-    except (OSError, ValueError) as e:
-        raise OSError(f"cannot read mask {path}: {e}; rebuild the mask cache "
-                      "(livecell-kit masks, or delete the cache folder)") from e
-    if mask.shape != shape:
-        raise ValueError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but image {image_path} "
-                         f"is {shape[1]}x{shape[0]}; rebuild the mask cache")
-    return mask
+    """The stored mask array, checked against its image's (H, W); a damaged cached mask is
+    rebuilt on the spot (:func:`livecell_kit.masks.read_mask_file`)."""
+    return masks.read_mask_file(path, shape, image=image_path)
 
 
 def read_stack(image_path, *mask_paths, border_weights: BorderWeights | None = None) -> np.ndarray:
@@ -314,8 +306,14 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     Returns (image_paths, mask_paths); a mask entry is one path, or a tuple
     (semantic[, border][, instance]) when ``outputs == "semantic+border"`` or
     ``instance_labels``.
+    Checks every image file first (:func:`livecell_kit.data.check_image_files`: exists,
+    intact header, the record's size), raising one ``data.ImageCheckError`` that lists
+    the bad files.
     """
     sp = data.load_subset(data_root, split, limit, subset_seed, rule=subset_rule)
+    # every frame's header against its record now, before masks are drawn or tf.data runs:
+    # a missing, truncated or resized frame is named here, not in a TensorFlow traceback
+    data.check_image_files(sp, purpose="training")
     records = sorted(sp.images, key=lambda r: r["file_name"])
     kinds = (["semantic"] + (["border"] if outputs == "semantic+border" else [])
              + (["instance"] if instance_labels else []))
