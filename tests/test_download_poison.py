@@ -172,7 +172,8 @@ def test_a_cache_poisoned_by_an_older_kit_repairs_itself(server, tmp_path, capsy
     _download(server, dest, cache_dir)
     assert data.annotation_path(dest, "val").read_bytes() == _coco("good-val")
     assert "the cached" in capsys.readouterr().err
-    assert json.loads((cache_dir / data.RECORDED_HASHES).read_text())[VAL] == cache.sha256(cache_dir / VAL, False)
+    recorded = json.loads((cache_dir / data.RECORDED_HASHES).read_text())
+    assert recorded[VAL] == cache.sha256(cache_dir / VAL, False)
 
 
 def test_the_data_root_gets_copies_that_a_rerun_does_not_overwrite_once_edited(server, tmp_path, capsys):
@@ -245,7 +246,8 @@ def test_a_refused_zip_slip_archive_is_not_recorded_and_a_good_mirror_then_works
     assert not (tmp_path / "evil.txt").exists()
     server.routes["images.zip"] = Route(_zip(GOOD_ZIP), "application/zip")  # no checksum error now
     _download(server, dest, cache_dir, files=("images",))
-    assert (data.split_image_dir(dest, "test") / GOOD_ZIP[1][0].rsplit("/", 1)[1]).read_bytes() == GOOD_ZIP[1][1]
+    frame = data.split_image_dir(dest, "test") / GOOD_ZIP[1][0].rsplit("/", 1)[1]
+    assert frame.read_bytes() == GOOD_ZIP[1][1]
 
 
 def test_a_zip_bomb_is_refused_before_extraction(server, tmp_path, monkeypatch):

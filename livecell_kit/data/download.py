@@ -27,6 +27,7 @@ expand implausibly or beyond the free disk space (:func:`~livecell_kit.data.down
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -70,7 +71,7 @@ def _remove_stale_extractions(dest: Path) -> None:
 
 
 def _clear_stale_extractions(dest: Path) -> None:
-    """Remove what a killed extraction into ``dest`` or ``dest/images`` left, even if no extraction follows."""
+    """Remove what a killed extraction into ``dest`` or ``dest/images`` left (no extraction may follow)."""
     for folder in (dest, dest / "images"):
         if any(folder.glob(".extract-*")):
             with locked(folder / ".extract.lock", f"another extraction into {folder}"):
@@ -89,7 +90,8 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool 
 
     Members with absolute paths or ``..``, and archives that would expand implausibly
     (:func:`~livecell_kit.data.download_checks.check_zip`), are refused with
-    ``UnsafeArchive`` (a ``ValueError``); so is an archive larger than the free space.
+    ``UnsafeArchive`` (a ``ValueError``); one larger than the free space raises
+    ``DownloadError`` and is kept.
     Extraction goes to a temp folder inside ``dest`` whose top-level entries are then moved
     into place, so an interrupted run never leaves a half-extracted tree that looks done, and
     the next call removes a temp folder a kill left behind; a stamp file
@@ -118,7 +120,8 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool 
             fix = "it has been deleted; rerun the download to fetch it again"
         else:
             fix = "delete it and rerun the download"
-        reason = exc if isinstance(exc, InvalidDownload) else f"{zip_path} is not a complete zip archive ({exc})"
+        reason = exc if isinstance(exc, InvalidDownload) else \
+            f"{zip_path} is not a complete zip archive ({exc})"
         raise DownloadError(f"{reason}; {fix}.") from None
     atomic.write_stamp(stamp, signature)
     return dest
@@ -234,7 +237,7 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     nested = not names or any(n.replace("\\", "/").startswith("images/") for n in names)
     try:
         safe_extract_zip(zip_path, dest if nested else dest / "images", progressbar=kw["progressbar"])
-    except (DownloadError, ValueError) as exc:  # a damaged or unsafe archive: nor its hash is kept
+    except (DownloadError, ValueError) as exc:  # a damaged or unsafe archive goes, its hash with it
         if isinstance(exc, ValueError):
             zip_path.unlink(missing_ok=True)
         if not zip_path.exists():  # (a full disk leaves the good archive where it is)
@@ -270,7 +273,7 @@ def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
                    f"trying the next file", file=sys.stderr)
     for split in SPLITS:  # a JSON the user changed is kept (placed module)
         write_file(dest, annotation_path(dest, split),
-                   lambda path, dataset=datasets[split]: atomic.write_json(path, dataset, indent=None),
+                   functools.partial(atomic.write_json, obj=datasets[split], indent=None),
                    same_as=known_hash(annotation_name(split), kw["cache_dir"]))
     frames = [(split, img["file_name"]) for split in SPLITS for img in datasets[split]["images"]]
     atomic.write_stamp(stamp, {"frames_per_cell_type": COURSE_FRAMES, "files": _file_signatures(dest),

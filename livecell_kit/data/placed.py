@@ -52,7 +52,8 @@ def _as_written(root: Path, target: Path) -> dict | None:
         st = target.stat()
     except FileNotFoundError:
         return None
-    if isinstance(record, dict) and [record.get("size"), record.get("mtime_ns")] == [st.st_size, st.st_mtime_ns]:
+    if isinstance(record, dict) and (record.get("size"), record.get("mtime_ns")) == (st.st_size,
+                                                                                    st.st_mtime_ns):
         return record
     return None
 

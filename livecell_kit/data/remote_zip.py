@@ -314,9 +314,9 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
         raise KeyError(f"{remote.url} has no member(s) {unknown[:3]}")
     huge = [remote.members[n].info for n in targets if remote.members[n].info.file_size > MAX_MEMBER_BYTES]
     if huge:
-        raise DownloadError(f"{huge[0].filename} in {remote.url} declares {huge[0].file_size / 2**20:.0f} MiB, "
-                            f"more than the {MAX_MEMBER_BYTES >> 20} MiB any LIVECell frame needs; refusing "
-                            f"it (a forged archive?). Try another mirror (--base-url).")
+        raise DownloadError(f"{huge[0].filename} in {remote.url} declares {huge[0].file_size:,} bytes, "
+                            f"more than the {MAX_MEMBER_BYTES:,} any LIVECell frame needs; refusing it "
+                            f"(a forged archive?). Try another mirror (--base-url).")
     check = tqdm(list(targets.items()), desc="checking files here", unit="file",
                  disable=not progressbar or len(targets) < 100, leave=False)
     missing = [remote.members[n] for n, path in check if not _is_present(remote.members[n], path)]
