@@ -438,3 +438,26 @@ def test_a_crc_error_in_a_frame_fails_the_download_and_a_rerun_repairs_it(fake_l
     _readable(tmp_path / "d", SEED_SIZES)
     assert zlib.crc32((tmp_path / "d" / "images" / "livecell_train_val_images" / _name("A172", 0, "train"))
                       .read_bytes()) == member.info.CRC
+
+
+def test_a_member_declaring_an_implausible_size_is_refused_before_any_request(server, tmp_path, monkeypatch):
+    remote = _serve_zip(server)
+    monkeypatch.setattr(remote_zip, "MAX_MEMBER_BYTES", 6000)  # b.txt holds 18,000 bytes
+    seen = len(server.requests)
+    with pytest.raises(data.DownloadError, match="images/b.txt .* declares"):
+        remote_zip.fetch_members(remote, {"images/b.txt": tmp_path / "b"}, progressbar=False)
+    assert len(server.requests) == seen and not (tmp_path / "b").exists()
+
+
+def test_course_keeps_a_json_the_user_edited(fake_livecell, tmp_path, capsys):
+    dest = _download(fake_livecell, tmp_path / "c", "course", files=("annotations",))
+    val = data.annotation_path(dest, "val")
+    mine = json.loads(val.read_text())
+    mine["info"] = {"note": "my corrections"}
+    val.write_text(json.dumps(mine))
+    _download(fake_livecell, dest, "seed", files=("annotations",))  # would put the full JSONs here
+    assert json.loads(val.read_text()) == mine
+    assert f"kept {val}" in capsys.readouterr().err
+    _download(fake_livecell, dest, "course", files=("annotations",))
+    assert json.loads(val.read_text()) == mine
+    assert "kit_subset" in json.loads(data.annotation_path(dest, "test").read_text())

@@ -14,15 +14,20 @@
 
 A server that ignores ``Range`` gets the full ``images.zip`` instead (one line says so).
 Two runs into the same folder take turns (a lock file); every file appears atomically and
-only once checked, so an interrupted run is resumed by the next one.
+only once checked, so an interrupted run is resumed by the next one.  Files reach the data
+root as copies, and a rerun keeps any file changed since the kit wrote it
+(:mod:`~livecell_kit.data.placed`).
 
 :func:`safe_extract_zip` is the kit's own because ``pooch.Unzip`` extracts in place and
 counts an archive as done when its member files exist, so a file half-written by an
 interrupted run passes; the kit extracts into a temp folder, moves the result into place and
-writes a stamp last.  It also refuses zip-slip members instead of silently rewriting their paths.
+writes a stamp last; the next extraction removes a temp folder a kill left behind.  It also
+refuses zip-slip members instead of silently rewriting their paths, and archives that would
+expand implausibly or beyond the free disk space (:func:`~livecell_kit.data.download_checks.check_zip`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -35,11 +40,13 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, locked,
-                                     resolve_cache_dir)
+from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, known_hash,
+                                     locked, resolve_base_url, resolve_cache_dir)
 from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_names
+from livecell_kit.data.download_checks import InvalidDownload, check_member_name, check_zip
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
+from livecell_kit.data.placed import place_copy, write_file
 from livecell_kit.data.registry import (SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
                                         single_cell_name, size_split_name)
 from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
@@ -56,23 +63,38 @@ _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
 _FULL_STAMP = ".images.zip.extracted"
 
 
-def _check_member(name: str, zip_path) -> PurePosixPath:
-    """Reject zip members that would land outside the target (zip-slip)."""
-    norm = name.replace("\\", "/")
-    member = PurePosixPath(norm)
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in member.parts:
-        raise ValueError(f"{zip_path} contains the unsafe member {name!r} (absolute path or '..'), "
-                         f"which would be written outside the target folder; refusing to extract. "
-                         f"Delete the archive and download it from a trusted source.")
-    return member
+def _remove_stale_extractions(dest: Path) -> None:
+    """Delete temp folders that a killed extraction left in ``dest`` (the caller holds its lock)."""
+    for stale in dest.glob(".extract-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _clear_stale_extractions(dest: Path) -> None:
+    """Remove what a killed extraction into ``dest`` or ``dest/images`` left (no extraction may follow)."""
+    for folder in (dest, dest / "images"):
+        if any(folder.glob(".extract-*")):
+            with locked(folder / ".extract.lock", f"another extraction into {folder}"):
+                _remove_stale_extractions(folder)
+
+
+def _check_free_space(dest: Path, needed: int, zip_path: Path) -> None:
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise DownloadError(f"extracting {zip_path} needs {needed / 1e9:.2f} GB in {dest}, which has "
+                            f"{free / 1e9:.2f} GB free; free some space or choose another --out.")
 
 
 def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool = False) -> Path:
     """Extract ``zip_path`` into ``dest`` safely and at most once; return ``dest``.
 
-    Members with absolute paths or ``..`` are refused (zip-slip).  Extraction goes to a
-    temp folder inside ``dest`` whose top-level entries are then moved into place, so an
-    interrupted run never leaves a half-extracted tree that looks done; a stamp file
+    Members with absolute paths or ``..``, and archives that would expand implausibly
+    (:func:`~livecell_kit.data.download_checks.check_zip`), are refused with
+    ``UnsafeArchive`` (a ``ValueError``); one larger than the free space raises
+    ``DownloadError`` and is kept.
+    Extraction goes to a temp folder inside ``dest`` whose top-level entries are then moved
+    into place, so an interrupted run never leaves a half-extracted tree that looks done, and
+    the next call removes a temp folder a kill left behind; a stamp file
     ``dest/.<zip name>.extracted`` (zip size and mtime) skips repeat runs.  A truncated or
     corrupt archive raises ``DownloadError`` and, with ``delete_bad``, deletes the archive
     so the next download fetches it again.  ``progressbar`` shows the bytes extracted.
@@ -83,32 +105,42 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool 
     signature = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if atomic.read_stamp(stamp) == signature:
         return dest
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        total = check_zip(zip_path)  # UnsafeArchive (not damaged: its message says what to do) passes
+        dest.mkdir(parents=True, exist_ok=True)
+        with locked(dest / ".extract.lock", f"another extraction into {dest}"):
+            _remove_stale_extractions(dest)
+            _check_free_space(dest, total, zip_path)
+            _extract(zip_path, dest, progressbar)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, InvalidDownload) as exc:
+        if isinstance(exc, ValueError):
+            raise
+        if delete_bad:
+            zip_path.unlink(missing_ok=True)
+            fix = "it has been deleted; rerun the download to fetch it again"
+        else:
+            fix = "delete it and rerun the download"
+        reason = exc if isinstance(exc, InvalidDownload) else \
+            f"{zip_path} is not a complete zip archive ({exc})"
+        raise DownloadError(f"{reason}; {fix}.") from None
+    atomic.write_stamp(stamp, signature)
+    return dest
+
+
+def _extract(zip_path: Path, dest: Path, progressbar: bool) -> None:
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
     try:
-        try:
-            with zipfile.ZipFile(zip_path) as archive:
-                members = archive.infolist()
+        with zipfile.ZipFile(zip_path) as archive:
+            members = archive.infolist()
+            with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True,
+                      unit_divisor=1024, desc=f"extracting {zip_path.name}",
+                      disable=not progressbar) as bar:
                 for info in members:
-                    _check_member(info.filename, zip_path)
-                with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True,
-                          unit_divisor=1024, desc=f"extracting {zip_path.name}",
-                          disable=not progressbar) as bar:
-                    for info in members:
-                        archive.extract(info, tmp)  # raises BadZipFile on CRC errors
-                        bar.update(info.file_size)
-        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-            if delete_bad:
-                zip_path.unlink(missing_ok=True)
-                fix = "it has been deleted; rerun the download to fetch it again"
-            else:
-                fix = "delete it and rerun the download"
-            raise DownloadError(f"{zip_path} is not a complete zip archive ({exc}); {fix}.") from None
+                    archive.extract(info, tmp)  # raises BadZipFile on CRC errors
+                    bar.update(info.file_size)
         _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    atomic.write_stamp(stamp, signature)
-    return dest
 
 
 def _move_into(src: Path, dst: Path) -> None:
@@ -123,17 +155,10 @@ def _move_into(src: Path, dst: Path) -> None:
         os.replace(entry, target)
 
 
-def _place(cached: Path, target: Path) -> None:
-    """Put a cached file at ``target`` atomically: hard link if possible (no second copy)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and os.path.samefile(cached, target):
-        return
-    with atomic.atomic_path(target) as tmp:
-        tmp.unlink()
-        try:
-            os.link(cached, tmp)
-        except OSError:  # other file system, or links not allowed
-            shutil.copyfile(cached, tmp)
+def _place(name: str, dest: Path, target: Path, kw: dict) -> None:
+    """Fetch registry file ``name`` and put a copy at ``target`` (kept if the user changed it)."""
+    cached = fetch(name, **kw)
+    place_copy(cached, target, dest, known_hash(name, kw["cache_dir"]))
 
 
 def download_livecell(dest, files=("images", "annotations"), base_url=None, cell_types=None,
@@ -167,16 +192,18 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
     if subset not in DOWNLOAD_SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; choose from {DOWNLOAD_SUBSETS}")
     types = [_canonical_type(t) for t in (cell_types or CELL_TYPES)]
+    resolve_base_url(base_url)  # a bad URL fails here, before any work
     cache = resolve_cache_dir(cache_dir)
     kw = dict(cache_dir=cache, base_url=base_url, progressbar=progressbar, retries=retries)
     partial = subset != "full" and ("images" in parts or "annotations" in parts)
 
     with locked(dest / ".download.lock", "another livecell-kit download into this folder"):
+        _clear_stale_extractions(dest)
         if subset == "course" and partial:
             frames = _course_annotations(dest, kw)
         elif "annotations" in parts or partial:
             for split in SPLITS:
-                _place(fetch(annotation_name(split), **kw), annotation_path(dest, split))
+                _place(annotation_name(split), dest, annotation_path(dest, split), kw)
             if partial:  # the seed project's frames
                 entries = select_subset(dest, DEFAULT_SUBSET_SIZES, rule="first")
                 frames = [(e["split"], e["file_name"]) for e in entries]
@@ -186,7 +213,7 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
         if "size_splits" in parts:
             names += [size_split_name(stem) for stem in SIZE_SPLITS]
         for name in names:  # laid out as on the server
-            _place(fetch(name, **kw), dest / name)
+            _place(name, dest, dest / name, kw)
         if "images" in parts and not partial:
             _download_images(dest, cache, kw)
         elif "images" in parts:
@@ -210,8 +237,11 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     nested = not names or any(n.replace("\\", "/").startswith("images/") for n in names)
     try:
         safe_extract_zip(zip_path, dest if nested else dest / "images", progressbar=kw["progressbar"])
-    except DownloadError:
-        forget_recorded(cache, "images.zip")  # the recorded hash may be the bad file's
+    except (DownloadError, ValueError) as exc:  # a damaged or unsafe archive goes, its hash with it
+        if isinstance(exc, ValueError):
+            zip_path.unlink(missing_ok=True)
+        if not zip_path.exists():  # (a full disk leaves the good archive where it is)
+            forget_recorded(cache, "images.zip")
         raise
     missing = [str(p) for p in expected if not p.is_dir()]
     if missing:
@@ -241,8 +271,10 @@ def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
             break
         tqdm.write(f"{name} lacks {COURSE_FRAMES['train']} train frames of some cell type; "
                    f"trying the next file", file=sys.stderr)
-    for split in SPLITS:
-        atomic.write_json(annotation_path(dest, split), datasets[split], indent=None)
+    for split in SPLITS:  # a JSON the user changed is kept (placed module)
+        write_file(dest, annotation_path(dest, split),
+                   functools.partial(atomic.write_json, obj=datasets[split], indent=None),
+                   same_as=known_hash(annotation_name(split), kw["cache_dir"]))
     frames = [(split, img["file_name"]) for split in SPLITS for img in datasets[split]["images"]]
     atomic.write_stamp(stamp, {"frames_per_cell_type": COURSE_FRAMES, "files": _file_signatures(dest),
                                "frames": frames})
@@ -305,7 +337,7 @@ def _frame_targets(remote, dest: Path, frames) -> dict[str, Path]:
             missing.append(f"{split}/{file_name}")
             continue
         name, rel = found
-        _check_member(name, remote.url)
+        check_member_name(name, remote.url)
         targets[name] = dest.joinpath("images", *rel)
     if missing:
         raise DownloadError(f"{remote.url} lacks {len(missing)} frame(s) that the annotations list, "

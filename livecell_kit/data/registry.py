@@ -4,11 +4,14 @@ In the style of scikit-image's ``skimage/data/_registry.py``: names are paths un
 :data:`BASE_URL`, the official server's ``LIVECell_dataset_2021/`` folder, and
 :data:`REGISTRY` maps each to ``"sha256:<hex>"`` where the hash is known, else None.
 
-Sartorius publishes no checksums and this registry was written without network access,
-so every hash is None for now.  :func:`livecell_kit.data.cache.fetch` then trusts the
-first complete download and records its sha256 in ``<cache>/registry-recorded.json``
-(:data:`RECORDED_HASHES`); later runs are checked against that record.  To pin a file
-for everybody, copy its recorded ``"sha256:..."`` here.
+No trusted hash exists to commit: Sartorius publishes no checksums, and this registry was
+written without network access, so a value copied from a download here would vouch only for
+that one download.  Every hash is therefore None.  :func:`livecell_kit.data.cache.fetch`
+then trusts a file's first download — but only once it passed the checks of
+:mod:`~livecell_kit.data.download_checks` (not a web page, complete, a JSON that parses, a
+safe and plausible zip) — and records its sha256 in ``<cache>/registry-recorded.json``
+(:data:`RECORDED_HASHES`); later runs are checked against that record.  To pin a file for
+everybody once a trusted copy is at hand, copy its recorded ``"sha256:..."`` here.
 
 Sizes on the official server (for planning disk and time): images.zip 1.24 GB (flat
 folders ``images/livecell_{train_val,test}_images/``, 5,239 frames); livecell_coco_train.json

@@ -43,6 +43,9 @@ MAX_GAP = 64 << 10
 #: workers, and each worker holds at most this much in memory.
 MAX_REQUEST = 8 << 20
 WORKERS = 8
+#: Largest member fetched (bytes, uncompressed): a LIVECell frame is under 1 MB; a member
+#: declaring more is refused before any request, and inflating never goes past its declared size.
+MAX_MEMBER_BYTES = 256 << 20
 RETRY_WAIT_S = 1.0  # after a failed attempt that brought no bytes (times the failures so far)
 _CHUNK = 1 << 16
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature ... name length, extra length
@@ -258,7 +261,9 @@ def read_member(member: Member, span: bytes) -> bytes:
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         try:
             inflate = zlib.decompressobj(-15)  # raw deflate stream, as zip stores it
-            out = inflate.decompress(data) + inflate.flush()
+            out = inflate.decompress(data, info.file_size + 1)  # one byte more shows a lie
+            if len(out) <= info.file_size:
+                out += inflate.flush()
         except zlib.error as exc:
             raise zipfile.BadZipFile(f"{info.filename}: corrupt deflate data ({exc})") from None
     else:
@@ -298,7 +303,8 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
                   max_request: int = MAX_REQUEST, progressbar: bool = True) -> FetchStats:
     """Write each member ``name`` of ``remote`` to ``targets[name]``, checked and atomically.
 
-    Files already at their target with the member's size and CRC-32 are kept.  The others
+    Members larger than :data:`MAX_MEMBER_BYTES` are refused (``DownloadError``) before any
+    request.  Files already at their target with the member's size and CRC-32 are kept.  The others
     are fetched in requests planned by :func:`plan_requests`, ``workers`` at a time; a member
     that fails its CRC-32 check is fetched again on its own, ``retries`` times.  Errors are
     raised after every other request has finished, so a rerun fetches only what is missing.
@@ -306,6 +312,11 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
     unknown = [n for n in targets if n not in remote.members]
     if unknown:
         raise KeyError(f"{remote.url} has no member(s) {unknown[:3]}")
+    huge = [remote.members[n].info for n in targets if remote.members[n].info.file_size > MAX_MEMBER_BYTES]
+    if huge:
+        raise DownloadError(f"{huge[0].filename} in {remote.url} declares {huge[0].file_size:,} bytes, "
+                            f"more than the {MAX_MEMBER_BYTES:,} any LIVECell frame needs; refusing it "
+                            f"(a forged archive?). Try another mirror (--base-url).")
     check = tqdm(list(targets.items()), desc="checking files here", unit="file",
                  disable=not progressbar or len(targets) < 100, leave=False)
     missing = [remote.members[n] for n, path in check if not _is_present(remote.members[n], path)]
