@@ -83,6 +83,11 @@ def using_real_data() -> bool:
     return bool(os.environ.get(REAL_DATA_ENV))
 
 
+def data_label(root: Path) -> str:
+    """"synthetic sample" for the kit's generated sample at ``root``, else "LIVECell": for figure titles."""
+    return "synthetic sample" if (Path(root) / sample.STAMP_NAME).is_file() else "LIVECell"
+
+
 def import_tensorflow_quietly():
     """Import TensorFlow and list its GPUs with its C++ start-up logs silenced; returns (tf, gpus).
 

@@ -40,3 +40,12 @@ def test_a_root_without_annotations_says_what_to_do(tmp_path):
     (tmp_path / "annotations").mkdir()
     with pytest.raises(FileNotFoundError, match="livecell-kit download"):
         course.explored_split(tmp_path)
+
+
+def test_figures_call_the_sample_synthetic_and_a_real_root_livecell(tmp_path):
+    from livecell_kit import sample
+
+    real = _root_with(tmp_path, ["val"])
+    assert course.data_label(real) == "LIVECell"
+    (real / sample.STAMP_NAME).write_text("{}")  # what make_sample leaves in its folder
+    assert course.data_label(real) == "synthetic sample"
