@@ -115,7 +115,8 @@ def _static_figure(images, truths, probabilities, cell_types, threshold: float, 
         firsts.setdefault(cell_type, i)
     ncols = min(4, len(firsts))
     nrows = int(np.ceil(len(firsts) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.3 * nrows + 0.5), squeeze=False)
+    panel = 4.3 if len(firsts) > 1 else 7.5  # inches wide; a single image gets a larger panel
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * 0.77 * nrows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (cell_type, i) in zip(axes.flat, firsts.items()):

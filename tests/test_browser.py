@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -48,6 +49,16 @@ def _jupyter_path() -> str:
     return os.pathsep.join(str(f) for f in folders)
 
 
+def _write_settings(settings_dir: Path) -> None:
+    """Lab settings for a scripted session: every cell in the page (no windowed rendering,
+    which leaves off-screen cells out of the DOM) and no news pop-up over the notebook."""
+    for plugin, values in (("notebook-extension/tracker", '{"windowingMode": "none"}'),
+                           ("apputils-extension/notification", '{"fetchNews": "false"}')):
+        path = settings_dir / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(values)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,25 +66,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def jupyterlab(tmp_path):
+def jupyterlab():
     """A JupyterLab server on a free local port, token disabled; yields its base URL."""
-    root = tmp_path / "root"
+    # its own folder, not pytest's tmp_path: other pytest sessions of the same user prune those
+    with tempfile.TemporaryDirectory(prefix="livecell-kit-browser-") as folder:
+        yield from _serve(Path(folder))
+
+
+def _serve(folder: Path):
+    root = folder / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     env = {k: v for k, v in os.environ.items() if k != "LIVECELL_KIT_STATIC_PLOTS"}  # live widgets
     env.setdefault("LIVECELL_KIT_WORKDIR", str(REPO / "build" / "work"))
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR",
                  "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
-        env[name] = str(tmp_path / name.lower())
+        env[name] = str(folder / name.lower())
     env["JUPYTER_PATH"] = _jupyter_path()
+    _write_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
     port = _free_port()
-    log = open(tmp_path / "jupyterlab.log", "w")
+    log = open(folder / "jupyterlab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
          "--ServerApp.allow_root=True",  # containers and CI often run as root
-         f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+         f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run its commands
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -82,7 +100,7 @@ def jupyterlab(tmp_path):
                 break
             except OSError:
                 if server.poll() is not None:
-                    pytest.fail(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+                    pytest.fail(f"JupyterLab exited: {(folder / 'jupyterlab.log').read_text()[-2000:]}")
                 time.sleep(1)
         else:
             pytest.fail("JupyterLab did not answer within 120 s")
@@ -110,18 +128,26 @@ def test_notebook_05_viewer_draws_and_redraws_in_chromium(jupyterlab):
         page.set_default_timeout(120_000)
         page.goto(f"{jupyterlab}/lab/tree/{NOTEBOOK.name}")
         page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        # run only once the notebook's kernel is connected and idle: a run issued earlier is lost
+        page.wait_for_function("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                               " const k = w && w.sessionContext && w.sessionContext.session"
+                               " && w.sessionContext.session.kernel;"
+                               " return w.sessionContext.isReady && k && k.status === 'idle'"
+                               " && k.connectionStatus === 'connected'; }")
+        # the stored outputs hold the viewer's picture too: clear them, so only a fresh one counts
+        page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+        page.wait_for_function("() => !document.querySelector('img.widget-image')")
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")  # Run > Run All Cells
 
         image = page.locator("img.widget-image").first
         image.wait_for(state="visible", timeout=RUN_ALL_TIMEOUT_S * 1000)
         page.wait_for_function("() => { const i = document.querySelector('img.widget-image');"
                                " return i && i.complete && i.naturalWidth > 0; }")
-        image.scroll_into_view_if_needed()
+        viewer_box = image.locator("xpath=..")  # the VBox: controls and picture
+        viewer_box.scroll_into_view_if_needed()
         first = _viewer_src(page)
         assert first.startswith("blob:") or first.startswith("data:image/png")
-        page.screenshot(path=str(shots / "viewer-first.png"))
+        viewer_box.screenshot(path=str(shots / "viewer-first.png"))
 
         dropdowns = page.locator(".widget-dropdown select")
         cell_types = dropdowns.first.locator("option").all_inner_texts()
@@ -130,11 +156,11 @@ def test_notebook_05_viewer_draws_and_redraws_in_chromium(jupyterlab):
         page.wait_for_function("(before) => { const i = document.querySelector('img.widget-image');"
                                " return i && i.src !== before && i.complete && i.naturalWidth > 0; }", arg=first)
         second = _viewer_src(page)
-        page.screenshot(path=str(shots / "viewer-after-cell-type.png"))
+        viewer_box.screenshot(path=str(shots / "viewer-after-cell-type.png"))
 
         page.locator(".widget-checkbox", has_text="missed").locator("input").click()
         page.wait_for_function("(before) => document.querySelector('img.widget-image').src !== before", arg=second)
-        page.screenshot(path=str(shots / "viewer-missed-off.png"))
+        viewer_box.screenshot(path=str(shots / "viewer-missed-off.png"))
 
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                               has_text="Traceback")
