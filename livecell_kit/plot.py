@@ -177,7 +177,7 @@ def metric_bars(per_group: Mapping[str, Mapping[str, float]], metrics: Sequence[
                   colors=f"C{i}", lw=4)
     ax.set_xticks(x + width * (len(metrics) - 1) / 2, groups, rotation=30)
     ax.set_ylim(-0.02, 1.08)  # below 0: room for the zero stubs above the axis line
-    ax.legend(fontsize=8, ncols=len(metrics), loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -208,7 +208,7 @@ def threshold_sweep(sweep: Mapping[str, Sequence[float]], chosen: float | None =
     right.set_title("overall scores (y axis zoomed)")
     if "iou" in sweep:
         iou = np.asarray(sweep["iou"], dtype=float)
-        for where, style, name in ((0.5, "o", "0.5"), (chosen, "*", "chosen")):
+        for where, style, name in ((0.5, "o", "threshold"), (chosen, "*", "chosen")):
             if where is not None:
                 value = float(np.interp(where, t, iou))
                 right.plot([where], [value], style, color="k", ms=9 if style == "*" else 6,
@@ -218,7 +218,8 @@ def threshold_sweep(sweep: Mapping[str, Sequence[float]], chosen: float | None =
             ax.axvline(chosen, color="k", ls="--", lw=0.8)
         ax.set_xlabel("threshold on cell probability")
         ax.set_xlim(0, 1)
-        ax.legend(fontsize=8)
+    left.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside: curves fill the zoom
     if title:
         fig.suptitle(title)
     fig.tight_layout()

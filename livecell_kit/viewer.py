@@ -116,15 +116,17 @@ def _static_figure(images, truths, probabilities, cell_types, threshold: float, 
     ncols = min(4, len(firsts))
     nrows = int(np.ceil(len(firsts) / ncols))
     panel = 4.3 if len(firsts) > 1 else 7.5  # inches wide; a single image gets a larger panel
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * 0.77 * nrows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, (panel * 0.74 + 0.75) * nrows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (cell_type, i) in zip(axes.flat, firsts.items()):
         draw_outcomes(ax, images[i], truths[i], probabilities[i], threshold, title=cell_type)
     handles = [Patch(facecolor=COLOURS[k], label=v) for k, v in OUTCOME_LABELS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    fig.suptitle(f"first test image of each cell type{f' ({source})' if source else ''}")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    heading = "first image of each cell type" if len(firsts) > 1 else ""
+    if heading or source:
+        fig.suptitle(f"{heading} ({source})" if heading and source else heading or source)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     return fig
 
 
@@ -133,7 +135,8 @@ def _interactive(images, truths, probabilities, names, cell_types, threshold: fl
 
     types = ["all"] + sorted(set(cell_types))
     type_box = w.Dropdown(options=types, value="all", description="cell type")
-    image_box = w.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0, description="image")
+    image_box = w.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0, description="image",
+                           layout=w.Layout(width="30em"))  # LIVECell file names are long
     threshold_box = w.FloatSlider(value=round(float(threshold), 2), min=0.05, max=0.95, step=0.01,
                                   description="threshold", continuous_update=False)
     toggles = {k: w.Checkbox(value=True, description=_SHORT_LABELS[k], indent=False) for k in OUTCOME_LABELS}

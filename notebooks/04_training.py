@@ -259,7 +259,8 @@ with train.model_scope(run.precision):
     trial = build_unet(quick.model, name="unet_trial")
     trial.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=train.get_loss(quick.train.loss),
                   metrics=train.make_metrics())
-trial_history = trial.fit(train_ds, validation_data=val_ds, epochs=2, steps_per_epoch=steps, verbose=0).history
+trial_history = trial.fit(train_ds, validation_data=val_ds, epochs=2, steps_per_epoch=steps, verbose=0,
+                          shuffle=False).history  # the pipeline shuffles itself
 for epoch in range(2):
     print(f"epoch {epoch + 1}: val IoU {trial_history['val_iou'][epoch]:.3f} with learning rate {learning_rate:g}"
           f" | {result.history['val_iou'][epoch]:.3f} with the preset's {quick.train.learning_rate:g}")

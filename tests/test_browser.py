@@ -90,8 +90,10 @@ def _serve(folder: Path):
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
          "--ServerApp.allow_root=True",  # containers and CI often run as root
-         f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run its commands
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+         f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run its commands
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
