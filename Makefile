@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export LIVECELL_KIT_STATIC_PLOTS ?= 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install demo test unit nbval sync outputs student bench reproduce-seed clean
+.PHONY: install demo test unit nbval sync outputs student bench browser-test reproduce-seed clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,14 @@ reproduce-seed: $(STAMP)
 	commands="$$($(BIN)/python -c "from livecell_kit import train; \
 	  print(train.reproduce_command('seed', data_dir='$(LIVECELL)', out_dir='$(SEED_RUN)'))")" \
 	  && PATH="$(CURDIR)/$(BIN):$$PATH" sh -exc "$$commands"
+
+# Notebook 05 in JupyterLab in headless Chromium: Run All, then drive the viewer (tests/test_browser.py).
+# Needs Debian's chromium (sudo apt-get install -y chromium); installs Playwright into .venv only
+# (no Playwright browser download). Screenshots: build/browser-test/.
+browser-test: $(STAMP)
+	@command -v chromium >/dev/null || { echo "browser-test needs Chromium: sudo apt-get install -y chromium"; exit 1; }
+	$(BIN)/python -m pip install -q playwright
+	env -u LIVECELL_KIT_STATIC_PLOTS $(BIN)/python -m pytest tests/test_browser.py -v -rs -p no:cacheprovider
 
 clean:
 	rm -rf build

@@ -302,3 +302,54 @@ def check_iou(answer, truth: np.ndarray, prediction: np.ndarray) -> str:
         raise NotYet("that is the Dice coefficient (2·TP / (2·TP + FP + FN)); IoU divides by the union")
     raise NotYet(f"{got:.4f} is {'too high' if got > expected else 'too low'}: "
                  "divide the pixels both masks mark by the pixels either mask marks")
+
+
+# ---------------------------------------------------------------- notebooks 04 and 05, further exercises
+
+@exercise
+def check_crops_seen(answer, epochs: int, steps_per_epoch: int, batch_size: int) -> str:
+    """Exercise 04b: training crops the network sees in a run of ``epochs`` × ``steps_per_epoch`` batches."""
+    got = _require_number(answer, "answer")
+    updates = epochs * steps_per_epoch
+    expected = updates * batch_size
+    if _close(got, expected):
+        return _ok(f"{updates} weight updates (one per batch) × {batch_size} crops per batch: "
+                   f"every crop is drawn afresh, so no two of them are quite the same.")
+    if _close(got, updates):
+        raise NotYet("that counts batches (weight updates); each batch holds several crops")
+    if _close(got, steps_per_epoch * batch_size):
+        raise NotYet("that is one epoch; the run trains for several")
+    raise NotYet(f"{got:g} is {'too high' if got > expected else 'too low'}: "
+                 "multiply epochs, batches per epoch and crops per batch")
+
+
+@exercise
+def check_hit_fractions(answer: Mapping[float, float], best_ious: Sequence[float]) -> str:
+    """Exercise 05b: share of predicted cells that count as found at each IoU threshold.
+
+    ``best_ious``: for every predicted cell, its IoU with the best-matching annotated cell.
+    ``answer``: ``{0.5: share, 0.75: share}``, shares between 0 and 1.
+    """
+    ious = np.asarray(best_ious, dtype=float)
+    if not isinstance(answer, Mapping):
+        raise NotYet(f"answer should be a dict {{0.5: share, 0.75: share}}, got {type(answer).__name__}")
+    missing = [q for q in (0.5, 0.75) if q not in answer]
+    if missing:
+        raise NotYet(f"thresholds missing from your dict: {missing}")
+    for q in (0.5, 0.75):
+        got = _require_number(answer[q], f"answer[{q}]")
+        expected = float(np.mean(ious >= q)) if ious.size else 0.0
+        if _close(got, expected, abs_=1e-6):
+            continue
+        if got > 1:
+            raise NotYet(f"answer[{q}]: give a share between 0 and 1, not a count or a percentage")
+        if _close(got, float(np.mean(ious > q)) if ious.size else 0.0, abs_=1e-6):
+            raise NotYet(f"answer[{q}]: a cell with IoU exactly {q} counts as found (>=, not >)")
+        if _close(got, 1 - expected, abs_=1e-6):
+            raise NotYet(f"answer[{q}]: that is the share NOT found; count the cells with IoU >= {q}")
+        raise NotYet(f"answer[{q}] is {'too high' if got > expected else 'too low'}: the share of "
+                     f"best_ious that are >= {q}")
+    drop = float(np.mean(ious >= 0.5) - np.mean(ious >= 0.75)) if ious.size else 0.0
+    return _ok(f"a stricter IoU threshold keeps fewer cells as found (here {100 * drop:.0f} percentage "
+               "points fewer at 0.75 than at 0.5): "
+               "that is why AP75 is lower than AP50.")

@@ -83,9 +83,15 @@ def using_real_data() -> bool:
     return bool(os.environ.get(REAL_DATA_ENV))
 
 
-def data_label() -> str:
-    """"real LIVECell" or "synthetic sample": for figure titles, so the sample is never taken for microscopy."""
-    return "real LIVECell" if using_real_data() else "synthetic sample"
+def data_label(root: Path | None = None) -> str:
+    """"synthetic sample" or "real LIVECell", for figure titles, so the sample is never taken for microscopy.
+
+    root: the data root a figure shows (the sample's folder carries the sample's stamp);
+        without it, what ``$LIVECELL_KIT_DATA_ROOT`` says the notebooks use.
+    """
+    if root is None:
+        return "real LIVECell" if using_real_data() else "synthetic sample"
+    return "synthetic sample" if (Path(root) / sample.STAMP_NAME).is_file() else "real LIVECell"
 
 
 def import_tensorflow_quietly():

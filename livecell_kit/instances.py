@@ -126,6 +126,27 @@ def relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
     return segmentation.relabel_sequential(kept)[0].astype(np.int32, copy=False)
 
 
+def best_match_ious(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """For each predicted cell, its IoU with the annotated cell it overlaps most.
+
+    predicted, truth: (H, W) int label images, 0 = background, cells 1..n (as from
+    :func:`semantic_to_instances` and ``masks.instance_labels``).  Returns float (n,)
+    for labels 1..predicted.max(); 0 for a predicted cell touching no annotated one.
+    """
+    predicted, truth = np.asarray(predicted, np.int64), np.asarray(truth, np.int64)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape} label images differ in shape")
+    n_pred, n_truth = int(predicted.max(initial=0)), int(truth.max(initial=0))
+    # one pass: pixel counts of every (predicted label, truth label) pair
+    pairs = np.bincount((predicted * (n_truth + 1) + truth).ravel(), minlength=(n_pred + 1) * (n_truth + 1))
+    pairs = pairs.reshape(n_pred + 1, n_truth + 1)
+    if n_pred == 0 or n_truth == 0:
+        return np.zeros(n_pred)
+    inter = pairs[1:, 1:]
+    union = pairs[1:].sum(axis=1)[:, None] + pairs[:, 1:].sum(axis=0)[None, :] - inter
+    return (inter / np.maximum(union, 1)).max(axis=1)
+
+
 def instances_to_coco_results(labels: np.ndarray, image_id: int, scores=None,
                               category_id: int = 1) -> list[dict]:
     """COCO "results" entries (RLE masks) for each instance of a label image.

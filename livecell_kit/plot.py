@@ -7,8 +7,6 @@ Images are (H, W) uint8 arrays; masks are (H, W) 0/1 arrays.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -19,6 +17,7 @@ from matplotlib.patches import Patch
 from livecell_kit import data
 from livecell_kit.evaluate.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
 from livecell_kit.overlay import COLOURS, error_layers, grey_rgb, overlay
+from livecell_kit.viewer import outcome_legend, viewer  # noqa: F401  (plot.viewer for the notebooks)
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
                 size: float = 3.2, suptitle: str | None = None):
@@ -106,8 +105,13 @@ def annotation_stats(split, suptitle: str | None = None):
     return fig
 
 
-def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[str] = ("loss", "pixel_accuracy", "iou")):
-    """Train vs validation curves for each metric in ``history`` (keys ``m`` and ``val_m``)."""
+def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[str] = ("loss", "pixel_accuracy", "iou"),
+                    title: str = ""):
+    """Train vs validation curves for each metric in ``history`` (keys ``m`` and ``val_m``).
+
+    Train values are averages over each epoch's batches (augmented crops, weights still
+    changing); validation values are measured after the epoch, on whole frames.
+    """
     present = [m for m in metrics if m in history]
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, metric in zip(axes.flat, present):
@@ -118,6 +122,8 @@ def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[st
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -169,116 +175,127 @@ def prediction_grid(images, truths, probabilities, threshold: float = 0.5, title
 
 def metric_bars(per_group: Mapping[str, Mapping[str, float]], metrics: Sequence[str] = ("iou", "dice", "pixel_accuracy"),
                 title: str | None = None):
-    """Grouped bars: one group per key of ``per_group`` (cell type or model), one bar per metric."""
+    """Grouped bars: one group per key of ``per_group`` (cell type or model), one bar per metric.
+
+    Every bar carries its value, and a value of 0 gets a thick stub at zero: a bar of
+    height 0 would otherwise draw nothing, and "missing" and "zero" would look the same.
+    """
     groups = list(per_group)
     x = np.arange(len(groups))
     width = 0.8 / len(metrics)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 3.6))
     for i, metric in enumerate(metrics):
-        ax.bar(x + i * width, [per_group[g].get(metric, np.nan) for g in groups], width, label=metric)
+        values = np.array([per_group[g].get(metric, np.nan) for g in groups], dtype=float)
+        bars = ax.bar(x + i * width, values, width, label=metric, color=f"C{i}")
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=6, padding=1)
+        zero = np.flatnonzero(np.nan_to_num(values, nan=1.0) < 0.005)
+        ax.hlines(np.zeros(len(zero)), x[zero] + i * width - width / 2, x[zero] + i * width + width / 2,
+                  colors=f"C{i}", lw=4)
     ax.set_xticks(x + width * (len(metrics) - 1) / 2, groups, rotation=30)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylim(-0.02, 1.08)  # below 0: room for the zero stubs above the axis line
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def threshold_sweep(sweep: Mapping[str, Sequence[float]], chosen: float | None = None):
-    """Metric vs threshold curves; ``sweep`` has ``threshold`` and one list per metric."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for metric, values in sweep.items():
-        if metric != "threshold":
-            ax.plot(sweep["threshold"], values, label=metric)
-    if chosen is not None:
-        ax.axvline(chosen, color="k", ls="--", lw=0.8, label=f"chosen {chosen:.2f}")
-    ax.set_xlabel("threshold on cell probability")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+def threshold_sweep(sweep: Mapping[str, Sequence[float]], chosen: float | None = None, title: str = ""):
+    """Metrics vs the probability threshold; ``sweep`` has ``threshold`` and one list per metric.
+
+    Left: precision and recall, the trade-off a threshold makes.  Right: the overall scores
+    (IoU, Dice, pixel accuracy), the y axis zoomed on the values between thresholds 0.1 and
+    0.9, where a good threshold lies; ``chosen`` and 0.5 are marked with their IoU.
+    """
+    t = np.asarray(sweep["threshold"], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for metric in ("precision", "recall"):
+        if metric in sweep:
+            left.plot(t, sweep[metric], label=metric)
+    left.set_title("higher threshold: more precise, fewer cells found")
+    overall = [m for m in ("iou", "dice", "pixel_accuracy") if m in sweep]
+    for metric in overall:
+        right.plot(t, sweep[metric], label=metric)
+    middle = (t >= 0.1) & (t <= 0.9)
+    if middle.any() and overall:
+        low = min(np.min(np.asarray(sweep[m])[middle]) for m in overall)
+        high = max(np.max(sweep[m]) for m in overall)
+        right.set_ylim(max(0.0, low - 0.02), min(1.0, high + 0.02) + 0.01)
+    right.set_title("overall scores (y axis zoomed)")
+    if "iou" in sweep:
+        iou = np.asarray(sweep["iou"], dtype=float)
+        for where, style, name in ((0.5, "o", "threshold"), (chosen, "*", "chosen")):
+            if where is not None:
+                value = float(np.interp(where, t, iou))
+                right.plot([where], [value], style, color="k", ms=9 if style == "*" else 6,
+                           label=f"{name} {where:.2f}: IoU {value:.3f}")
+    for ax in (left, right):
+        if chosen is not None:
+            ax.axvline(chosen, color="k", ls="--", lw=0.8)
+        ax.set_xlabel("threshold on cell probability")
+        ax.set_xlim(0, 1)
+    left.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside: curves fill the zoom
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray],
-           names: Sequence[str], cell_types: Sequence[str], threshold: float = 0.5, static: bool | None = None):
-    """Browse predictions: image selector, cell-type filter, overlay toggles and opacity.
+def augmented_crops(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], ncols: int = 4, size: float = 2.2,
+                    title: str = "augmented training crops"):
+    """Training crops (h, w) with their cells in green, all on one grey scale, titled by cell fraction.
 
-    In a live Jupyter kernel with ipywidgets this returns an interactive widget.
-    With ``static=True`` (or without ipywidgets / a widget front end, e.g. under nbval or
-    on GitHub) it draws the first image of each cell type with all overlays instead.
+    One shared scale (the pooled 1–99 percentiles) shows the crops as the network gets them:
+    an empty background crop looks flat, instead of its noise being stretched to black and white.
     """
-    def render(index: int, show_truth: bool, show_prediction: bool, show_errors: bool, opacity: float):
-        pred = np.asarray(probabilities[index]) >= threshold
-        layers = {}
-        if show_truth:
-            layers["truth"] = truths[index]
-        if show_prediction:
-            layers["prediction"] = pred
-        if show_errors:
-            layers.update(error_layers(truths[index], pred))
-        fig, ax = plt.subplots(figsize=(8, 6))
-        ax.imshow(overlay(images[index], layers, alpha=opacity))
-        ax.set_title(f"{names[index]} ({cell_types[index]})")
+    value_range = tuple(np.percentile(np.concatenate([np.ravel(i) for i in images]), [1, 99]))
+    shown = [overlay(i, {"truth": m}, value_range=value_range) for i, m in zip(images, masks)]
+    titles = [f"{np.mean(np.asarray(m) > 0):.0%} cell" for m in masks]
+    return show_images(shown, titles, ncols=ncols, size=size, suptitle=f"{title}; cells in green")
+
+
+def learning_rate_schedule(rates: Sequence[float], steps_per_epoch: int, title: str = "learning rate"):
+    """The learning rate at every weight update (one per batch), epochs marked by dotted lines."""
+    rates = np.asarray(rates, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    ax.plot(np.arange(1, len(rates) + 1), rates)
+    for boundary in range(steps_per_epoch, len(rates), steps_per_epoch):
+        ax.axvline(boundary + 0.5, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel(f"weight update (one per batch; dotted: end of each epoch of {steps_per_epoch} batches)")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def iou_hits(shifts: Sequence[int] = (2, 6, 12), radius: int = 16, iou_thresholds: Sequence[float] = (0.5, 0.75)):
+    """How AP50 and AP75 judge a found cell: one annotated disc, predicted discs shifted by ``shifts`` px.
+
+    Each panel gives the IoU of the two discs and whether the prediction counts as a hit at
+    each IoU threshold (AP50: IoU ≥ 0.5, AP75: IoU ≥ 0.75).
+    """
+    size = 2 * radius + max(shifts) + 8
+    yy, xx = np.mgrid[:size, :size]
+    centre = radius + 4
+
+    def disc(dx):
+        return (yy - centre) ** 2 + (xx - centre - dx) ** 2 <= radius ** 2
+
+    truth = disc(0)
+    fig, axes = plt.subplots(1, len(shifts), figsize=(3.2 * len(shifts), 3.4), squeeze=False)
+    for ax, dx in zip(axes.flat, shifts):
+        prediction = disc(dx)
+        iou = np.count_nonzero(truth & prediction) / np.count_nonzero(truth | prediction)
+        layers = {"true_positive": truth & prediction, "false_positive": prediction & ~truth,
+                  "false_negative": truth & ~prediction}
+        ax.imshow(overlay(np.full(truth.shape, 128.0), layers, alpha=0.8, value_range=(0, 255)))
+        verdicts = ", ".join(f"AP{round(100 * q)} {'hit' if iou >= q else 'miss'}" for q in iou_thresholds)
+        ax.set_title(f"shifted {dx} px: IoU {iou:.2f}\n{verdicts}")
         ax.axis("off")
-        return fig
-
-    if static is None:
-        static = not _widgets_available()
-    if static:
-        firsts = {}
-        for i, t in enumerate(cell_types):
-            firsts.setdefault(t, i)
-        shown = [overlay(images[i], {"truth": truths[i], **error_layers(truths[i], probabilities[i] >= threshold)})
-                 for i in firsts.values()]
-        return show_images(shown, [f"{cell_types[i]}: FP red, FN blue" for i in firsts.values()])
-
-    import ipywidgets as w  # only a live kernel with a widget front end gets here
-    from IPython.display import display
-
-    types = ["all"] + sorted(set(cell_types))
-    type_box = w.Dropdown(options=types, description="cell type")
-    image_box = w.Dropdown(description="image")
-    toggles = {k: w.Checkbox(value=v, description=k) for k, v in
-               (("ground truth", True), ("prediction", False), ("errors", True))}
-    opacity = w.FloatSlider(value=0.45, min=0.0, max=1.0, step=0.05, description="opacity")
-    out = w.Output()
-
-    def refresh_images(*_):
-        wanted = type_box.value
-        image_box.options = [(names[i], i) for i in range(len(names)) if wanted in ("all", cell_types[i])]
-
-    def redraw(*_):
-        if image_box.value is None:
-            return
-        with out:
-            out.clear_output(wait=True)
-            fig = render(image_box.value, toggles["ground truth"].value, toggles["prediction"].value,
-                         toggles["errors"].value, opacity.value)
-            plt.show(fig)
-
-    type_box.observe(refresh_images, "value")
-    for control in (image_box, opacity, *toggles.values()):
-        control.observe(redraw, "value")
-    refresh_images()
-    redraw()
-    ui = w.VBox([w.HBox([type_box, image_box]), w.HBox(list(toggles.values()) + [opacity]), out])
-    display(ui)
-    return ui
-
-
-def _widgets_available() -> bool:
-    """True in a live kernel whose front end can show widgets (not under nbval / nbconvert)."""
-    if os.environ.get("LIVECELL_KIT_STATIC_PLOTS"):
-        return False
-    if importlib.util.find_spec("ipywidgets") is None:
-        return False
-    try:
-        from IPython import get_ipython  # present wherever a kernel runs
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+    outcome_legend(axes.flat[-1], loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    return fig
 
 
 def draw_unet(levels: Sequence[tuple[int, int, int]], title: str = "U-Net"):

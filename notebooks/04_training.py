@@ -21,6 +21,14 @@
 # **augmentation**, the **loss**, `model.compile(...)` and `model.fit(...)`. The kit keeps the
 # bookkeeping: a *run folder* with checkpoints, the history and the settings, which lets an
 # interrupted run resume. `livecell-kit train` (and `train.train()`) runs the same steps in one call.
+#
+# **After this notebook you can**
+#
+# * say what a *batch*, an *epoch*, an *optimizer* and a *learning rate* are, with this run's numbers;
+# * explain why training crops are augmented, and look at what the network is shown;
+# * compile and train a U-Net, and read Keras's log line by line (including its `precision:` line);
+# * read learning curves, and explain why validation can score above training;
+# * change the learning rate and compare (experiment), and count what training sees (exercise 4b).
 
 # %%
 # Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
@@ -43,6 +51,21 @@ quick = presets.get_preset("quick")
 print(quick.description)
 
 # %% [markdown]
+# ## Four words first
+#
+# * A **batch** is the handful of training examples the network looks at together — here 8
+#   crops of 128×128 pixels. The loss is averaged over the batch, and after every batch the
+#   weights change once: one **step** (one *weight update*).
+# * An **epoch** is one round of batches. Classically that is one pass over all training
+#   images; with random crops there is no "all", so the preset fixes the round at
+#   `steps_per_epoch` batches. After each epoch Keras prints one line, scores the validation
+#   images and the kit saves a checkpoint.
+# * The **optimizer** is the rule that turns the loss's gradient — how much each weight would
+#   raise or lower the loss — into a change of the weights. The kit uses **Adam**, the usual
+#   choice, which smooths each weight's recent gradients so its steps stay steady.
+# * The **learning rate** sets the size of those steps: too small and learning crawls, too
+#   large and the loss jumps about or blows up. It is the setting most worth tuning first.
+#
 # ## The input pipeline
 #
 # A `tf.data` pipeline **streams** images and their cached masks from disk (it never needs the
@@ -53,7 +76,21 @@ print(quick.description)
 # %%
 keras.utils.set_random_seed(quick.train.seed)
 train_ds, val_ds, steps = train.preset_datasets(root, quick)  # training crops; whole validation frames
-print("batches per epoch:", steps, "| batch size:", quick.train.batch_size, "| crop:", quick.train.crop_size)
+print("batches per epoch:", steps, "| batch size:", quick.train.batch_size, "| crop:", quick.train.crop_size,
+      "| epochs:", quick.train.epochs)
+source = course.data_label(root)  # "synthetic sample" or "real LIVECell": said in the figures' titles
+
+# %% [markdown]
+# ### Exercise 4b — how much does training see?
+#
+# How many training crops pass through the network in the whole `quick` run? Use the numbers
+# printed above (`quick.train.epochs`, `steps`, `quick.train.batch_size`).
+
+# %%
+### BEGIN SOLUTION
+crops_seen = quick.train.epochs * steps * quick.train.batch_size
+### END SOLUTION
+checks.check_crops_seen(crops_seen, quick.train.epochs, steps, quick.train.batch_size)
 
 # %% [markdown]
 # **Augmentation** shows the network a slightly different version of every crop each time —
@@ -70,7 +107,10 @@ print(inspect.getsource(train.crop_and_augment))
 # %% [markdown]
 # ## What the network sees
 #
-# One training batch, as `model.fit` will receive it.
+# One training batch, as `model.fit` will receive it, all crops on one grey scale. Some crops
+# hold no cell at all: a random 128×128 window of a sparse frame is often empty background,
+# and the network must learn that too. (Stretched to its own contrast, such a crop would
+# turn a few grey levels of camera noise into black-and-white static.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -78,8 +118,8 @@ batch_images, batch_masks = (t.numpy() for t in next(iter(train_ds)))
 print("images:", tuple(batch_images.shape), batch_images.dtype, "| masks:", tuple(batch_masks.shape), batch_masks.dtype)
 
 # %%
-fig = plot.show_images([plot.overlay(i[..., 0], {"truth": m[..., 0]}) for i, m in zip(batch_images[:8], batch_masks[:8])],
-                       ncols=4, size=2.2, suptitle="augmented training crops, cells in green")
+fig = plot.augmented_crops(batch_images[:8, ..., 0], batch_masks[:8, ..., 0],
+                           title=f"augmented training crops ({source})")
 
 # %% [markdown]
 # ### Exercise 4 — how good is doing nothing?
@@ -123,11 +163,18 @@ for name, guess in guesses.items():
 # %% [markdown]
 # ## Build and compile
 #
-# `train.open_run` opens the *run folder* and records the settings in `config.json`, with the
-# number format chosen for this machine (bfloat16 on CPUs that compute it natively, float16 on
-# GPUs with tensor cores, else float32). `compile` tells the model how to learn: the **Adam**
-# optimiser with the preset's learning rate, decaying along a cosine over the run, the loss,
-# and metrics to report after each epoch.
+# `train.open_run` opens the *run folder* and records the settings in `config.json`. It prints
+# one line, `precision: ...`: the **number format** the layers compute in on this machine.
+# `mixed_bfloat16` means the layers multiply and add in *bfloat16*, a 16-bit float with
+# float32's range but only about 3 significant digits, while the weights themselves stay
+# float32 so that many tiny updates still add up. It is chosen on CPUs that compute bfloat16
+# natively (AMX or AVX512-BF16 instructions; the stored outputs were made on such a CPU):
+# about twice as fast, same accuracy. Elsewhere you see `float32` (older CPUs, where bfloat16 would be
+# emulated and slower) or `mixed_float16` (GPUs with tensor cores).
+#
+# `compile` tells the model how to learn: the Adam optimizer, the loss, and metrics to report
+# after each epoch. The learning rate starts at the preset's value and decays along a cosine
+# to 1 % of it by the last step — big steps early, fine adjustments at the end:
 
 # %%
 run = train.open_run(root, quick, course.quick_run_dir(root))  # notebook 05 looks for the run here
@@ -138,6 +185,11 @@ with train.model_scope(run.precision):  # the number format (and all GPUs) while
                   metrics=train.make_metrics(),  # pixel accuracy, IoU and Dice at p >= 0.5
                   jit_compile=quick.train.jit_compile)
 
+# %%
+schedule = train.learning_rate(quick.train, steps)
+fig = plot.learning_rate_schedule([float(schedule(s)) for s in range(quick.train.epochs * steps)], steps,
+                                  title=f"learning rate of the quick run (Adam, starts at {quick.train.learning_rate:g})")
+
 # %% [markdown]
 # ## Train
 #
@@ -147,6 +199,10 @@ with train.model_scope(run.precision):  # the number format (and all GPUs) while
 # after every epoch: rerun an interrupted cell and it continues where it stopped; a finished run
 # is reused, not trained again. Two validation crops are predicted after every epoch to watch
 # the network learn.
+#
+# Each log line reads: `30/30` batches done, the seconds the epoch took, then the loss and
+# metrics on the training batches (averaged over the epoch) and, prefixed `val_`, the same
+# on the validation frames, measured once at the epoch's end.
 
 # %%
 val_split = course.preset_split(root, "val")
@@ -173,9 +229,41 @@ print("files:", sorted(p.name for p in result.out_dir.iterdir() if p.suffix in {
 # Training loss should fall steadily. Validation metrics are computed on whole 520×704 frames
 # of images the network never trained on; if they stopped improving while the training loss
 # kept falling, the network would be **overfitting**.
+#
+# **Why is validation often *better* than training here?** Three reasons, none of them a bug:
+#
+# * The training numbers are an **average over the epoch**, while the weights were still
+#   improving; the validation numbers are measured once, with the weights at the epoch's end.
+# * Training crops are **augmented** (zoomed, re-contrasted) and small: 128×128 windows whose
+#   edge pixels lack context. Validation frames are unaugmented and whole. Layers that act
+#   only in training — **dropout**, in presets that use it (`quick` does not), and batch
+#   normalisation's per-batch statistics — make training scores noisier still.
+# * The validation set is small (16 frames on the sample), so one epoch's value moves a lot.
 
 # %%
-fig = plot.learning_curves(result.history, metrics=("loss", "pixel_accuracy", "iou", "dice"))
+fig = plot.learning_curves(result.history, metrics=("loss", "pixel_accuracy", "iou", "dice"),
+                           title=f"learning curves of the quick run ({source})")
+
+# %% [markdown]
+# ### Experiment — change the learning rate and compare
+#
+# Set `learning_rate` below to 10× smaller (`3e-4`) or 10× larger (`3e-2`) than the preset's
+# and run the cell: it trains a fresh copy of the same U-Net for two epochs at that constant
+# rate (under a minute) and prints its validation IoU beside the first two epochs above. Which way is worse, and by how much?
+# Try `0.3` too.
+
+# %%
+learning_rate = 3e-4  # change this: the preset uses 3e-3
+keras.utils.set_random_seed(quick.train.seed)
+with train.model_scope(run.precision):
+    trial = build_unet(quick.model, name="unet_trial")
+    trial.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=train.get_loss(quick.train.loss),
+                  metrics=train.make_metrics())
+trial_history = trial.fit(train_ds, validation_data=val_ds, epochs=2, steps_per_epoch=steps, verbose=0,
+                          shuffle=False).history  # the pipeline shuffles itself
+for epoch in range(2):
+    print(f"epoch {epoch + 1}: val IoU {trial_history['val_iou'][epoch]:.3f} with learning rate {learning_rate:g}"
+          f" | {result.history['val_iou'][epoch]:.3f} with the preset's {quick.train.learning_rate:g}")
 
 # %% [markdown]
 # ## Predictions on validation images
@@ -188,7 +276,7 @@ examples = val_split.images[:: max(1, len(val_split.images) // 3)][:3]
 images = [data.read_image(val_split.image_path(img)) for img in examples]
 truths = [masks.load_mask(val_mask_dir, img["file_name"]) for img in examples]
 probabilities = [predict.predict_image(result.model, image) for image in images]
-fig = plot.prediction_grid(images, truths, probabilities, titles=[val_split.cell_type(i) for i in examples])
+fig = plot.prediction_grid(images, truths, probabilities, titles=[f"{val_split.cell_type(i)} ({source})" for i in examples])
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -206,5 +294,19 @@ print("validation IoU above 0.5:", result.history["val_iou"][-1] > 0.5)
 print(train.reproduce_command("seed", data_dir="~/livecell", out_dir="runs/seed"))
 
 # %% [markdown]
+# ## Summary
+#
+# * A run is **epochs** of **batches**: after each batch the **optimizer** (Adam) moves every
+#   weight a step against the loss's gradient, the step size set by the **learning rate**
+#   (here decaying along a cosine). The `quick` run made 240 such steps.
+# * The pipeline streams random crops and **augments** them, so a few training frames go a
+#   long way; image and mask are transformed together.
+# * The loss (BCE + Dice) is what training lowers; the metrics are what we read. Validation
+#   can score above training, because training numbers are averaged over an improving epoch
+#   on harder, augmented crops.
+# * `precision: mixed_bfloat16` is the number format the machine computes fastest, not a
+#   metric.
+# * The run folder keeps everything needed to resume and to evaluate: notebook 05 loads it.
+#
 # **Next:** notebook 05 asks how good this model really is. It finds this run with
 # `course.quick_run()`, which trains it first (and says so) when this notebook has not run.

@@ -151,3 +151,21 @@ def test_call_student_reports_the_students_error_briefly():
         checks.call_student(broken, [1, 2])
     with pytest.raises(checks.NotYet, match="returned None"):
         checks.call_student(lambda counts: None, [1])
+
+
+def test_crops_seen_counts_epochs_batches_and_crops():
+    assert checks.check_crops_seen.verdict(5 * 30 * 8, epochs=5, steps_per_epoch=30, batch_size=8)
+    _assert_not_yet("counts batches", checks.check_crops_seen.verdict(150, 5, 30, 8))
+    _assert_not_yet("one epoch", checks.check_crops_seen.verdict(240, 5, 30, 8))
+    _assert_not_yet("too low", checks.check_crops_seen.verdict(100, 5, 30, 8))
+    assert "1200" not in checks.check_crops_seen.verdict(100, 5, 30, 8).message  # never the answer
+
+
+def test_hit_fractions_at_the_two_iou_thresholds():
+    ious = [0.9, 0.8, 0.75, 0.6, 0.5, 0.2]
+    assert checks.check_hit_fractions.verdict({0.5: 5 / 6, 0.75: 3 / 6}, ious)
+    _assert_not_yet(r">=, not >", checks.check_hit_fractions.verdict({0.5: 4 / 6, 0.75: 3 / 6}, ious))
+    _assert_not_yet("not a count", checks.check_hit_fractions.verdict({0.5: 5, 0.75: 3}, ious))
+    _assert_not_yet("NOT found", checks.check_hit_fractions.verdict({0.5: 1 / 6, 0.75: 3 / 6}, ious))
+    _assert_not_yet("missing", checks.check_hit_fractions.verdict({0.5: 5 / 6}, ious))
+    assert checks.check_hit_fractions.verdict(..., ious).status == "your turn"

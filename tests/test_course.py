@@ -47,3 +47,12 @@ def test_figures_say_synthetic_sample_unless_real_data_is_configured(tmp_path, m
     assert course.data_label() == "synthetic sample"
     monkeypatch.setenv(course.REAL_DATA_ENV, str(tmp_path))
     assert course.data_label() == "real LIVECell"
+
+
+def test_figures_call_the_sample_synthetic_and_a_real_root_livecell(tmp_path):
+    from livecell_kit import sample
+
+    real = _root_with(tmp_path, ["val"])
+    assert course.data_label(real) == "real LIVECell"
+    (real / sample.STAMP_NAME).write_text("{}")  # what make_sample leaves in its folder
+    assert course.data_label(real) == "synthetic sample"

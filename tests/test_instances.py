@@ -125,3 +125,12 @@ def test_otsu_segment_finds_dark_and_bright_textured_cells():
 def test_otsu_segment_finds_no_cell_in_a_flat_image():
     flat = np.full((40, 50), 128, np.uint8)  # no texture anywhere: nothing to threshold
     assert not baselines.otsu_segment(flat).any()
+
+
+def test_best_match_ious_pairs_each_predicted_cell_with_its_best_annotation():
+    truth = np.zeros((6, 10), np.int32)
+    truth[1:5, 1:5], truth[1:5, 6:9] = 1, 2            # 16 px and 12 px
+    predicted = np.zeros_like(truth)
+    predicted[1:5, 1:3], predicted[1:5, 6:9], predicted[5, 9] = 1, 2, 3  # half of 1, all of 2, a stray pixel
+    assert instances.best_match_ious(predicted, truth).tolist() == [0.5, 1.0, 0.0]
+    assert instances.best_match_ious(np.zeros_like(truth), truth).shape == (0,)

@@ -43,22 +43,6 @@ def test_prediction_overlay_outlines_each_instance():
     assert (rgb[0, 0] == rgb[0, 0, 0]).all()  # background stays grey
 
 
-def test_static_viewer_draws_one_panel_per_cell_type():
-    images, truths, probs = _examples()
-    fig = plot.viewer(images, truths, probs, ["a", "b", "c"], ["A172", "BV2", "A172"], static=True)
-    assert len([ax for ax in fig.axes if ax.images]) == 2
-
-
-def test_interactive_viewer_filters_images_by_cell_type():
-    pytest.importorskip("ipywidgets")
-    images, truths, probs = _examples()
-    ui = plot.viewer(images, truths, probs, ["a", "b", "c"], ["A172", "BV2", "A172"], static=False)
-    type_box, image_box = ui.children[0].children
-    assert [label for label, _ in image_box.options] == ["a", "b", "c"]
-    type_box.value = "A172"
-    assert [label for label, _ in image_box.options] == ["a", "c"]
-
-
 def test_learning_curves_and_snapshot_grid():
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "iou": [0.2, 0.6], "val_iou": [0.1, 0.5]}
     fig = plot.learning_curves(history, metrics=("loss", "iou", "dice"))
@@ -70,6 +54,46 @@ def test_learning_curves_and_snapshot_grid():
 
     fig = plot.training_snapshots(Snap(), [np.zeros((8, 8), np.uint8)] * 2)
     assert len(fig.axes) == 2 * 4
+
+
+def test_metric_bars_label_every_bar_and_mark_zeros():
+    fig = plot.metric_bars({"model": {"iou": 0.8, "dice": 0.9}, "all background": {"iou": 0.0, "dice": 0.0}},
+                           metrics=("iou", "dice"))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["0.80", "0.00", "0.90", "0.00"]
+    stubs = [c for c in ax.collections if len(c.get_segments())]
+    assert sum(len(c.get_segments()) for c in stubs) == 2  # one visible stub per zero bar
+
+
+def test_threshold_sweep_zooms_on_the_top_and_marks_the_choice():
+    t = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    iou = 0.9 - 0.3 * (t - 0.6) ** 2                 # a flat top: all between 0.78 and 0.9
+    sweep = {"threshold": t.tolist(), "iou": iou.tolist(), "dice": (iou + 0.05).tolist(),
+             "precision": t.tolist(), "recall": (1 - t).tolist()}
+    fig = plot.threshold_sweep(sweep, chosen=0.6)
+    left, right = fig.axes
+    assert right.get_ylim()[0] > 0.7 and right.get_ylim()[1] <= 1.0  # zoomed, not 0..1
+    assert any("chosen 0.60: IoU 0.900" in t.get_text() for t in right.get_legend().get_texts())
+    assert {line.get_label() for line in left.lines} >= {"precision", "recall"}
+
+
+def test_augmented_crops_share_one_grey_scale():
+    rng = np.random.default_rng(1)
+    busy = rng.integers(0, 255, (16, 16)).astype(np.float32)
+    empty = 120 + rng.normal(0, 1, (16, 16)).astype(np.float32)  # flat background, a little noise
+    fig = plot.augmented_crops([busy, empty], [np.ones((16, 16)), np.zeros((16, 16))])
+    shown_empty = fig.axes[1].images[0].get_array()
+    assert np.ptp(shown_empty) < 0.2  # stretched on its own it would span black to white
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["100% cell", "0% cell"]
+
+
+def test_learning_rate_schedule_marks_epochs_and_iou_hits_explains_ap():
+    fig = plot.learning_rate_schedule(np.linspace(1e-3, 1e-5, 12), steps_per_epoch=4)
+    assert len(fig.axes[0].lines) == 1 + 2  # the curve and two epoch boundaries
+    fig = plot.iou_hits(shifts=(2, 12), radius=10)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "AP50 hit, AP75 hit" in titles[0] and "AP75 miss" in titles[1]
 
 
 def test_importing_plot_does_not_load_tensorflow():
