@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
@@ -104,7 +103,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
         with contextlib.suppress(OSError):  # another process may remove it first
             if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
                 shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.")
     try:
         _write_index(path, tmp, expected, progress)
         try:
@@ -113,7 +112,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
             if not folder.exists():
                 raise
             if not _is_done(folder, expected):
-                trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+                trash = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.old.")
                 os.replace(folder, trash / "old")
                 shutil.rmtree(trash, ignore_errors=True)
                 os.rename(tmp, folder)
