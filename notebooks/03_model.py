@@ -32,10 +32,12 @@
 # 2³ = 8 pixels — and LIVECell's 520×704 frames are.
 
 # %%
-# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
                     "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
 from livecell_kit import course
 info = course.setup()
@@ -212,3 +214,10 @@ print("all probabilities in [0, 1]:", bool((probabilities >= 0).all() and (proba
 
 # %% [markdown]
 # **Next:** notebook 04 trains this network.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB. What this notebook made stays in the work folder,
+# so the next notebook picks it up.

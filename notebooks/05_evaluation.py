@@ -24,10 +24,12 @@
 # how well are *individual cells* found (instance **AP**)?
 
 # %%
-# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
                     "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
 from livecell_kit import course
 info = course.setup()
@@ -68,6 +70,7 @@ print("U-Net beats both baselines on IoU:",
       all(results["iou"] > results["baselines"][b]["iou"] for b in results["baselines"]))
 
 # %%
+# NBVAL_CHECK_OUTPUT
 table = {"U-Net (quick)": results, **{f"baseline: {k}": v for k, v in results["baselines"].items()}}
 for name, r in table.items():
     print(f"{name:22s} accuracy {r['pixel_accuracy']:.3f}  IoU {r['iou']:.3f}  Dice {r['dice']:.3f}  "
@@ -147,6 +150,7 @@ viewer = plot.viewer(images, truths, probabilities, names=[img["file_name"] for 
 # as annotated: AP stays near zero here, as it does on real LIVECell frames for this model.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 instance = results["instance"]
 print(f"AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}")
 fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75"), title="instance AP per cell type")
@@ -163,3 +167,10 @@ fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75")
 # The seed's 92.19 % pixel accuracy on real LIVECell and the numbers above are not comparable
 # one-to-one (synthetic sample, tiny model, minutes of CPU): rerun this notebook with
 # `LIVECELL_KIT_DATA_ROOT` set and a model trained with the `seed` preset to compare.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB. What this notebook made stays in the work folder,
+# so the next notebook picks it up.
