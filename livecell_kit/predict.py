@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
 from livecell_kit.data.images import SUFFIXES as IMAGE_SUFFIXES
 from livecell_kit.data.images import iter_pages
@@ -355,7 +355,7 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
     stems = [f.stem for f in files]
     dupes = {s for s in stems if stems.count(s) > 1}
     written = []
-    for f in tqdm(files, desc="predict", unit="image", disable=not progress):
+    for f in progress_bar(files, desc="predict", unit="image", disable=not progress):
         base = f"{f.parent.name}_{f.stem}" if f.stem in dupes else f.stem
         noted = False
         for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page

@@ -27,8 +27,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
 from livecell_kit.data.cache import sha256
 from livecell_kit.data.coco_stream import stream_coco
@@ -122,7 +122,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
 
 def _write_index(path: Path, out: Path, expected: dict, progress: bool) -> None:
     size = path.stat().st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"indexing {path.name}") if progress else None
+    bar = progress_bar(total=size, unit="B", unit_scale=True, desc=f"indexing {path.name}") if progress else None
     writer = IndexWriter(out, path)
     try:
         top = stream_coco(path, writer.add, on_bytes=(lambda n: bar.update(n - bar.n)) if bar else None)
