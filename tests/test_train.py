@@ -390,3 +390,24 @@ def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):
     (out_dir / "model.keras").write_bytes(b"")
     course.quick_run(root)
     assert capsys.readouterr().out == ""  # a finished run is reused silently
+
+
+def test_validation_batches_hold_no_more_pixels_than_a_training_batch():
+    # Whole 520x704 frames: quick (8 crops of 128) validates one frame at a time, seed (whole frames) 32.
+    assert pipeline.validation_batch_size(presets.get_preset("quick").train) == 1
+    assert pipeline.validation_batch_size(presets.get_preset("seed").train) == 32
+    assert pipeline.validation_batch_size(presets.get_preset("quick", crop_size=512, batch_size=8).train) == 5
+
+
+def test_validation_metrics_do_not_depend_on_the_batch_size():
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((6, 16, 16, 1)) > 0.5).astype("float32")
+    y_pred = rng.random((6, 16, 16, 1)).astype("float32")
+    results = []
+    for batch in (1, 4, 6):
+        metrics = T.make_metrics()
+        for i in range(0, 6, batch):
+            for m in metrics:
+                m.update_state(y_true[i:i + batch], y_pred[i:i + batch])
+        results.append([float(m.result()) for m in metrics])
+    assert results[0] == results[1] == results[2]
