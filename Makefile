@@ -61,6 +61,8 @@ outputs: export TQDM_DISABLE := 1
 outputs: $(STAMP)
 	rm -rf "$(OUTPUTS_WORKDIR)"
 	$(BIN)/jupytext --sync $(NOTEBOOKS)  # pick up edits made on the .py twins first
+	# Drop saved widget state: nbconvert keeps an earlier run's when this run creates no widgets.
+	$(BIN)/python -c 'import sys, nbformat; [nbformat.write(nb, p) for p in sys.argv[1:] 	  for nb in [nbformat.read(p, as_version=4)] if nb.metadata.pop("widgets", None) is not None]' $(NOTEBOOKS)
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 "$$nb" || exit 1; \
 	done

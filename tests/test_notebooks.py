@@ -93,6 +93,15 @@ def test_stored_outputs_show_no_machine_paths_progress_bars_or_warnings(path):
     assert not problems, "\n".join(problems) + "\nrun `make outputs` (fresh work folder, quiet logs, no bars)"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_widget_state_belongs_to_a_stored_widget(path):
+    """nbconvert keeps an earlier run's widget state (~20 KB) when a run shows none: `make outputs` drops it."""
+    nb = nbformat.read(path, as_version=4)
+    shows_widgets = any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+                        for cell in nb.cells for out in cell.get("outputs", []))
+    assert shows_widgets or "widgets" not in nb.metadata, "stale widget state: run `make outputs`"
+
+
 def test_the_stored_training_notebook_shows_the_whole_run():
     """`make outputs` trains from an empty work folder, so 04 stores the epoch log, not a reload."""
     nb = nbformat.read(NOTEBOOK_DIR / "04_training.ipynb", as_version=4)
@@ -112,6 +121,7 @@ def test_make_outputs_starts_from_an_empty_work_folder_of_its_own():
     assert removal < execution
     for setting in (f"LIVECELL_KIT_WORKDIR := {work}", "TF_CPP_MIN_LOG_LEVEL := 3", "TQDM_DISABLE := 1"):
         assert f"outputs: {setting}" in commands, setting
+    assert any('metadata.pop("widgets"' in line for line in commands[:execution])
 
 
 def test_shown_paths_are_relative(tmp_path, monkeypatch):

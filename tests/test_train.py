@@ -384,12 +384,15 @@ def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):
     assert course.quick_run(root) == "result"
     out_dir = calls[0]["out_dir"]
     assert out_dir == course.quick_run_dir(root) == tmp_path / "work" / "runs" / "quick-sample-seed0"
-    assert "training preset 'quick' now" in capsys.readouterr().out
+    assert "training preset 'quick' now, into runs/quick-sample-seed0 in the work folder" in capsys.readouterr().out
     out_dir.mkdir(parents=True)
     (out_dir / "config.json").write_text(json.dumps({"finished": True}))
     (out_dir / "model.keras").write_bytes(b"")
     course.quick_run(root)
-    assert capsys.readouterr().out == ""  # a finished run is reused silently
+    # a finished run is reused, in one line without the machine's path
+    assert capsys.readouterr().out == ("runs/quick-sample-seed0 in the work folder: trained already "
+                                       "(notebook 04); loading its model\n")
+    assert calls[-1]["verbose"] == 0
 
 
 def test_validation_batches_hold_no_more_pixels_than_a_training_batch():
