@@ -6,7 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Artifacts handed from notebook to notebook (sample data, masks, trained runs).
 export LIVECELL_KIT_WORKDIR ?= $(CURDIR)/build/work
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ logs below FATAL off: CPU-specific notes ("oneDNN supports DT_UINT8 only on
+# platforms with AVX-512") would land in the notebooks as red stderr.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+# No tqdm bars in executed notebooks: a stored bar is the widget's first state, a frozen "0%".
+# (tqdm >= 4.66 reads TQDM_* variables; a live JupyterLab or terminal session keeps its bars.)
+export TQDM_DISABLE ?= 1
 # Executed notebooks (nbval, demo, stored outputs) show the viewer's static figure, which renders
 # on GitHub; a live JupyterLab session gets the interactive widgets.
 export LIVECELL_KIT_STATIC_PLOTS ?= 1
@@ -47,8 +52,17 @@ sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 # Re-execute the notebooks in place so their stored outputs (what nbval compares) are fresh.
+# Always from an empty work folder of its own: 04 then trains, so the stored notebooks show the
+# whole story (training log, snapshots), never "run already finished" from an earlier demo.
+OUTPUTS_WORKDIR := $(CURDIR)/build/outputs-work
+outputs: export LIVECELL_KIT_WORKDIR := $(OUTPUTS_WORKDIR)
+outputs: export TF_CPP_MIN_LOG_LEVEL := 3
+outputs: export TQDM_DISABLE := 1
 outputs: $(STAMP)
+	rm -rf "$(OUTPUTS_WORKDIR)"
 	$(BIN)/jupytext --sync $(NOTEBOOKS)  # pick up edits made on the .py twins first
+	# Drop saved widget state: nbconvert keeps an earlier run's when this run creates no widgets.
+	$(BIN)/python -c 'import sys, nbformat; [nbformat.write(nb, p) for p in sys.argv[1:] 	  for nb in [nbformat.read(p, as_version=4)] if nb.metadata.pop("widgets", None) is not None]' $(NOTEBOOKS)
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 "$$nb" || exit 1; \
 	done

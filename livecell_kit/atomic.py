@@ -8,6 +8,10 @@ or none — never half a file that a later run would take for a good one.
 A *stamp* is a small JSON file written last, after everything it vouches for
 (a mask cache, a sample, an extracted archive). A missing or unreadable stamp
 means "not done", so an interrupted job is redone rather than trusted.
+
+Temporary files and folders are created with the modes ``open()`` and ``mkdir``
+use (0666 / 0777 less the user's umask), not ``tempfile``'s private 0600 / 0700:
+they become the final files, which an instructor hands to students.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -31,8 +35,7 @@ def atomic_path(path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
-    os.close(fd)
+    tmp = _create_unique(path.parent, f".{path.name}.", ".tmp" + suffix, directory=False)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -40,6 +43,36 @@ def atomic_path(path, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def make_temp_dir(parent, prefix: str) -> Path:
+    """Create and return a new empty folder ``parent/<prefix><random>`` (mode 0777 less the umask).
+
+    For folders filled and then renamed into place, which ``tempfile.mkdtemp`` would leave
+    readable by their owner only.
+    """
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    return _create_unique(Path(parent), prefix, "", directory=True)
+
+
+def _create_unique(parent: Path, prefix: str, suffix: str, directory: bool) -> Path:
+    """Create a file or folder under a fresh random name in ``parent``, exclusively (like mkstemp).
+
+    The mode passed to the system call is the one ``open()`` / ``mkdir`` use, so the kernel
+    applies the umask itself: no reading of the process-wide umask, which is not thread-safe.
+    """
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary name in {parent} after 100 tries; "
+                          f"remove stale {prefix}* entries there")
 
 
 def write_bytes(path, payload: bytes) -> Path:

@@ -50,6 +50,8 @@ class Verdict:
     def __str__(self) -> str:
         return f"{_TITLES[self.status]} {self.message}"
 
+    __repr__ = __str__  # the text/plain form a notebook stores and a terminal shows
+
     def _repr_html_(self) -> str:
         colour, background = _COLOURS[self.status]
         return (f'<div style="border-left:5px solid {colour};background:{background};color:#1b1b1b;'

@@ -41,6 +41,10 @@ _SOLUTION_RE = re.compile(
 )
 
 
+#: nbval's comment markers (``# NBVAL_CHECK_OUTPUT``, ``# NBVAL_IGNORE_OUTPUT``...), one per line.
+_NBVAL_MARKER_RE = re.compile(r"^[ \t]*# NBVAL_[A-Z_]+[ \t]*(?:\n|$)", re.MULTILINE)
+
+
 def in_colab() -> bool:
     return "google.colab" in sys.modules
 
@@ -52,30 +56,53 @@ def workdir() -> Path:
     return path
 
 
-def setup(verbose: bool = True) -> dict:
-    """Prepare a notebook session: quiet TensorFlow logs, find the device, fix plot defaults.
+def setup(tensorflow: bool = True, verbose: bool = True) -> dict:
+    """Prepare a notebook session: fix plot defaults and, when ``tensorflow``, load TensorFlow quietly.
 
-    Returns a dict with ``workdir``, ``device`` ("GPU" or "CPU"), ``colab`` and versions.
-    TensorFlow is imported here, not at package import, so data-only notebooks stay light.
+    tensorflow: False in the data notebooks (01-02), which never run a model: importing
+        TensorFlow costs ~0.5 GB of kernel memory, and Binder restarts a user's kernels above 2 GB.
+    Returns a dict with ``workdir``, ``device`` ("GPU", "CPU", or None without TensorFlow),
+    ``colab``, ``tensorflow`` (its version or None) and ``python``.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
-    info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version()}
-    try:
-        tf, gpus = import_tensorflow_quietly()
-        for gpu in gpus:
-            # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:
-                pass  # already initialised in this kernel
-        info.update(tensorflow=tf.__version__, device="GPU" if gpus else "CPU")
-    except ImportError:
-        info.update(tensorflow=None, device="CPU")
+    info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version(),
+            "tensorflow": None, "device": None}
+    if tensorflow:
+        try:
+            tf, gpus = import_tensorflow_quietly()
+            for gpu in gpus:
+                # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
+                try:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                except RuntimeError:
+                    pass  # already initialised in this kernel
+            info.update(tensorflow=tf.__version__, device="GPU" if gpus else "CPU")
+        except ImportError:
+            info.update(device="CPU")
     if verbose:
-        print(f"livecell-kit ready: TensorFlow {info['tensorflow']} on {info['device']}"
-              f"{' (Colab)' if info['colab'] else ''}; work folder {info['workdir']}")
+        engine = (f"TensorFlow {info['tensorflow']} on {info['device']}" if tensorflow
+                  else "no TensorFlow needed in this notebook")
+        print(f"livecell-kit ready: {engine}{' (Colab)' if info['colab'] else ''}; "
+              f"work folder {shown_path(workdir())}")
     return info
+
+
+def shown_path(path) -> str:
+    """``path`` as the notebooks print it, free of machine-specific prefixes.
+
+    Inside the work folder: relative to it (``runs/quick-sample-seed0``); the work folder itself
+    and other paths: relative to the current folder when inside its parent, the kit's checkout
+    seen from ``notebooks/`` (``../build/work``); else ``~/...`` under the home folder; else absolute.
+    """
+    path, work = Path(path).absolute(), workdir().absolute()
+    if path != work and path.is_relative_to(work):
+        return str(path.relative_to(work))
+    here, home = Path.cwd().absolute(), Path.home().absolute()
+    if here.parent not in (Path(here.anchor), home) and path.is_relative_to(here.parent):
+        return os.path.relpath(path, here)
+    if path.is_relative_to(home):
+        return str(Path("~") / path.relative_to(home))
+    return str(path)
 
 
 def using_real_data() -> bool:
@@ -99,7 +126,12 @@ def import_tensorflow_quietly():
 
     The chatter ("could not find cuda drivers" on a CPU) would otherwise land in whichever
     notebook cell runs next, making nbval's comparisons flaky, and clutter the CLI's output.
+    Later C++ logs below FATAL are off too (``TF_CPP_MIN_LOG_LEVEL=3`` unless set): they are
+    CPU-specific notes such as "oneDNN supports DT_UINT8 only on platforms with AVX-512", shown
+    in red in a notebook; real errors still raise Python exceptions with their message.
+    Set ``TF_CPP_MIN_LOG_LEVEL=0`` before the import to see every log.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _quiet_native_stderr():
         import tensorflow as tf
 
@@ -211,8 +243,11 @@ def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 2,
 
     root = Path(root) if root is not None else training_root()
     out_dir = quick_run_dir(root, preset)
-    if not train.is_finished(out_dir):
-        print(f"training preset {preset!r} now, into {out_dir} ({presets.get_preset(preset).description})")
+    if train.is_finished(out_dir):
+        print(f"{shown_path(out_dir)} in the work folder: trained already (notebook 04); loading its model")
+        return train.train(root, preset=preset, out_dir=out_dir, verbose=0, callbacks=callbacks)
+    print(f"training preset {preset!r} now, into {shown_path(out_dir)} in the work folder "
+          f"({presets.get_preset(preset).description})")
     return train.train(root, preset=preset, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
 
 
@@ -259,7 +294,9 @@ def _placeholders(solution: str) -> str:
 
 
 def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path | str = "build/student") -> list[Path]:
-    """Write student copies of ``source_dir/NN_*.ipynb`` with solutions removed and outputs cleared.
+    """Write student copies of ``source_dir/NN_*.ipynb``: solutions removed, outputs cleared.
+
+    nbval's markers (comments and ``nbval-*`` tags) and the saved widget state go too.
 
     Returns the paths written (one per notebook). Notebooks without exercises are copied
     with outputs cleared so the student folder is a complete course.
@@ -275,11 +312,18 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     written = []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
+        # Saved widget state (~20 KB) belongs to the cleared outputs; tests' markers are no lesson.
+        nb.metadata.pop("widgets", None)
         for cell in nb.cells:
+            tags = [t for t in cell.metadata.get("tags", []) if not t.lower().startswith("nbval")]
+            if tags:
+                cell.metadata["tags"] = tags
+            else:
+                cell.metadata.pop("tags", None)
             if cell.cell_type == "code":
                 if BEGIN_SOLUTION in cell.source and END_SOLUTION not in cell.source:
                     raise ValueError(f"{path}: a cell opens '{BEGIN_SOLUTION}' without '{END_SOLUTION}'")
-                cell.source = strip_solutions(cell.source)
+                cell.source = _NBVAL_MARKER_RE.sub("", strip_solutions(cell.source))
                 cell.outputs, cell.execution_count = [], None
         target = out_dir / path.name
         with atomic.atomic_path(target, suffix=".ipynb") as tmp:

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
 from livecell_kit.data.images import ImageReadError, iter_pages
 from livecell_kit.instances import semantic_to_instances
@@ -357,7 +357,7 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
     written: list[dict] = []
     failed: list[tuple[Path, str]] = []
     claimed: dict[str, Path] = {}  # output file (casefolded) -> input that wrote it in this run
-    for f, stem in tqdm(inputs, desc="predict", unit="image", disable=not progress):
+    for f, stem in progress_bar(inputs, desc="predict", unit="image", disable=not progress):
         try:
             written.extend(_predict_file(model, f, out_dir / stem, claimed, threshold, tile, min_size))
         except (ImageReadError, ValueError) as err:  # a bad input: note it, go on with the rest

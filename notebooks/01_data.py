@@ -38,13 +38,15 @@
 # *Licence:* LIVECell's images and annotations are CC BY-NC 4.0 (non-commercial, cite the paper).
 
 # %%
-# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
                     "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
 from livecell_kit import course
-info = course.setup()
+info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
 
 # %% [markdown]
 # ## Where the data comes from
@@ -268,3 +270,10 @@ print(RULE, "→ train images per cell type:", dict(Counter(e["cell_type"] for e
 #   and a subset taken in file order can miss whole cell types; a seeded, stratified draw cannot.
 #
 # **Next:** notebook 02 turns these polygons into the pixel masks a U-Net learns from.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB. What this notebook made stays in the work folder,
+# so the next notebook picks it up.

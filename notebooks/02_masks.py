@@ -32,13 +32,15 @@
 # * cache the masks for training.
 
 # %%
-# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
                     "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
 from livecell_kit import course
-info = course.setup()
+info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
 
 # %%
 import matplotlib.pyplot as plt
@@ -224,3 +226,10 @@ print("cached masks:", n_cached, "| same as computed:", np.array_equal(cached, s
 # * Masks are built once per image and cached as PNG files for every later notebook.
 #
 # **Next:** notebook 03 builds the U-Net that learns these masks.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB. What this notebook made stays in the work folder,
+# so the next notebook picks it up.

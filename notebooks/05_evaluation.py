@@ -32,10 +32,12 @@
 # * browse a model's errors image by image: found, false positive, missed.
 
 # %%
-# Setup. On Colab this installs the kit first (Colab keeps its own TensorFlow and numpy).
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
                     "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
 from livecell_kit import course
 info = course.setup()
@@ -77,6 +79,7 @@ print("U-Net beats both baselines on IoU:",
       all(results["iou"] > results["baselines"][b]["iou"] for b in results["baselines"]))
 
 # %%
+# NBVAL_CHECK_OUTPUT
 table = {"U-Net (quick)": results, **{f"baseline: {k}": v for k, v in results["baselines"].items()}}
 for name, r in table.items():
     print(f"{name:22s} accuracy {r['pixel_accuracy']:.3f}  IoU {r['iou']:.3f}  Dice {r['dice']:.3f}  "
@@ -218,6 +221,7 @@ checks.check_hit_fractions(hits, best_ious)
 # neighbours meet without a gap, are rarely cut as annotated by the watershed.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 instance = results["instance"]
 print(f"AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}   "
       f"(× 100: AP {100 * instance['AP']:.1f}, on {source} {eval_split} images; LIVECell's model: 47.8 on real test images)")
@@ -247,3 +251,10 @@ fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75")
 #   cell reaches 0.5 / 0.75 / each of 0.50…0.95. Touching cells that merge cost AP, not IoU.
 # * Scores on the synthetic sample teach the method; only real LIVECell frames say how good a
 #   model is on LIVECell.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB. What this notebook made stays in the work folder,
+# so the next notebook picks it up.

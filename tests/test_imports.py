@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 #: or predict (TensorFlow costs seconds and ~0.5 GB at import, Binder's kernel has 2 GB).
 LAZY_OK = {"livecell_kit.cli", "livecell_kit.course"}
 #: Stages a notebook or the CLI imports before any model exists.
-LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot",
+LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
          "livecell_kit.course", "livecell_kit.checks", "livecell_kit.cli")
 
 
@@ -102,3 +102,22 @@ def test_light_stages_do_not_load_tensorflow(module):
     if module == "livecell_kit.plot":
         heavy.discard("matplotlib.pyplot")  # plotting is its job
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
+
+
+DATA_NOTEBOOKS = ("01_data", "02_masks")
+
+
+@pytest.mark.parametrize("notebook", DATA_NOTEBOOKS)
+def test_data_notebooks_imports_and_setup_do_not_load_tensorflow(notebook):
+    """Every import in notebooks 01-02, then their setup call: TensorFlow and Keras stay unloaded.
+
+    A kernel that never imports TensorFlow stays ~0.5 GB smaller (Binder's limit: 2 GB in all).
+    """
+    source = (PACKAGE.parent / "notebooks" / f"{notebook}.py").read_text()
+    imports = [ast.unparse(node) for node in ast.walk(ast.parse(source))
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert any("livecell_kit" in line for line in imports)
+    code = "\n".join(imports + ["from livecell_kit import course", "course.setup(tensorflow=False, verbose=False)",
+                                "import sys", "print(','.join(m for m in ('tensorflow', 'keras') if m in sys.modules))"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not out.stdout.strip(), f"notebook {notebook} loads {out.stdout.strip()}"

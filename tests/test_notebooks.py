@@ -22,6 +22,7 @@ from livecell_kit import course
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 EXPECTED = ["01_data", "02_masks", "03_model", "04_training", "05_evaluation"]
 
 
@@ -42,10 +43,96 @@ def test_notebook_and_py_percent_twin_agree(path):
 def test_notebook_starts_with_colab_aware_setup_and_has_checked_cells(path):
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert "google.colab" in code[0] and "course.setup()" in code[0]
+    assert "google.colab" in code[0] and "course.setup(" in code[0]
     assert any(src.startswith("# NBVAL_CHECK_OUTPUT") for src in code), "no nbval-checked cell"
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert all(c.outputs for c in checked), "a checked cell has no stored output to compare: run `make demo` and store"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_data_notebooks_leave_tensorflow_unloaded_and_the_others_load_it(path):
+    setup = next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    data_only = path.stem in {"01_data", "02_masks"}
+    assert ("course.setup(tensorflow=False)" in setup) == data_only, setup
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_by_asking_to_shut_its_kernel_down(path):
+    last = nbformat.read(path, as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and "Kernel → Shut Down Kernel" in last.source
+    assert "2 GB" in last.source  # why: Binder's limit
+
+
+def _shown_texts(nb):
+    """(cell index, output type, text) of every stored text output."""
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                yield index, f"stream:{out.name}", out.text
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                if mime in out.get("data", {}):
+                    yield index, mime, out.data[mime]
+
+
+#: An absolute path of at least two levels (/home/me, /tmp/x, /work/..., /content/...).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])/(?:[\w.-]+/)+[\w.-]+")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_show_no_machine_paths_progress_bars_or_warnings(path):
+    """What `make outputs` stores: what GitHub shows and nbval compares. Rerun it when this fails."""
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    for index, kind, text in _shown_texts(nb):
+        if kind == "stream:stderr":
+            problems.append(f"cell {index}: red stderr output {text[:120]!r}")
+        for found in _ABSOLUTE_PATH.findall(text):
+            problems.append(f"cell {index}: machine path {found!r}")
+        if re.search(r"\d+%\|", text):
+            problems.append(f"cell {index}: a stored progress bar {text[:80]!r}")
+    assert not problems, "\n".join(problems) + "\nrun `make outputs` (fresh work folder, quiet logs, no bars)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_widget_state_belongs_to_a_stored_widget(path):
+    """nbconvert keeps an earlier run's widget state (~20 KB) when a run shows none: `make outputs` drops it."""
+    nb = nbformat.read(path, as_version=4)
+    shows_widgets = any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+                        for cell in nb.cells for out in cell.get("outputs", []))
+    assert shows_widgets or "widgets" not in nb.metadata, "stale widget state: run `make outputs`"
+
+
+def test_the_stored_training_notebook_shows_the_whole_run():
+    """`make outputs` trains from an empty work folder, so 04 stores the epoch log, not a reload."""
+    nb = nbformat.read(NOTEBOOK_DIR / "04_training.ipynb", as_version=4)
+    shown = "\n".join(text for _, _, text in _shown_texts(nb))
+    assert "Epoch 1/" in shown and "run already finished" not in shown and "trained already" not in shown
+
+
+def test_make_outputs_starts_from_an_empty_work_folder_of_its_own():
+    """Whatever work folder the caller's environment names, `make outputs` empties and uses its own."""
+    work = ROOT / "build" / "outputs-work"
+    env = {**os.environ, "LIVECELL_KIT_WORKDIR": "/somewhere/else", "TF_CPP_MIN_LOG_LEVEL": "0"}
+    dry = subprocess.run(["make", "-n", "-p", "outputs", "STAMP=pyproject.toml"], cwd=ROOT, env=env,
+                         capture_output=True, text=True).stdout
+    commands = dry.splitlines()
+    removal = next(i for i, line in enumerate(commands) if line == f'rm -rf "{work}"')
+    execution = next(i for i, line in enumerate(commands) if "nbconvert" in line and "--execute" in line)
+    assert removal < execution
+    for setting in (f"LIVECELL_KIT_WORKDIR := {work}", "TF_CPP_MIN_LOG_LEVEL := 3", "TQDM_DISABLE := 1"):
+        assert f"outputs: {setting}" in commands, setting
+    assert any('metadata.pop("widgets"' in line for line in commands[:execution])
+
+
+def test_shown_paths_are_relative(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "build" / "work"))
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert course.shown_path(course.workdir()) == "../build/work"
+    assert course.shown_path(course.workdir() / "runs" / "quick-sample-seed0") == "runs/quick-sample-seed0"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir("/")
+    assert course.shown_path(tmp_path / "home" / ".cache" / "livecell-kit") == "~/.cache/livecell-kit"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -78,7 +165,23 @@ def test_student_notebooks_contain_no_solution_code(tmp_path):
             assert all(line not in c.source for c in student.cells), f"solution line leaked: {line!r}"
         n_exercises += sum("# your code" in c.source for c in student.cells)
         assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+        assert "NBVAL_" not in text and "nbval-" not in text, f"{student_path.name}: nbval markers left"
+        assert "widgets" not in student.metadata, f"{student_path.name}: saved widget state left"
     assert n_exercises >= len(NOTEBOOKS), "each notebook should carry at least one exercise"
+
+
+def test_student_copies_drop_nbval_markers_tags_and_widget_state(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {}},
+                                            "kernelspec": KERNELSPEC})
+    nb.cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)\n    # NBVAL_IGNORE_OUTPUT\nx = 2",
+                                          metadata={"tags": ["nbval-ignore-output", "keep-me"]}),
+                nbformat.v4.new_code_cell("print('# NBVAL_ in a string stays')", metadata={"tags": ["nbval-skip"]})]
+    (tmp_path / "src").mkdir()
+    nbformat.write(nb, tmp_path / "src" / "01_x.ipynb")
+    student = nbformat.read(course.make_student_notebooks(tmp_path / "src", tmp_path / "out")[0], as_version=4)
+    assert student.cells[0].source == "print(1)\nx = 2" and student.cells[0].metadata["tags"] == ["keep-me"]
+    assert student.cells[1].source == "print('# NBVAL_ in a string stays')" and "tags" not in student.cells[1].metadata
+    assert "widgets" not in student.metadata and student.metadata["kernelspec"] == KERNELSPEC
 
 
 def test_strip_solutions_keeps_indentation_and_the_checker():
@@ -135,3 +238,45 @@ def test_nbval_fails_on_a_broken_expected_output(tmp_path):
     result = subprocess.run(cmd, cwd=NOTEBOOK_DIR, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode != 0, result.stdout[-2000:]
     assert "an extra line nobody prints" in result.stdout or "mismatch" in result.stdout.lower()
+
+
+def _nbval(notebook: Path, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", str(notebook), "-p", "no:cacheprovider", "-q",
+           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg")]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ), timeout=900)
+
+
+@pytest.mark.parametrize("stored, passes", [("AP 0.052   AP50 0.138   IoU 0.800  n 12", True),
+                                            ("AP 0.060   AP50 0.120   IoU 0.785  n 12", True),
+                                            ("AP 0.001   AP50 0.138   IoU 0.800  n 12", False),
+                                            ("AP 0.052   AP50 0.138   IoU 0.800  n 13", False),
+                                            ("AP 0.052   AP50 0.138   IoU 0.800", False)])
+def test_nbval_compares_metrics_with_a_tolerance(tmp_path, stored, passes):
+    """notebooks/conftest.py: decimals within 0.02 (or 5 %) of the stored value pass, integers match."""
+    (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    cell = nbformat.v4.new_code_cell('# NBVAL_CHECK_OUTPUT\nprint("AP 0.052   AP50 0.138   IoU 0.800  n 12")')
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    cell.execution_count = 1
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "metrics.ipynb")
+    result = _nbval(tmp_path / "metrics.ipynb", tmp_path)
+    assert (result.returncode == 0) == passes, result.stdout[-2000:]
+
+
+def test_nbval_fails_when_the_stored_ap_of_notebook_05_is_wrong(tmp_path):
+    """05's stored AP set to 0.001: nbval must fail on that cell.
+
+    Runs notebook 05, cheap after `make nbval` (the quick run is reused from the work folder).
+    """
+    nb = nbformat.read(NOTEBOOK_DIR / "05_evaluation.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")
+                and "instance['AP']" in c.source)
+    stream = next(o for o in cell.outputs if o.output_type == "stream")
+    assert re.match(r"AP \d\.\d{3} ", stream.text), stream.text
+    stream.text = re.sub(r"^AP \d\.\d{3}", "AP 0.001", stream.text)
+    (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
+    nbformat.write(nb, tmp_path / "05_evaluation.ipynb")
+    result = _nbval(tmp_path / "05_evaluation.ipynb", tmp_path)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "AP 0.001" in result.stdout, result.stdout[-3000:]  # nbval shows the stored text it rejects

@@ -318,12 +318,15 @@ def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):
     assert course.quick_run(root) == "result"
     out_dir = calls[0]["out_dir"]
     assert out_dir == course.quick_run_dir(root) == tmp_path / "work" / "runs" / "quick-sample-seed0"
-    assert "training preset 'quick' now" in capsys.readouterr().out
+    assert "training preset 'quick' now, into runs/quick-sample-seed0 in the work folder" in capsys.readouterr().out
     out_dir.mkdir(parents=True)
     (out_dir / "config.json").write_text(json.dumps({"finished": True}))
     (out_dir / "model.keras").write_bytes(b"")
     course.quick_run(root)
-    assert capsys.readouterr().out == ""  # a finished run is reused silently
+    # a finished run is reused, in one line without the machine's path
+    assert capsys.readouterr().out == ("runs/quick-sample-seed0 in the work folder: trained already "
+                                       "(notebook 04); loading its model\n")
+    assert calls[-1]["verbose"] == 0
 
 
 # --------------------------------------------------------------------------- bad frames caught before tf.data
@@ -399,3 +402,24 @@ def test_a_damaged_cached_mask_is_rebuilt_inside_tf_data(tmp_path, monkeypatch):
         batches = [y for _, y in T.validation_dataset(images, mask_paths, batch_size=3, cache=False)]
     np.testing.assert_array_equal(batches[0].numpy()[..., 0], np.stack(expected) > 0)
     assert masks.mask_is_intact(mask_paths[1], H, W, "semantic")
+
+
+def test_validation_batches_hold_no_more_pixels_than_a_training_batch():
+    # Whole 520x704 frames: quick (8 crops of 128) validates one frame at a time, seed (whole frames) 32.
+    assert pipeline.validation_batch_size(presets.get_preset("quick").train) == 1
+    assert pipeline.validation_batch_size(presets.get_preset("seed").train) == 32
+    assert pipeline.validation_batch_size(presets.get_preset("quick", crop_size=512, batch_size=8).train) == 5
+
+
+def test_validation_metrics_do_not_depend_on_the_batch_size():
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((6, 16, 16, 1)) > 0.5).astype("float32")
+    y_pred = rng.random((6, 16, 16, 1)).astype("float32")
+    results = []
+    for batch in (1, 4, 6):
+        metrics = T.make_metrics()
+        for i in range(0, 6, batch):
+            for m in metrics:
+                m.update_state(y_true[i:i + batch], y_pred[i:i + batch])
+        results.append([float(m.result()) for m in metrics])
+    assert results[0] == results[1] == results[2]

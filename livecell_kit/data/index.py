@@ -22,14 +22,13 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
 from livecell_kit.data.cache import sha256
 from livecell_kit.data.coco_stream import stream_coco
@@ -104,7 +103,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
         with contextlib.suppress(OSError):  # another process may remove it first
             if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
                 shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.")
     try:
         _write_index(path, tmp, expected, progress)
         try:
@@ -113,7 +112,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
             if not folder.exists():
                 raise
             if not _is_done(folder, expected):
-                trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+                trash = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.old.")
                 os.replace(folder, trash / "old")
                 shutil.rmtree(trash, ignore_errors=True)
                 os.rename(tmp, folder)
@@ -123,7 +122,7 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
 
 def _write_index(path: Path, out: Path, expected: dict, progress: bool) -> None:
     size = path.stat().st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"indexing {path.name}") if progress else None
+    bar = progress_bar(total=size, unit="B", unit_scale=True, desc=f"indexing {path.name}") if progress else None
     writer = IndexWriter(out, path)
     try:
         top = stream_coco(path, writer.add, on_bytes=(lambda n: bar.update(n - bar.n)) if bar else None)

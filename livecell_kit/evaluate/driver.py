@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic, data, masks, predict
 from livecell_kit.evaluate.baselines import otsu_segment
 from livecell_kit.evaluate.cocoeval import coco_instance_ap
@@ -68,7 +68,7 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
     # headers against the records first: a frame padded or cropped to another size than
     # its JSON record would be scored against masks of the wrong size (wrong metrics)
     data.check_image_files(split, purpose="evaluation")
-    bar = tqdm(total=len(records), desc=desc, unit="image") if progress else None
+    bar = progress_bar(total=len(records), desc=desc, unit="image") if progress else None
     try:
         for i in range(0, len(records), batch_size):
             chunk = records[i:i + batch_size]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
+from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
 from livecell_kit.data import AnnotationError, default_workdir, file_sha256, load_annotations, open_index
 from livecell_kit.data.image_check import png_is_complete
@@ -185,7 +185,7 @@ def annotation_hash(path) -> str:
 def _progress(iterable, enabled: bool, desc: str, total: int):
     if not enabled:
         return iterable
-    return tqdm(iterable, desc=desc, total=total, unit="image")
+    return progress_bar(iterable, desc=desc, total=total, unit="image")
 
 
 def _image_size(rec: dict, source) -> tuple[int, int]:

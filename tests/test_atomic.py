@@ -1,0 +1,92 @@
+"""Atomic writes: files and folders the kit writes get the user's umask, not tempfile's 0600/0700."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+import pytest
+
+from livecell_kit import atomic, course, data
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (``umask(0o022)``) and restore it afterwards."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+
+    def set_(value: int) -> None:
+        os.umask(value)
+
+    yield set_
+    os.umask(saved)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
+                                                         (0o002, 0o664, 0o775)],
+                         ids=["umask022", "umask077", "umask002"])
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    assert _mode(atomic.write_bytes(tmp_path / "a.bin", b"x")) == file_mode
+    assert _mode(atomic.write_json(tmp_path / "b.json", {"x": 1})) == file_mode
+    with atomic.atomic_path(tmp_path / "c.keras", suffix=".keras") as tmp:
+        assert tmp.name.endswith(".tmp.keras") and tmp.exists()
+        tmp.write_bytes(b"model")  # writers that open the path keep its mode
+    assert _mode(tmp_path / "c.keras") == file_mode
+    assert _mode(atomic.make_temp_dir(tmp_path, ".build.")) == dir_mode
+
+
+def test_an_overwrite_keeps_the_new_files_mode_and_leaves_no_temp_files(tmp_path, umask):
+    umask(0o022)
+    target = atomic.write_bytes(tmp_path / "a.bin", b"old")
+    os.chmod(target, 0o600)
+    atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and _mode(target) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_temp_names_are_unique_under_threads(tmp_path):
+    made: list = []
+    threads = [threading.Thread(target=lambda: made.extend(atomic.make_temp_dir(tmp_path, "t.") for _ in range(50)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 200 == len(list(tmp_path.iterdir()))
+
+
+def test_a_failed_block_removes_its_temp_file(tmp_path):
+    with pytest.raises(RuntimeError), atomic.atomic_path(tmp_path / "x.json"):
+        raise RuntimeError("writer failed")
+    assert not list(tmp_path.iterdir())
+
+
+def test_annotation_index_folder_is_readable_by_others(tmp_path, umask, monkeypatch):
+    umask(0o022)
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "A172_Phase_C7_1_00d00h00m_1.tif",
+                                            "width": data.IMAGE_WIDTH, "height": data.IMAGE_HEIGHT}],
+                                "annotations": [], "categories": [{"id": 1, "name": "cell"}]}))
+    data.open_index(path)
+    folders = [p for p in (tmp_path / "work").rglob("*") if p.is_dir()]
+    files = [p for p in (tmp_path / "work").rglob("*") if p.is_file()]
+    assert folders and files
+    assert {_mode(p) for p in folders} == {0o755} and {_mode(p) for p in files} == {0o644}
+
+
+def test_student_notebooks_are_readable_by_others(tmp_path, umask):
+    umask(0o022)
+    source = tmp_path / "src"
+    source.mkdir()
+    source.joinpath("01_x.ipynb").write_text(json.dumps(
+        {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    written = course.make_student_notebooks(source, tmp_path / "student")
+    assert [_mode(p) for p in written] == [0o644]
