@@ -16,6 +16,7 @@ they become the final files, which an instructor hands to students.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -24,6 +25,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+#: What flock / msvcrt.locking raise when another process holds the lock; anything else
+#: means the file system offers no locks.
+_HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
 
 
 @contextlib.contextmanager
@@ -126,3 +137,38 @@ def read_stamp(path) -> dict | None:
 def write_stamp(path, info: Mapping) -> Path:
     """Record that the job described by ``info`` is done; call it after the job's last write."""
     return write_json(path, dict(info), indent=1)
+
+
+class LocksUnsupported(OSError):
+    """The file system of a lock file offers no file locks (some network mounts)."""
+
+
+def try_lock(handle, path) -> bool:
+    """Take an exclusive operating-system lock on the open file ``handle`` (the file ``path``) without waiting.
+
+    True when taken; False when another process holds it. The system drops the lock when
+    its holder exits, even after kill -9, so a lock file left behind never blocks a rerun.
+    Raises :class:`LocksUnsupported` where the file system has no locks: waiting would never
+    end, and going on unlocked would let two runs write one file.
+    """
+    try:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError as exc:
+        if exc.errno in _HELD:
+            return False
+        raise LocksUnsupported(f"cannot lock {path} ({exc}): its file system offers no file locks; "
+                               f"use a folder on a local disk") from None
+
+
+def unlock(handle) -> None:
+    """Release the lock :func:`try_lock` took on ``handle``."""
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    else:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)

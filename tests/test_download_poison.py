@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import livecell_kit
-from livecell_kit import cli, data
+from livecell_kit import atomic, cli, data
 from livecell_kit.data import cache, download, download_checks, placed
 from livecell_kit.data.registry import annotation_name
 
@@ -335,7 +335,7 @@ def test_a_file_system_without_locks_fails_at_once_instead_of_waiting(tmp_path, 
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(cache.fcntl, "flock", no_locks)
+    monkeypatch.setattr(atomic.fcntl, "flock", no_locks)
     with pytest.raises(data.DownloadError, match="offers no file locks.*LIVECELL_KIT_DATA"):
         with cache.locked(tmp_path / "x.lock"):
             pass

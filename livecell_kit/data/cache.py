@@ -16,7 +16,6 @@ older kit that trusted an error page repairs itself.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -34,17 +33,8 @@ from livecell_kit.data.download_checks import InvalidDownload, check_content_typ
 from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS
 from livecell_kit.data.remote_zip import DownloadError, parse_content_range
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-    import msvcrt
-
 LOCK_DIR = ".locks"  # under the cache folder: one lock file per cached name
 _HASH_CHUNK = 1 << 20
-#: What flock / msvcrt.locking raise when another process holds the lock; anything else
-#: means the file system offers no locks.
-_HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
 _URL_SCHEMES = ("http", "https")
 
 
@@ -89,19 +79,10 @@ def file_url(name: str, base_url=None) -> str:
 
 def _try_lock(handle, path: Path) -> bool:
     try:
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        return True
-    except OSError as exc:
-        if exc.errno in _HELD:
-            return False
-        # Waiting would never end, and going on unlocked lets two runs write one file.
-        raise DownloadError(f"cannot lock {path} ({exc}): its file system offers no file locks. Use a "
-                            f"local folder for the cache (env LIVECELL_KIT_DATA) and the data set "
-                            f"(--out).") from None
+        return atomic.try_lock(handle, path)
+    except atomic.LocksUnsupported as exc:
+        raise DownloadError(f"{exc}: set the cache (env LIVECELL_KIT_DATA) and the data set (--out) "
+                            f"to local folders") from None
 
 
 @contextlib.contextmanager
@@ -122,11 +103,7 @@ def locked(path, what: str = "another livecell-kit download"):
         try:
             yield
         finally:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            else:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            atomic.unlock(handle)
 
 
 def _lock_path(cache: Path, name: str) -> Path:

@@ -14,29 +14,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-    import msvcrt
+from livecell_kit import atomic
 
 LOCK_NAME = ".train.lock"
 
 
 class RunFolderBusy(BlockingIOError):
     """Another process is training into the same run folder."""
-
-
-def _try_lock(handle) -> bool:
-    try:
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        return True
-    except OSError:
-        return False
 
 
 def _holder(path: Path) -> str:
@@ -54,7 +38,7 @@ def run_lock(out_dir) -> Iterator[Path]:
     path = Path(out_dir).resolve() / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
-        if not _try_lock(handle):
+        if not atomic.try_lock(handle, path):
             holder = _holder(path) or "another process"
             raise RunFolderBusy(f"{path.parent} is in use by another `train` ({holder}, lock file {path}). "
                                 f"Wait for it to finish or stop it, then rerun the same command; or train "
@@ -65,8 +49,4 @@ def run_lock(out_dir) -> Iterator[Path]:
         try:
             yield path
         finally:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            else:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            atomic.unlock(handle)
