@@ -54,7 +54,7 @@ def resolve_base_url(base_url=None) -> str | None:
     parts = urlsplit(str(url))
     if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
         source = "--base-url" if base_url else "LIVECELL_BASE_URL"
-        got = f"a {parts.scheme}:// URL" if parts.scheme else "not a URL (no scheme)"
+        got = f"a URL of scheme {parts.scheme}://" if parts.scheme else "not a URL (no scheme)"
         raise ValueError(f"{source} {str(url)!r} is {got}; the kit downloads over http:// or https:// only. "
                          f"Give the web address of a LIVECell_dataset_2021/ mirror, e.g. "
                          f"https://mirror.example.org/LIVECell_dataset_2021/ (for files on this machine, "
