@@ -313,3 +313,35 @@ def test_evaluate_picks_test_images_with_the_runs_subset_rule(tiny_sample, tmp_p
     assert cli.main(["evaluate", "--model", str(run), "--data", str(tiny_sample), "--split", "val",
                      "--no-instance", "--out", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["threshold"] == 0.5
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
+    import importlib.abc
+    import sys
+
+    from livecell_kit import cli_errors, launch
+
+    class InterruptedImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "livecell_kit.cli":
+                raise KeyboardInterrupt  # what Ctrl-C does in the middle of the import
+            return None
+
+    monkeypatch.delitem(sys.modules, "livecell_kit.cli")
+    monkeypatch.delattr("livecell_kit.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    assert launch.main(["--help"]) == launch.EXIT_INTERRUPTED == cli_errors.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.strip() == "livecell-kit: interrupted while starting; nothing was done"
+
+
+def test_the_console_script_starts_at_the_launcher():
+    import tomllib
+
+    from livecell_kit import launch
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    assert tomllib.loads(pyproject.read_text())["project"]["scripts"]["livecell-kit"] == "livecell_kit.launch:main"
+    with pytest.raises(SystemExit) as done:  # argparse's --help: the real CLI ran
+        launch.main(["--help"])
+    assert done.value.code == 0
