@@ -140,6 +140,14 @@ def test_json_that_is_not_a_coco_file_is_refused(server, tmp_path):
     _nothing_trusted(tmp_path)
 
 
+def test_json_nested_too_deep_is_refused_before_the_parser_sees_it(server, tmp_path):
+    deep = 200  # far past any COCO file's 5 levels; ijson's memory grows with depth squared
+    server.routes[VAL] = Route(b'{"annotations": ' + b"[" * deep + b"]" * deep + b"}")
+    with pytest.raises(data.DownloadError, match="nested more than"):
+        _fetch(server, tmp_path)
+    _nothing_trusted(tmp_path)
+
+
 def test_a_body_shorter_than_its_content_length_is_not_recorded(server, tmp_path):
     server.routes[VAL] = Route(_coco("x"), send=3000)
     with pytest.raises(data.DownloadError, match="ended at 3000 of"):

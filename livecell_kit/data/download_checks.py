@@ -25,7 +25,9 @@ from pathlib import Path, PurePosixPath
 import ijson
 from tqdm.auto import tqdm
 
+from livecell_kit.data.coco_stream import DepthGuard
 from livecell_kit.data.remote_zip import DownloadError
+from livecell_kit.data.validation import AnnotationError
 
 #: Most bytes an archive may expand to.  LIVECell's images.zip (1.24 GB) holds well under this.
 MAX_EXTRACT_BYTES = 8 << 30
@@ -118,13 +120,18 @@ def check_json(path, thorough: bool = True, progressbar: bool = False, label=Non
 
 
 class _Counted:
-    """A binary file that advances a progress bar by the bytes read."""
+    """A binary file that advances a progress bar by the bytes read and checks their nesting depth.
 
-    def __init__(self, f, bar):
-        self.f, self.bar = f, bar
+    ijson's memory grows with the square of the nesting depth (the index's reader guards
+    against it the same way), so a forged deep file is refused before ijson sees its blocks.
+    """
+
+    def __init__(self, f, bar, guard: DepthGuard):
+        self.f, self.bar, self.guard = f, bar, guard
 
     def read(self, n: int) -> bytes:
         block = self.f.read(n)
+        self.guard.feed(block)
         self.bar.update(len(block))
         return block
 
@@ -134,8 +141,10 @@ def _parse_all(path: Path, progressbar: bool, label) -> None:
                                      desc=f"validating {path.name}", disable=not progressbar,
                                      leave=False) as bar:
         try:
-            for _ in ijson.items(_Counted(f, bar), _NO_SUCH_PREFIX, use_float=True):  # no Decimals: 2x
-                pass
+            for _ in ijson.items(_Counted(f, bar, DepthGuard(label)), _NO_SUCH_PREFIX, use_float=True):
+                pass  # use_float: no Decimals, 2x faster
+        except AnnotationError as exc:  # nested too deep
+            raise InvalidDownload(str(exc)) from None
         except (ijson.JSONError, UnicodeDecodeError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # yajl adds a drawing
             raise InvalidDownload(f"{label} is not valid JSON ({reason}): cut short or corrupt") from None
