@@ -269,28 +269,26 @@ def strip_solutions(source: str) -> str:
 
 
 def _placeholders(solution: str) -> str:
-    """The student's version of one solution block (already dedented): what it defines, empty."""
-    lines = []
+    """The student's version of one solution block (already dedented): what it defines, empty.
+
+    Every function keeps its signature; of the names assigned, only the last is kept, as the
+    checker reads it (earlier helper names are the student's choice).
+    """
+    functions, assigned = [], []
     for node in ast.parse(solution).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            lines.append(f"def {node.name}({ast.unparse(node.args)}):")
+            functions.append(f"def {node.name}({ast.unparse(node.args)}):")
             doc = ast.get_docstring(node, clean=False)
             if doc is not None:
-                lines.append(f"    {ast.unparse(ast.Expr(ast.Constant(doc)))}")
-            lines.append("    ...  # your code: return the result")
-            continue
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
-        for target in targets:
-            for name in ast.walk(target):
-                if isinstance(name, ast.Name) and f"{name.id} = ...  # your code" not in lines:
-                    lines.append(f"{name.id} = ...  # your code")
-    # The last assignment is the one the checker reads; earlier helper names are the student's choice.
-    assigned = [line for line in lines if line.endswith("= ...  # your code")]
-    keep = [line for line in lines if not line.endswith("= ...  # your code")] + assigned[-1:]
-    if not keep:
+                functions.append(f"    {ast.unparse(ast.Expr(ast.Constant(doc)))}")
+            functions.append("    ...  # your code: return the result")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            assigned += [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+    lines = functions + [f"{name} = ...  # your code" for name in assigned[-1:]]
+    if not lines:
         raise ValueError(f"a solution block defines nothing for the student to fill in:\n{solution}")
-    return "\n".join(keep)
+    return "\n".join(lines)
 
 
 def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path | str = "build/student") -> list[Path]:
