@@ -72,18 +72,30 @@ def _handler(server: FakeServer):
 
 
 @pytest.fixture
-def http_server():
-    """A :class:`FakeServer` on 127.0.0.1 with a free port, running in a thread."""
-    state = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    # A short poll interval keeps shutdown() (and so each test's teardown) quick.
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
+def serve_http():
+    """``start(handler_class) -> base URL``: an HTTP server on 127.0.0.1 (a free port) in a thread.
+
+    Every server started is shut down when the test ends.
+    """
+    servers = []
+
+    def start(handler) -> str:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        servers.append(httpd)
+        # A short poll interval keeps shutdown() (and so each test's teardown) quick.
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def http_server(serve_http):
+    """A :class:`FakeServer` on 127.0.0.1 with a free port, running in a thread."""
+    state = FakeServer()
+    state.url = serve_http(_handler(state))
+    return state

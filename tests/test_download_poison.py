@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import types
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -83,15 +82,10 @@ def _handler(state: Server):
 
 
 @pytest.fixture
-def server():
+def server(serve_http):
     state = Server()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    state.url = serve_http(_handler(state))
+    return state
 
 
 def _fetch(server, cache_dir, name=VAL, **kw):

@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -106,21 +105,11 @@ def _handler(state: RangeServer):
     return Handler
 
 
-def _serve(state):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    return httpd
-
-
 @pytest.fixture
-def server():
+def server(serve_http):
     state = RangeServer()
-    httpd = _serve(state)
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    state.url = serve_http(_handler(state))
+    return state
 
 
 @pytest.fixture(autouse=True)
