@@ -1,0 +1,262 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Cells, not pixels: split touching cells, count them, measure confluence
+#
+# Notebook 05 ended with a puzzle: the U-Net finds cell *pixels* well, yet instance AP is low.
+# Biologists count cells and follow **confluence** (the share of the dish covered by cells)
+# over time, and both need every cell on its own — in a crowded sheet, neighbouring cells
+# touch, and a mask of "cell / not cell" merges them into blobs.
+#
+# Here the U-Net learns to predict, besides the foreground, **where each cell's centre is and
+# where its outline is**, and a **seeded watershed** turns those maps into one label per cell
+# (the approach of torch-em and of deepcell; the ViM-UNet paper measured it on LIVECell).
+#
+# **After this notebook you can**
+#
+# * show why a perfect cell mask still merges touching cells (the "ceiling" of notebook 05's method);
+# * explain the three targets: foreground, distance to the cell's centre, distance to its outline;
+# * train a U-Net with an instance head (`compile`/`fit` in the open) and read its per-channel loss;
+# * run the seeded watershed step by step, and write its seeds yourself (exercise 6);
+# * read instance AP, cell counts and confluence against the annotations, frame by frame;
+# * compare distance targets with a border target (experiment).
+
+# %%
+# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
+import subprocess, sys
+if "google.colab" in sys.modules:
+    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    open("/tmp/colab-packages.txt", "w").write(have.stdout)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
+                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+from livecell_kit import course
+info = course.setup()
+
+# %%
+import keras
+import numpy as np
+from scipy import ndimage
+from skimage import measure, segmentation
+from livecell_kit import cell_plots, checks, data, evaluate, instances, masks, predict, presets, train
+from livecell_kit.model import build_unet
+
+root = course.data_root()              # the sample, or real LIVECell frames when configured
+train_root = course.training_root()    # where the model trains (the sample when root has no train split)
+eval_split = course.evaluation_split(root)
+source = course.data_label(root)
+
+# %% [markdown]
+# ## Why touching cells merge
+#
+# Take the most crowded test frame and pretend the U-Net were perfect: give the watershed of
+# notebook 05 the **annotated** cell mask. The watershed cuts a blob where the distance to the
+# background has a neck — but cells in a sheet meet along straight, neck-free borders.
+
+# %%
+test_split = course.preset_split(root, eval_split)
+counts = dict(zip(test_split.image_ids, test_split.cell_counts()))
+crowded = max(test_split.images, key=lambda img: counts[img["id"]])
+image = data.read_image(test_split.image_path(crowded))
+annotations = test_split.annotations_for(crowded["id"])
+true_cells = masks.cell_labels(annotations, *image.shape)
+from_perfect_mask = instances.semantic_to_instances((true_cells > 0).astype(np.float32))
+fig = cell_plots.label_panels(image, {"annotated cells": true_cells, "watershed of the perfect mask": from_perfect_mask},
+                              suptitle=f"{crowded['file_name']} ({source})")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{len(annotations)} cells annotated; the watershed of the perfect mask finds {from_perfect_mask.max()}")
+
+# %% [markdown]
+# The network has to predict where one cell ends and the next begins. A yes/no "border" pixel
+# (notebook 02) is one way; smoother targets that a network regresses more easily are
+# **distances**, normalised per cell so that every cell — small or large — spans 0 to 1:
+#
+# * **foreground**: 1 inside any cell;
+# * **centre distance**: 0 at the cell's centre (its pixel farthest from the outline), 1 at its farthest pixel;
+# * **boundary distance**, inverted: 0 deep inside the cell, 1 on its outline.
+#
+# Both distances are 1 on the background. Where two cells touch, the boundary distance rises to 1
+# along their shared border — the ridge the watershed will follow.
+#
+# LIVECell's outlines overlap in places (duplicates, cells crawling over each other), so
+# `masks.cell_labels` first makes one label per pixel by a documented rule (see its docstring).
+
+# %%
+targets = masks.distance_targets(true_cells)   # (H, W, 3): foreground, centre, boundary
+outline = masks.boundary_target(true_cells)    # the simpler target: 1 on every cell's outline
+print("targets:", targets.shape, targets.dtype, "| range", float(targets.min()), "to", float(targets.max()))
+fig = cell_plots.targets(image, true_cells, targets, outline)
+
+# %% [markdown]
+# ## An instance head, trained in the open
+#
+# The U-Net is notebook 03's, with **three** sigmoid outputs instead of one
+# (`ModelConfig(outputs="cells")`). The loss adds two parts: BCE + Dice on the foreground, as in
+# notebook 04, and the mean squared error of the two distance maps **inside the annotated cells
+# only** — on the background they carry no information.
+
+# %%
+cells_preset = presets.get_preset("cells")
+print(cells_preset.description)
+perfect = targets[None]                       # a batch of one frame
+blurred = ndimage.gaussian_filter(targets, sigma=(3, 3, 0))[None]
+for name, guess in {"perfect": perfect, "blurred by 3 px": blurred, "all 0.5": np.full_like(perfect, 0.5)}.items():
+    print(f"{name:>16}: loss {float(np.mean(train.get_loss('cells')(perfect, guess))):.3f}")
+
+# %%
+train_ds, val_ds, steps = train.preset_datasets(train_root, cells_preset)
+run = train.open_run(train_root, cells_preset, course.quick_run_dir(train_root, "cells"))
+with train.model_scope(run.precision):
+    model = build_unet(cells_preset.model, name="unet_cells")
+    model.compile(optimizer=keras.optimizers.Adam(train.learning_rate(cells_preset.train, steps)),
+                  loss=train.get_loss(cells_preset.train.loss),   # foreground + distance parts
+                  metrics=train.make_metrics())                   # pixel metrics of the foreground channel
+print(model.output_shape, "— three maps per pixel")
+
+# %% [markdown]
+# **This cell trains** (a few minutes on a 2-core CPU; one line per epoch). As in notebook 04,
+# a finished run in the work folder is reused, and an interrupted one resumes.
+
+# %%
+if not run.finished:
+    model.fit(train_ds, validation_data=val_ds, epochs=cells_preset.train.epochs, steps_per_epoch=steps,
+              callbacks=train.run_callbacks(run.out_dir, cells_preset.train.early_stopping_patience),
+              verbose=2, shuffle=False)
+model = train.finish_run(run, model).model
+
+# %% [markdown]
+# ## The seeded watershed, step by step
+#
+# The trained network's three maps for the crowded frame:
+
+# %%
+output = predict.predict_image(model, image)    # (H, W, 3)
+splitting = presets.CELL_SPLITTING              # thresholds chosen on the sample's validation split
+print(splitting)
+foreground, centre, boundary = (output[..., c] for c in range(3))
+fig = cell_plots.targets(image, true_cells, output, None, title="predicted")
+
+# %% [markdown]
+# **Step 1 — seeds.** A seed is a small region that surely belongs to one cell only: near its
+# centre **and** far from its outline **and** inside the foreground. Requiring both distances
+# avoids two mistakes: the centre distance alone can join two narrow neighbours, the boundary
+# distance alone can give a bent cell two seeds.
+#
+# ### Exercise 6 — find the seeds
+#
+# Write `find_seeds`: return a True/False array, True where all three tests pass
+# (`splitting.foreground_threshold`, `splitting.centre_threshold`, `splitting.boundary_threshold`).
+# Hint: each test is one comparison of a whole array; `&` combines them.
+
+# %%
+def find_seeds(foreground, centre, boundary, splitting):
+    """True where a pixel is inside the foreground, near its cell's centre and far from its outline."""
+    ### BEGIN SOLUTION
+    return ((foreground > splitting.foreground_threshold) & (centre < splitting.centre_threshold)
+            & (boundary < splitting.boundary_threshold))
+    ### END SOLUTION
+
+checks.check_seeds(find_seeds, splitting)
+
+# %% [markdown]
+# **Step 2 — smooth, then number the seeds.** Predictions are noisy pixel to pixel, so the two
+# distance maps are first blurred a little (`splitting.smoothing_sigma` px); each connected
+# group of seed pixels then gets its own number.
+
+# %%
+smooth_centre = ndimage.gaussian_filter(centre, splitting.smoothing_sigma)
+smooth_boundary = ndimage.gaussian_filter(boundary, splitting.smoothing_sigma)
+seeds = measure.label(find_seeds(foreground, smooth_centre, smooth_boundary, splitting))
+print(f"{seeds.max()} seeds for {len(annotations)} annotated cells")
+
+# %% [markdown]
+# **Step 3 — flood.** Think of the boundary map as a landscape: low inside cells, ridges on the
+# outlines. Water rising from each seed fills its basin; where two floods meet, on a ridge,
+# a border is drawn. Only foreground pixels are flooded.
+
+# %%
+flooded = segmentation.watershed(smooth_boundary, seeds, mask=foreground > splitting.foreground_threshold)
+found = instances.relabel(flooded, splitting.min_size)   # drop specks, number the cells 1..n
+fig = cell_plots.watershed_steps(image, smooth_boundary, seeds, found)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+labels, scores = instances.split_cells(output, splitting)
+print("the package's split_cells finds the same cells:", np.array_equal(labels, found))
+print(f"cells: {found.max()} found, {len(annotations)} annotated")
+
+# %% [markdown]
+# ## Cells against the truth: AP, counts and confluence
+#
+# `evaluate.evaluate_model` now splits every test frame this way and reports, next to the pixel
+# metrics, instance **AP** (notebook 05) and under `cells` what a biologist reads: the **cell
+# count** error per frame and the **confluence** error in percentage points.
+
+# %%
+results = evaluate.evaluate_model(model, root, split=eval_split, progress=False, threshold_data=train_root)
+cells = results["cells"]
+
+# %%
+# NBVAL_CHECK_OUTPUT
+instance = results["instance"]
+print(f"instance AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}   ({source})")
+print(f"cell count: median error {cells['count_median_abs_error_pct']:.1f} %")
+print(f"confluence: mean error {cells['confluence_mae_pp']:.1f} points, worst frame {cells['confluence_max_pp']:.1f}")
+
+# %%
+fig = cell_plots.counts_and_confluence(cells["per_frame"], title=f"{eval_split} frames ({source})")
+
+# %% [markdown]
+# Each dot is a frame. On the diagonal the model counts exactly what was annotated; the grey
+# band is ±15 %. Dots below it: cells merged or missed; above: cells split in two or debris
+# counted.
+#
+# ### Experiment — border target instead of distances
+#
+# Notebook 02's touching-border mask is the other classic way to split cells: predict the
+# foreground and a "border" channel, remove the border, label what is left. Set
+# `outputs = "semantic+border"` below, run the two cells, and compare AP and the count error
+# with the distance model above. Which cell types gain, which lose?
+
+# %%
+outputs = "cells"  # change this: "semantic+border"
+compared = presets.get_preset("cells", outputs=outputs, loss="cells" if outputs == "cells" else "bce_dice")
+other = course.quick_run(train_root, preset=compared, verbose=0).model if outputs != "cells" else model
+
+# %%
+other_results = evaluate.evaluate_model(other, root, split=eval_split, progress=False, threshold_data=train_root)
+for name, r in {"distance maps": results, outputs: other_results}.items():
+    print(f"{name:>16}: AP {r['instance']['AP']:.3f}  count error {r['cells']['count_median_abs_error_pct']:.1f} %  "
+          f"confluence error {r['cells']['confluence_mae_pp']:.1f} points")
+
+# %% [markdown]
+# ## Summary
+#
+# * A perfect cell mask is not enough: touching cells meet without a neck, and the watershed of
+#   the mask merges them. The network must say where one cell ends.
+# * Per-cell **centre** and **boundary distances** are smooth targets a U-Net regresses well; a
+#   **seeded watershed** turns them into cells: seeds near centres and far from outlines, flooded
+#   over the boundary map inside the foreground.
+# * Biologists read **counts** and **confluence** per frame: report them, not only AP or Dice.
+# * Numbers on the synthetic sample teach the method; only real frames say how far to trust a count.
+#   `python bench/cells.py` measures a model on real LIVECell frames.
+
+# %% [markdown]
+# **Done here? Shut this notebook's kernel down:** *Kernel → Shut Down Kernel* in JupyterLab
+# (on Colab: *Runtime → Disconnect and delete runtime*). Closing the tab does not stop a kernel:
+# it keeps its memory (up to ~1 GB once TensorFlow is loaded), and Binder restarts your whole
+# session when all kernels together pass 2 GB.
