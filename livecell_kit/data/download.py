@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -61,6 +62,7 @@ DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 DOWNLOAD_SUBSETS = ("full", "seed", "course")
 _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
 _FULL_STAMP = ".images.zip.extracted"
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # atomic.atomic_path's temp files
 
 
 def _remove_stale_extractions(dest: Path) -> None:
@@ -295,31 +297,78 @@ def _frame_present(dest: Path, split: str, file_name: str) -> bool:
     return (folder / name).exists() or (folder / cell_type_of(name) / name).exists()
 
 
+def _sweep_temp_files(dest: Path) -> None:
+    """Delete the temp files a killed frame write left in the image folders (the caller holds the lock)."""
+    for folder in (dest / "images" / name for name in _IMAGE_FOLDERS):
+        if folder.is_dir():
+            for stale in folder.rglob(".*.tmp"):
+                if _TEMP_NAME.fullmatch(stale.name) and stale.is_file():
+                    stale.unlink(missing_ok=True)
+
+
+def _damaged(dest: Path, written) -> list[tuple[str, str]]:
+    """(path under ``dest/images``, what is wrong) of each ``written`` frame ([path, size, CRC-32])
+    that is missing or no longer has the size and CRC-32 of images.zip's listing."""
+    bad = []
+    for rel, size, crc in written:
+        path = dest / "images" / rel
+        try:
+            have = path.stat().st_size
+            if have != size:
+                bad.append((rel, f"{have:,} of {size:,} bytes"))
+            elif zlib.crc32(path.read_bytes()) != crc:
+                bad.append((rel, "CRC-32 differs"))
+        except OSError:
+            bad.append((rel, "missing"))
+    return bad
+
+
 def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, workers: int) -> None:
-    """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members."""
+    """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members.
+
+    The stamp records each frame's size and CRC-32 from images.zip's listing; a rerun checks
+    every frame against it (no network when all match) and fetches only the damaged ones.
+    """
+    _sweep_temp_files(dest)
     listing = "\n".join(sorted({f"{split}/{name}" for split, name in frames}))
-    signature = {"frames": hashlib.sha256(listing.encode()).hexdigest(), "count": len(frames)}
+    frames_hash = hashlib.sha256(listing.encode()).hexdigest()
     stamp = dest / "images" / f".{subset}-frames.fetched"
-    done_before = atomic.read_stamp(stamp) == signature or any(
-        p.exists() for p in (dest / _FULL_STAMP, dest / "images" / _FULL_STAMP))
-    if done_before and all(_frame_present(dest, s, n) for s, n in frames):
-        return  # no network
+    recorded = atomic.read_stamp(stamp) or {}
+    damaged = None
+    if recorded.get("frames") == frames_hash and isinstance(recorded.get("written"), list):
+        damaged = _damaged(dest, recorded["written"])
+        if not damaged:
+            return  # every frame checked: no network
+        tqdm.write(f"livecell-kit: {len(damaged)} frame(s) under {dest / 'images'} no longer match "
+                   f"images.zip ({', '.join(f'{rel}: {why}' for rel, why in damaged[:3])}"
+                   f"{', ...' if len(damaged) > 3 else ''}); fetching only those again.", file=sys.stderr)
+    elif any(p.exists() for p in (dest / _FULL_STAMP, dest / "images" / _FULL_STAMP)) and all(
+            _frame_present(dest, s, n) for s, n in frames):
+        return  # extracted from the whole images.zip, which checked every CRC-32
     url = file_url("images.zip", kw["base_url"])
     try:
         remote = open_remote_zip(url, retries=kw["retries"])
-    except RangeNotSupported:
-        tqdm.write(f"livecell-kit: {url} ignores HTTP Range requests, so the {subset} frames cannot be "
-                   f"fetched alone; downloading all of images.zip (1.24 GB) instead.", file=sys.stderr)
+        all_targets = targets = _frame_targets(remote, dest, frames)
+        if damaged is not None:
+            again = {dest / "images" / rel for rel, _ in damaged}
+            targets = {name: path for name, path in all_targets.items() if path in again}
+        stats = fetch_members(remote, targets, workers=workers, retries=kw["retries"],
+                              progressbar=kw["progressbar"])
+    except RangeNotSupported as exc:
+        kept = sum(_frame_present(dest, s, n) for s, n in frames)
+        tqdm.write(f"livecell-kit: {exc}\nSo the {subset} frames cannot be fetched alone: downloading all "
+                   f"of images.zip (1.24 GB) instead{f' (the {kept} frames fetched so far stay in place)' if kept else ''}.",
+                   file=sys.stderr)
         _download_images(dest, cache, kw)
         return
-    stats = fetch_members(remote, _frame_targets(remote, dest, frames), workers=workers,
-                          retries=kw["retries"], progressbar=kw["progressbar"])
     if kw["progressbar"]:
         tqdm.write(f"images.zip: {stats.fetched} frames fetched in {stats.requests} range requests, "
                    f"{stats.kept} already here; {(stats.bytes + remote.listing_bytes) / 1e6:.1f} MB "
                    f"transferred, listing included (all of images.zip: {remote.size / 1e6:.0f} MB)",
                    file=sys.stderr)
-    atomic.write_stamp(stamp, signature)
+    written = [[path.relative_to(dest / "images").as_posix(), remote.members[name].info.file_size,
+                remote.members[name].info.CRC] for name, path in sorted(all_targets.items())]
+    atomic.write_stamp(stamp, {"frames": frames_hash, "count": len(frames), "written": written})
 
 
 def _frame_targets(remote, dest: Path, frames) -> dict[str, Path]:
