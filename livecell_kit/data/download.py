@@ -48,8 +48,8 @@ from livecell_kit.data.download_checks import InvalidDownload, check_member_name
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
 from livecell_kit.data.placed import place_copy, write_file
-from livecell_kit.data.registry import (SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
-                                        single_cell_name, size_split_name)
+from livecell_kit.data.registry import (FULL_STAMP, SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
+                                        frames_stamp, single_cell_name, size_split_name)
 from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
                                           open_remote_zip)
 from livecell_kit.data.subsets import DEFAULT_SUBSET_SIZES, select_subset
@@ -61,7 +61,6 @@ DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 #: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.
 DOWNLOAD_SUBSETS = ("full", "seed", "course")
 _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
-_FULL_STAMP = ".images.zip.extracted"
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # atomic.atomic_path's temp files
 
 
@@ -225,7 +224,7 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
 
 def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     expected = [split_image_dir(dest, "train"), split_image_dir(dest, "test")]
-    stamps = [dest / _FULL_STAMP, dest / "images" / _FULL_STAMP]
+    stamps = [dest / FULL_STAMP, dest / "images" / FULL_STAMP]
     if any(s.exists() for s in stamps) and all(p.is_dir() for p in expected):
         return  # extracted before: no need to hash 1.24 GB or touch the network
     zip_path = fetch("images.zip", **kw)
@@ -332,7 +331,7 @@ def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, worker
     _sweep_temp_files(dest)
     listing = "\n".join(sorted({f"{split}/{name}" for split, name in frames}))
     frames_hash = hashlib.sha256(listing.encode()).hexdigest()
-    stamp = dest / "images" / f".{subset}-frames.fetched"
+    stamp = dest / "images" / frames_stamp(subset)
     recorded = atomic.read_stamp(stamp) or {}
     damaged = None
     if recorded.get("frames") == frames_hash and isinstance(recorded.get("written"), list):
@@ -342,7 +341,7 @@ def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, worker
         tqdm.write(f"livecell-kit: {len(damaged)} frame(s) under {dest / 'images'} no longer match "
                    f"images.zip ({', '.join(f'{rel}: {why}' for rel, why in damaged[:3])}"
                    f"{', ...' if len(damaged) > 3 else ''}); fetching only those again.", file=sys.stderr)
-    elif any(p.exists() for p in (dest / _FULL_STAMP, dest / "images" / _FULL_STAMP)) and all(
+    elif any(p.exists() for p in (dest / FULL_STAMP, dest / "images" / FULL_STAMP)) and all(
             _frame_present(dest, s, n) for s, n in frames):
         return  # extracted from the whole images.zip, which checked every CRC-32
     url = file_url("images.zip", kw["base_url"])

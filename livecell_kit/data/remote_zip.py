@@ -274,17 +274,19 @@ def open_remote_zip(url: str, retries: int = 3, timeout: float = 60.0) -> Remote
 
 
 def _check_layout(url: str, size: int, directory: int, members) -> None:
-    """Raise :class:`DownloadError` unless every member's local header and data fit in the
-    bytes before the next member (the last: before the central directory at byte ``directory``)."""
-    for member in members:
-        info, stop = member.info, member.start + _LOCAL_HEADER.size + member.info.compress_size
-        if member.start < 0 or stop > member.end or member.end > directory or directory > size:
-            raise DownloadError(
-                f"{url} is damaged or forged: its central directory places {info.filename} (a "
-                f"{info.compress_size:,}-byte member) at byte {member.start:,}, which does not fit before "
-                f"{'the central directory' if member.end == directory else 'the next member'} at byte "
-                f"{member.end:,} of the {size:,}-byte file. Nothing was fetched; try another mirror "
-                f"(--base-url).")
+    """Raise :class:`DownloadError` unless every member's local header and data lie before the
+    central directory (at byte ``directory``) and before the next member."""
+    members = list(members)
+    past = [(m, f"past the central directory at byte {directory:,}") for m in members
+            if m.start + _LOCAL_HEADER.size + m.info.compress_size > directory]
+    over = [(m, f"over the next member at byte {m.end:,}") for m in members
+            if m.start + _LOCAL_HEADER.size + m.info.compress_size > m.end]
+    if past or over:
+        member, where = (past or over)[0]
+        raise DownloadError(
+            f"{url} is damaged or forged: its central directory places {member.info.filename} (a "
+            f"{member.info.compress_size:,}-byte member) at byte {member.start:,}, which runs {where} "
+            f"of the {size:,}-byte file. Nothing was fetched; try another mirror (--base-url).")
 
 
 def read_member(member: Member, span: bytes) -> bytes:
