@@ -571,3 +571,23 @@ def test_a_damaged_frame_names_the_download_that_repairs_it(fake_livecell, tmp_p
         with pytest.raises(data.ImageReadError,
                            match=f"livecell-kit download --out {dest} --subset {subset}`"):
             data.read_image(frame)
+
+
+def test_a_rerun_of_full_extracts_only_the_damaged_frames_again(fake_livecell, tmp_path, capsys):
+    dest = _download(fake_livecell, tmp_path / "d", "full")
+    frames = sorted((dest / "images").rglob("*.tif"))
+    cut, flipped = _spoil(frames)
+    untouched = frames[1].stat().st_mtime_ns
+    capsys.readouterr()
+    seen = len(fake_livecell.requests)
+    _download(fake_livecell, dest, "full")
+    err = capsys.readouterr().err
+    assert "2 frame(s) under" in err and f"{cut.name}: 1,000 of " in err and "extracting only those" in err
+    assert len(fake_livecell.requests) == seen  # from the cached images.zip
+    with zipfile.ZipFile(io.BytesIO(fake_livecell.files["images.zip"])) as archive:
+        for path in (cut, flipped):
+            assert path.read_bytes() == archive.read(path.relative_to(dest).as_posix())
+    assert frames[1].stat().st_mtime_ns == untouched
+    with pytest.raises(data.ImageReadError, match=f"livecell-kit download --out {dest}`"):
+        cut.write_bytes(cut.read_bytes()[:1000])
+        data.read_image(cut)

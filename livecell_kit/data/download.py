@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_n
 from livecell_kit.data.download_checks import InvalidDownload, check_member_name, check_zip
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
-from livecell_kit.data.placed import place_copy, write_file
+from livecell_kit.data.placed import damaged_files, place_copy, sweep_temp_files, write_file
 from livecell_kit.data.registry import (FULL_STAMP, SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
                                         frames_stamp, single_cell_name, size_split_name)
 from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
@@ -61,7 +60,6 @@ DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 #: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.
 DOWNLOAD_SUBSETS = ("full", "seed", "course")
 _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
-_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # atomic.atomic_path's temp files
 
 
 def _remove_stale_extractions(dest: Path) -> None:
@@ -226,7 +224,8 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     expected = [split_image_dir(dest, "train"), split_image_dir(dest, "test")]
     stamps = [dest / FULL_STAMP, dest / "images" / FULL_STAMP]
     if any(s.exists() for s in stamps) and all(p.is_dir() for p in expected):
-        return  # extracted before: no need to hash 1.24 GB or touch the network
+        _repair_extracted(dest, cache, kw)  # extracted before: no need to touch the network
+        return
     zip_path = fetch("images.zip", **kw)
     try:
         with zipfile.ZipFile(zip_path) as archive:
@@ -248,6 +247,34 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     if missing:
         raise DownloadError(f"{zip_path} did not contain the expected folders {missing}; is the "
                             f"base URL a LIVECell mirror? Delete {zip_path} and rerun.")
+
+
+def _repair_extracted(dest: Path, cache: Path, kw: dict) -> None:
+    """Check every frame extracted from the cached images.zip against its listing (size and
+    CRC-32) and extract the damaged ones again, with one line naming them.  Without a cached
+    images.zip there is nothing to check against: the frames are kept as they are."""
+    try:
+        with zipfile.ZipFile(cache / "images.zip") as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+    except (OSError, zipfile.BadZipFile):
+        return
+    nested = any(i.filename.replace("\\", "/").startswith("images/") for i in infos)
+    base = dest if nested else dest / "images"
+    sweep_temp_files(dest / "images" / name for name in _IMAGE_FOLDERS)
+    by_path = {check_member_name(i.filename, "images.zip").as_posix(): i for i in infos}
+    damaged = damaged_files(base, [[rel, i.file_size, i.CRC] for rel, i in by_path.items()])
+    if not damaged:
+        return
+    tqdm.write(f"livecell-kit: {_damage_note(base, damaged)}; extracting only those again from images.zip.",
+               file=sys.stderr)
+    with zipfile.ZipFile(fetch("images.zip", **kw)) as archive:  # hashed: a bad cached copy is fetched again
+        for rel, _ in damaged:
+            atomic.write_bytes(base / rel, archive.read(by_path[rel]))  # read() checks the CRC-32
+
+
+def _damage_note(base: Path, damaged) -> str:
+    shown = ", ".join(f"{rel}: {why}" for rel, why in damaged[:3]) + (", ..." if len(damaged) > 3 else "")
+    return f"{len(damaged)} frame(s) under {base} no longer match images.zip ({shown})"
 
 
 def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
@@ -296,51 +323,24 @@ def _frame_present(dest: Path, split: str, file_name: str) -> bool:
     return (folder / name).exists() or (folder / cell_type_of(name) / name).exists()
 
 
-def _sweep_temp_files(dest: Path) -> None:
-    """Delete the temp files a killed frame write left in the image folders (the caller holds the lock)."""
-    for folder in (dest / "images" / name for name in _IMAGE_FOLDERS):
-        if folder.is_dir():
-            for stale in folder.rglob(".*.tmp"):
-                if _TEMP_NAME.fullmatch(stale.name) and stale.is_file():
-                    stale.unlink(missing_ok=True)
-
-
-def _damaged(dest: Path, written) -> list[tuple[str, str]]:
-    """(path under ``dest/images``, what is wrong) of each ``written`` frame ([path, size, CRC-32])
-    that is missing or no longer has the size and CRC-32 of images.zip's listing."""
-    bad = []
-    for rel, size, crc in written:
-        path = dest / "images" / rel
-        try:
-            have = path.stat().st_size
-            if have != size:
-                bad.append((rel, f"{have:,} of {size:,} bytes"))
-            elif zlib.crc32(path.read_bytes()) != crc:
-                bad.append((rel, "CRC-32 differs"))
-        except OSError:
-            bad.append((rel, "missing"))
-    return bad
-
-
 def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, workers: int) -> None:
     """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members.
 
     The stamp records each frame's size and CRC-32 from images.zip's listing; a rerun checks
     every frame against it (no network when all match) and fetches only the damaged ones.
     """
-    _sweep_temp_files(dest)
+    sweep_temp_files(dest / "images" / name for name in _IMAGE_FOLDERS)
     listing = "\n".join(sorted({f"{split}/{name}" for split, name in frames}))
     frames_hash = hashlib.sha256(listing.encode()).hexdigest()
     stamp = dest / "images" / frames_stamp(subset)
     recorded = atomic.read_stamp(stamp) or {}
     damaged = None
     if recorded.get("frames") == frames_hash and isinstance(recorded.get("written"), list):
-        damaged = _damaged(dest, recorded["written"])
+        damaged = damaged_files(dest / "images", recorded["written"])
         if not damaged:
             return  # every frame checked: no network
-        tqdm.write(f"livecell-kit: {len(damaged)} frame(s) under {dest / 'images'} no longer match "
-                   f"images.zip ({', '.join(f'{rel}: {why}' for rel, why in damaged[:3])}"
-                   f"{', ...' if len(damaged) > 3 else ''}); fetching only those again.", file=sys.stderr)
+        tqdm.write(f"livecell-kit: {_damage_note(dest / 'images', damaged)}; fetching only those again.",
+                   file=sys.stderr)
     elif any(p.exists() for p in (dest / FULL_STAMP, dest / "images" / FULL_STAMP)) and all(
             _frame_present(dest, s, n) for s, n in frames):
         return  # extracted from the whole images.zip, which checked every CRC-32
