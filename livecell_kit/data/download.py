@@ -12,7 +12,11 @@
   them, cut from LIVECell's smaller files (:mod:`~livecell_kit.data.course_subset`), under
   400 MB in all.
 
-A server that ignores ``Range`` gets the full ``images.zip`` instead (one line says so).
+A server that ignores or mishandles ``Range`` — from the first request or midway — gets the
+full ``images.zip`` instead (one line says what it did).  The stamp of a subset records each
+frame's size and CRC-32 from images.zip's listing; a rerun checks every frame against it and
+refetches only the damaged ones (one line names them), as a rerun of ``full`` does against
+the cached images.zip.  Temp files of writes a kill cut short are swept.
 Two runs into the same folder take turns (a lock file); every file appears atomically and
 only once checked, so an interrupted run is resumed by the next one.  Files reach the data
 root as copies, and a rerun keeps any file changed since the kit wrote it

@@ -9,6 +9,14 @@ requests in parallel), inflates each, checks its CRC-32 and size, and writes it 
 so a cut or corrupted transfer never leaves a file that looks done.  A cut request resumes
 at the byte where it stopped; files already on disk with the right size and CRC are kept.
 
+Nothing a server says is taken on trust: every answer must be a 206 whose ``Content-Range``
+(span and total) and ``Content-Length`` are exactly the range asked for, else
+:class:`RangeNotSupported` at that first answer (200 with the whole file, a 416 inside the
+file, a shifted, garbage or over-long answer, a wrong total) — also midway, when a server
+stops honouring ``Range`` after the listing; the caller then downloads the whole file.  The
+listing's member offsets and sizes are checked against the central directory's position
+before any member is asked for, so a forged directory is refused at once.
+
 Own code because pooch and requests fetch whole files only, and :mod:`zipfile` reads members
 through one seekable file under one lock, while here the members arrive in parallel as bytes.
 """
@@ -172,8 +180,8 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
     size: the file's size in bytes, checked against every answer (None: not known yet).
     A cut transfer is resumed at the byte where it stopped; an attempt that brings no bytes
     (connection refused, HTTP 5xx) is retried ``retries`` times.  Returns
-    ``(data, offset of data[0], file size)``.  Raises :class:`RangeNotSupported` on a 200
-    answer (the body is not read) and :class:`DownloadError` when the retries are spent.
+    ``(data, offset of data[0], file size)``.  Raises :class:`RangeNotSupported` on the
+    first answer that is not exactly the range asked for (its body is not read on) and :class:`DownloadError` when the retries are spent.
     """
     buf, failures, offset = bytearray(), 0, start
     want = end - start if start >= 0 else -start
@@ -250,8 +258,9 @@ class _RangeReader:
 def open_remote_zip(url: str, retries: int = 3, timeout: float = 60.0) -> RemoteZip:
     """List the zip archive at ``url`` with range requests (usually one, of :data:`TAIL_BYTES`).
 
-    Raises :class:`RangeNotSupported` when the server ignores ``Range`` — detected on this
-    first request, whose body is then left unread — and :class:`DownloadError` when the
+    Raises :class:`RangeNotSupported` when the server ignores or mishandles ``Range`` —
+    detected on this first request, whose body is then left unread — and :class:`DownloadError`
+    when the listing places a member where it cannot lie, or when the
     file is not a zip archive.
     """
     tail, tail_start, size = fetch_range(url, -TAIL_BYTES, 0, None, retries, timeout)
