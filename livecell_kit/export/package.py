@@ -172,11 +172,11 @@ def export_model(model_path, out, training_data: str | None = None, author: str 
         rdf.yaml. name: the model's name (default from the preset and outputs).
     Returns ``Path(out)``; the zipped package is ``out / (out.name + ".zip")``.
     """
-    if bio is None:
-        raise ValueError(f"export needs the packages of the kit's `export` extra; install them with {INSTALL_HINT}")
     out = Path(out).expanduser()
     _check_out(out)
     data = provenance.training_data(model_path, training_data)
+    if bio is None:
+        raise ValueError(f"export needs the packages of the kit's `export` extra; install them with {INSTALL_HINT}")
     model = weights.standalone_copy(load_model(model_path, compile=False))
     multiple = predict.size_multiple(model)
     frame = test_frame(multiple)

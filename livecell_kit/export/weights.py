@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def write_saved_model_zip(model: keras.Model, path: Path, scratch: Path) -> Path
 def write_onnx(model: keras.Model, path: Path, opset: int) -> Path:
     """``model`` as ONNX (input ``image``, dynamic batch/height/width) at ``path``."""
     spec = keras.InputSpec(shape=(None, None, None, 1), dtype="float32", name=INPUT_ID)
-    model.export(str(path), format="onnx", input_signature=[spec], opset_version=opset, verbose=False)
+    with warnings.catch_warnings():  # Keras' numpy-2 patch of tf2onnx probes np.object: a FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(path), format="onnx", input_signature=[spec], opset_version=opset, verbose=False)
     _rename_output(path, OUTPUT_ID)
     return path
 
