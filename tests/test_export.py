@@ -15,6 +15,8 @@ import yaml
 
 from livecell_kit import atomic, cli, sample
 from livecell_kit.export import provenance
+from livecell_kit.export.package import export_model
+from livecell_kit.export.weights import standalone_copy
 from livecell_kit.model import build_unet
 from livecell_kit.presets import ModelConfig
 from livecell_kit.train.losses import get_loss, make_metrics
@@ -80,14 +82,27 @@ def test_output_channels_are_named_by_their_count():
     assert provenance.channel_names(4) == ["channel0", "channel1", "channel2", "channel3"]
 
 
+def test_standalone_copy_of_a_mixed_precision_model_is_float32_with_the_same_weights():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_unet(ModelConfig(depth=1, base_filters=2))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    copy = standalone_copy(mixed)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in mixed.layers}
+    for ours, theirs in zip(copy.get_weights(), mixed.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.02)
+
+
 # ------------------------------------------------------------------ the package (export extra)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     for module in ("bioimageio.core", "tf2onnx", "onnx", "onnxruntime"):
         pytest.importorskip(module, reason="the `export` extra is not installed (pip install -e '.[export]')")
-    from livecell_kit.export.package import export_model
-
     root = tmp_path_factory.mktemp("export")
     run = _run_folder(root, _sample_root(root))
     return run, export_model(run / "model.keras", root / "pkg", author="Test Author")
@@ -144,8 +159,6 @@ def test_keras_weights_load_in_plain_keras_without_the_kit(exported):
 
 
 def test_export_refuses_a_folder_of_other_files_and_replaces_an_earlier_export(exported, tmp_path):
-    from livecell_kit.export.package import export_model
-
     run, package = exported
     busy = tmp_path / "busy"
     busy.mkdir()
