@@ -6,6 +6,7 @@
     livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
+    livecell-kit export   --model MODEL --out DIR [--training-data livecell|sample]  # bioimage.io package
     livecell-kit student  --out DIR                            # notebooks without solutions
 
 Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
 from livecell_kit.data.download import DOWNLOAD_SUBSETS
+from livecell_kit.export import provenance
 
 
 def _cmd_sample(args) -> None:
@@ -96,6 +98,13 @@ def _cmd_predict(args) -> None:
         print(f"wrote predictions for {len(err.written)} images to {args.out}")
         raise
     print(f"wrote predictions for {len(written)} images to {args.out}")
+
+
+def _cmd_export(args) -> None:
+    from livecell_kit.export.package import export_model
+
+    out = export_model(args.model, args.out, training_data=args.training_data, author=args.author)
+    print(f"bioimage.io package in {out} (open {out / 'rdf.yaml'}; zipped: {out / (out.name + '.zip')})")
 
 
 def _cmd_student(args) -> None:
@@ -201,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser("export", help="a BioImage Model Zoo package (Fiji/deepImageJ, QuPath, napari)")
+    p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
+    p.add_argument("--out", required=True, type=Path, help="package folder to write (rdf.yaml and its files)")
+    p.add_argument("--training-data", choices=provenance.TRAINING_DATA, default=None,
+                   help="what the model was trained on, which sets the licence (LIVECell: CC BY-NC 4.0; "
+                        "the kit's sample: MIT); default: what the run folder's config.json records")
+    p.add_argument("--author", default="livecell-kit user", help="the model's author named in rdf.yaml")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("student", help="student notebooks: solutions replaced by 'your turn'")
     p.add_argument("--source", type=Path, default=Path("notebooks"), help="solution notebooks")
     p.add_argument("--out", type=Path, default=Path("build/student"), help="output folder")
@@ -214,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported up front, with its C++ start-up logs silenced.
-_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict"}
+_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,3 +241,23 @@ def resolve(preset, **overrides) -> Preset:
     if isinstance(preset, Preset):
         return override(preset, **overrides)
     raise TypeError(f"preset must be a name ({', '.join(PRESETS)}) or a Preset, got {type(preset).__name__}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How ``livecell-kit export`` writes a BioImage Model Zoo package (:mod:`livecell_kit.export`).
+
+    onnx_opset: ONNX operator set of the exported graph; 15-17 run in deepImageJ's and
+        current ONNX Runtime releases (17 has every operator the U-Net uses).
+    test_side: height and width in pixels of the package's test image (a synthetic frame
+        the kit draws), rounded down to the model's size multiple; small keeps the
+        package's test quick in every tool.
+    test_seed: random seed of that frame, so two exports of one model hold the same test tensors.
+    """
+
+    onnx_opset: int = 17
+    test_side: int = 256
+    test_seed: int = 23
+
+
+EXPORT = ExportConfig()
