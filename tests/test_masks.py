@@ -353,7 +353,8 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
         masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
     (cache_dir,) = cache_root.iterdir()
     names = sorted(os.listdir(cache_dir))
-    assert names == [masks.STAMP_NAME, mask_cache.mask_file("", split.images[0]["file_name"]).name]
+    assert names == [masks.STAMP_NAME, mask_cache.SUMS_NAME,
+                     mask_cache.mask_file("", split.images[0]["file_name"]).name]
     # ... the first, complete mask only: no temporary file left
 
     monkeypatch.setattr(mask_cache, "_encode_png", real_encode)
