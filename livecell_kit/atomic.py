@@ -52,11 +52,14 @@ STALE_TEMP_S = 3600
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path, suffix: str = "", hold_lock: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; it replaces ``path`` when the block succeeds.
 
     suffix: ending of the temporary name, for writers that infer the format from it
         (``".keras"`` for Keras, ``".png"`` for Pillow). On any error the temporary file is removed.
+    hold_lock: hold an operating-system lock on the temporary file during the block, which tells
+        :func:`sweep_temp_files` that its writer is alive.  Only for writers that take no lock on
+        the file themselves: HDF5 (Keras' .h5 and .keras files) locks its files, and would fail.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,7 @@ def atomic_path(path, suffix: str = "") -> Iterator[Path]:
     # held while the temp file is written: :func:`sweep_temp_files` takes an unlocked one for
     # the leftover of a killed writer (the system drops the lock when its holder dies)
     with contextlib.ExitStack() as guard:
-        if fcntl is not None:  # (Windows could not rename a file held open)
+        if hold_lock and fcntl is not None:  # (Windows could not rename a file held open)
             _lock_quietly(guard.enter_context(open(tmp, "rb")))
         try:
             yield Path(tmp)
@@ -92,6 +95,8 @@ def sweep_temp_files(folder) -> list[Path]:
     Only names :func:`atomic_path` gives (:data:`TEMP_FILE_NAME`), only plain files, and only
     those no live writer holds: unlocked and older than :data:`TEMP_GRACE_S` where the file
     system has locks, older than :data:`STALE_TEMP_S` where it has none.  Returns what was removed.
+    For folders whose files are written by :func:`write_bytes` / :func:`write_json` (or
+    ``atomic_path(..., hold_lock=True)``) only: other writers' temporary files carry no lock.
     """
     removed = []
     try:
@@ -198,8 +203,10 @@ def _create_unique(parent: Path, prefix: str, suffix: str, directory: bool) -> P
 
 
 def write_bytes(path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` atomically; returns ``Path(path)``."""
-    with atomic_path(path) as tmp:
+    """Write ``payload`` to ``path`` atomically; returns ``Path(path)``.
+
+    The temporary file is locked while it is written (see :func:`sweep_temp_files`)."""
+    with atomic_path(path, hold_lock=True) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
 

@@ -104,7 +104,7 @@ def test_sweep_removes_only_abandoned_temp_files_of_the_kit(tmp_path):
     abandoned = [aged(".a.png.0123abcd.tmp"), aged(".model.keras.deadbeef.tmp.keras")]
     kept = [aged("a.png.0123abcd.tmp"), aged(".a.png.tmp"), aged(".a.png.XYZ12345.tmp"), aged("notes.txt")]
     (tmp_path / ".b.png.01234567.tmp").mkdir()  # a folder: not a temp file of atomic_path
-    with atomic.atomic_path(tmp_path / "live.png") as live:  # a writer at work, its temp file old
+    with atomic.atomic_path(tmp_path / "live.png", hold_lock=True) as live:  # a writer at work, its temp file old
         os.utime(live, (old, old))
         assert sorted(atomic.sweep_temp_files(tmp_path)) == sorted(abandoned)
         assert live.exists()

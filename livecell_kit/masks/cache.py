@@ -122,7 +122,8 @@ def recorded_sums(cache_dir) -> dict[str, tuple[int, int]]:
     except OSError:
         return {}
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _SUMS:
+    sums = _SUMS.get(key)
+    if sums is None:
         sums = {}
         for line in path.read_bytes().decode("utf-8", "replace").splitlines():
             name, _, rest = line.partition("\t")
@@ -131,7 +132,7 @@ def recorded_sums(cache_dir) -> dict[str, tuple[int, int]]:
                 sums[name] = (int(size), int(crc))
         _SUMS.clear()  # one cache folder at a time is the common case
         _SUMS[key] = sums
-    return _SUMS[key]
+    return sums
 
 
 def _content_problem(path: Path, payload: bytes) -> str | None:
