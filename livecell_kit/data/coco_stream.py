@@ -103,7 +103,8 @@ def json_error_message(path, exc: Exception) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # yajl adds a context drawing
     with contextlib.suppress(OSError), open(path, "rb") as f:
         if f.read(2) in _UTF16_BOMS:
-            return f"{path} is UTF-16 text, not UTF-8: save it again as UTF-8 (e.g. Notepad's Save as, Encoding UTF-8)"
+            return (f"{path} is UTF-16 text, not UTF-8: save it again as UTF-8 (e.g. Notepad's Save as, "
+                    f"Encoding UTF-8)")
     if "premature EOF" in reason:
         return (f"{path} is not valid JSON: it ends before its brackets close, so it is truncated "
                 f"(an interrupted copy or download?); {FIX_JSON}")
