@@ -66,7 +66,7 @@ def _run_subset_rule(model_path: Path) -> str:
     """The subset rule of the run that trained ``model_path`` (its config.json), else "stratified"."""
     run_dir = model_path if model_path.is_dir() else model_path.parent
     try:
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8-sig"))
         return config["preset"]["data"]["subset"]
     except (OSError, ValueError, KeyError, TypeError):
         return "stratified"

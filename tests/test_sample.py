@@ -227,3 +227,37 @@ def test_refuses_foreign_data_and_bad_sizes(tmp_path):
         sample.make_sample(tmp_path / "x", images_per_type={"train": -1})
     with pytest.raises(ValueError, match="seed"):
         sample.make_sample(tmp_path / "x", seed=1.5)
+
+
+def test_a_changed_or_truncated_sample_file_is_drawn_again_with_a_note(tmp_path):
+    out = sample.make_sample(tmp_path / "s", seed=2, images_per_type=TINY)
+    reference = _files(out)
+    frame = next((out / "images").rglob("*.tif"))
+    raw = bytearray(frame.read_bytes())
+    raw[-100:] = bytes(100)  # same size, other pixels
+    frame.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=f"sample {re.escape(str(out))} does not match.*{frame.name} changed"):
+        sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert _files(out) == reference
+    train = data.annotation_path(out, "train")
+    train.write_bytes(train.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="livecell_coco_train.json is .* bytes, not the .*truncated"):
+        sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert _files(out) == reference
+
+
+def test_temp_files_of_killed_writes_are_swept_from_the_sample(tmp_path):
+    import os
+    out = sample.make_sample(tmp_path / "s", seed=2, images_per_type=TINY)
+    reference = _files(out)
+    leftovers = [out / "annotations" / ".livecell_coco_val.json.89abcdef.tmp",
+                 data.split_image_dir(out, "train") / ".A172_x.tif.0a1b2c3d.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+        os.utime(p, (p.stat().st_mtime - 60,) * 2)
+    fresh = out / "annotations" / ".livecell_coco_test.json.00000000.tmp"  # a writer may be at work
+    fresh.write_bytes(b"")
+    sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert not any(p.exists() for p in leftovers) and fresh.exists()
+    fresh.unlink()
+    assert _files(out) == reference
