@@ -241,3 +241,34 @@ def resolve(preset, **overrides) -> Preset:
     if isinstance(preset, Preset):
         return override(preset, **overrides)
     raise TypeError(f"preset must be a name ({', '.join(PRESETS)}) or a Preset, got {type(preset).__name__}")
+
+
+# --- splitting a cells model's output into cells (livecell_kit.instances) -------------------------
+
+@dataclass(frozen=True)
+class CellSplitting:
+    """How :func:`livecell_kit.instances.split_cells` turns a model's output into cells.
+
+    foreground_threshold: a pixel is inside a cell when its foreground probability is at
+        least this (all three kinds of model).
+    centre_threshold, boundary_threshold: seeds are the pixels whose smoothed centre
+        distance and boundary distance (both 0 at a cell's middle, 1 at its outline) are
+        below these (models with distance maps only).
+    smoothing_sigma: Gaussian smoothing of the two distance maps before seeding, in pixels.
+    min_size: cells smaller than this many pixels are dropped.
+    scoring: each cell's confidence for COCO AP: ``"foreground"`` (its mean foreground
+        probability), ``"foreground_seed"`` (that times 1 - its lowest centre distance:
+        how clearly it has a centre) or ``"foreground_shape"`` (that times how well the
+        predicted boundary distance matches the found cell's own shape).
+    Chosen on the sample's val split only (``bench/cells_tuning.py`` prints the grid).
+    """
+
+    foreground_threshold: float = 0.5
+    centre_threshold: float = 0.5
+    boundary_threshold: float = 0.5
+    smoothing_sigma: float = 1.6
+    min_size: int = 20
+    scoring: str = "foreground"
+
+
+CELL_SPLITTING = CellSplitting()
