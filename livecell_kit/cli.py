@@ -83,6 +83,11 @@ def _cmd_evaluate(args) -> None:
                                        "threshold_source")}
     print(json.dumps(summary, indent=2))
     print(evaluate.seed_comparison(results))
+    if "cells" in results:
+        cells, ap = results["cells"], results["instance"]
+        print(f"cells ({results['instance_source']}): AP {ap['AP']:.3f}, AP50 {ap['AP50']:.3f}; count "
+              f"median abs. error {cells['count_median_abs_error_pct']:.1f} %; confluence error "
+              f"mean {cells['confluence_mae_pp']:.1f}, worst {cells['confluence_max_pp']:.1f} points")
     print(f"metrics written to {args.out}")
 
 

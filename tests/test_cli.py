@@ -282,6 +282,9 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     assert "seed reported" in out and "92.19%" in out and "0.2043" in out
     assert set(results["baselines"]) == {"all_background", "otsu"}
     assert {"AP", "AP50", "AP75", "per_cell_type"} <= set(results["instance"])
+    assert results["instance_source"] == "watershed on the semantic mask (no instance head)"
+    assert "cells (watershed on the semantic mask (no instance head)): AP" in out
+    assert len(results["cells"]["per_frame"]) == results["n_images"]
 
     image = data.load_split(tiny_sample, "test").images[0]
     path = data.load_split(tiny_sample, "test").image_path(image)
