@@ -198,11 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data root whose val split picks the threshold (default: --data)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="masks, instance labels and overlays for images")
+    p = sub.add_parser("predict", help="masks, cell labels and overlays for images, and cells.csv")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--threshold", type=probability, default=0.5,
-                   help="cell-probability cut-off in [0, 1] (default 0.5)")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="cell-probability cut-off in [0, 1] (default 0.5: presets.CELL_SPLITTING)")
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
 
