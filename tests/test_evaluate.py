@@ -98,20 +98,9 @@ def test_evaluate_model_end_to_end(tmp_path):
     assert fixed["n_images"] == 1 and "instance" not in fixed and "cells" not in fixed
 
 
-def _bright_is_cell_cells_model():
-    """A 3-channel "cells" model: foreground on bright pixels; centre and boundary distance 0
-    there and 1 on background (each cell one basin), as the seeded watershed reads them."""
-    keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Rescaling(1 / 255),
-                              keras.layers.Conv2D(3, 1, activation="sigmoid")])
-    model.layers[-1].set_weights([np.array([[[[20.0, -20.0, -20.0]]]], np.float32),
-                                  np.array([-10.0, 10.0, 10.0], np.float32)])
-    return model
-
-
-def test_a_cells_model_is_split_by_its_distance_maps_and_counted(tmp_path):
+def test_a_cells_model_is_split_by_its_distance_maps_and_counted(tmp_path, bright_cells_model):
     root = _tiny_livecell(tmp_path / "data")
-    res = ev.evaluate_model(_bright_is_cell_cells_model(), root, split="test", threshold=0.5, progress=False)
+    res = ev.evaluate_model(bright_cells_model, root, split="test", threshold=0.5, progress=False)
     assert res["instance_source"] == "distance maps"
     assert res["instance"]["AP50"] > 0.95 and res["iou"] > 0.9
     frames = res["cells"]["per_frame"]

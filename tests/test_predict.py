@@ -156,16 +156,6 @@ def test_predict_array_in_memory(tmp_path):
     assert all(p.exists() for p in paths.values())
 
 
-def _cells_model():
-    """A 3-channel "cells" model: foreground on bright pixels, centre and boundary distance 0 there
-    and 1 on background, so the seeded watershed makes each bright blob one cell."""
-    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Rescaling(1 / 255),
-                              keras.layers.Conv2D(3, 1, activation="sigmoid")])
-    model.layers[-1].set_weights([np.array([[[[20.0, -20.0, -20.0]]]], np.float32),
-                                  np.array([-10.0, 10.0, 10.0], np.float32)])
-    return model
-
-
 def _table(out):
     import csv
 
@@ -197,14 +187,13 @@ def test_cells_csv_counts_the_cells_of_every_frame(tmp_path, capsys):
     assert out.count("the model has no instance head") == 1
 
 
-def test_a_cells_model_writes_16_bit_labels_from_its_distance_maps(tmp_path, capsys):
+def test_a_cells_model_writes_16_bit_labels_from_its_distance_maps(tmp_path, capsys, bright_cells_model):
     import tifffile
 
     img = _bright_discs()
-    img[20:27, 24:39] = 220  # a bridge: the two discs touch and form one blob
-    pred = predict.predict_array(_cells_model(), img)
+    pred = predict.predict_array(bright_cells_model, img)
     assert pred.method == "distance maps" and pred.border is None and pred.prob.shape == img.shape
-    written = predict.predict_paths(_cells_model(), _tif(tmp_path / "x.tif", img), tmp_path / "out")
+    written = predict.predict_paths(bright_cells_model, _tif(tmp_path / "x.tif", img), tmp_path / "out")
     labels = tifffile.imread(written[0]["labels"])
     assert labels.dtype == np.uint16 and np.array_equal(labels, pred.labels)
     assert _table(tmp_path / "out")[0]["method"] == "distance maps"
