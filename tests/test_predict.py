@@ -195,7 +195,7 @@ def test_a_cells_model_writes_16_bit_labels_from_its_distance_maps(tmp_path, cap
     assert pred.method == "distance maps" and pred.border is None and pred.prob.shape == img.shape
     written = predict.predict_paths(bright_cells_model, _tif(tmp_path / "x.tif", img), tmp_path / "out")
     labels = tifffile.imread(written[0]["labels"])
-    assert labels.dtype == np.uint16 and np.array_equal(labels, pred.labels)
+    assert labels.dtype == np.uint16 and np.array_equal(labels, pred.labels) and labels.max() == 2
     assert _table(tmp_path / "out")[0]["method"] == "distance maps"
     assert "no instance head" not in capsys.readouterr().out
 
