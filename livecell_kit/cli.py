@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--threshold", type=probability, default=None,
-                   help="cell-probability cut-off in [0, 1] (default 0.5: presets.CELL_SPLITTING)")
+                   help="cell-probability cut-off in [0, 1] (default "
+                        f"{presets.CELL_SPLITTING.foreground_threshold}: presets.CELL_SPLITTING)")
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
 

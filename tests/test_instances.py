@@ -177,7 +177,7 @@ def test_perfect_distance_maps_of_one_cell_give_one_cell():
     truth = _disc((60, 60), 30, 28, 18).astype(np.int32)
     labels, scores = instances.split_cells(_perfect_output(truth))
     assert labels.max() == 1 and np.array_equal(labels > 0, truth > 0)
-    assert scores == {1: pytest.approx(1.0)}
+    assert scores == {1: pytest.approx(1.0, abs=0.01)}  # the perfect shape: score near 1
 
 
 def test_semantic_and_border_outputs_still_split():

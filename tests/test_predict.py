@@ -11,7 +11,7 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from livecell_kit import predict  # noqa: E402
+from livecell_kit import predict, presets  # noqa: E402
 
 
 def _brightness_model(rescale: bool = True):
@@ -181,7 +181,7 @@ def test_cells_csv_counts_the_cells_of_every_frame(tmp_path, capsys):
     assert float(rows[0]["mean_area_px"]) == pytest.approx(areas.mean(), abs=0.05)
     assert float(rows[0]["median_area_px"]) == pytest.approx(np.median(areas), abs=0.05)
     assert {r["method"] for r in rows} == {"watershed on the semantic mask (no instance head)"}
-    assert rows[0]["threshold"] == "0.5" and rows[0]["page"] == ""
+    assert float(rows[0]["threshold"]) == presets.CELL_SPLITTING.foreground_threshold and rows[0]["page"] == ""
     out = capsys.readouterr().out
     assert "cells per frame: " in out and "(2 frames of this run)" in out
     assert out.count("the model has no instance head") == 1
