@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=Path, default=None, help="sample data root (default: the kit's seed-0 sample)")
     args = p.parse_args(argv)
     split, frames = val_outputs(train.load_model(args.model, compile=False), args.sample or course.sample_root())
-    print(f"{len(frames)} val frames of {split.root}; start: {presets.CELL_SPLITTING}")
-    best = presets.CELL_SPLITTING
+    best = presets.CellSplitting()  # torch-em's settings: a rerun retraces the choice from scratch
+    print(f"{len(frames)} val frames of {split.root}; start: {best}; now in presets.py: {presets.CELL_SPLITTING}")
     for stage in STAGES:
         names = list(stage)
         tried = []
