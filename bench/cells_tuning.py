@@ -12,7 +12,8 @@ frames once; then ``instances.split_cells`` runs with each setting of a small st
 
 each stage keeping the best AP (COCO, LIVECell's protocol, pooled over the val frames) of the
 one before (settings within 0.002 AP of the best count as ties: the fewest changes win).  Printed per setting: AP,
-AP50, AP75, median absolute cell-count error (%) and split CPU seconds per frame; last, the best settings as a ``CellSplitting(...)`` line for presets.py.
+AP50, AP75, median absolute cell-count error (%) and split CPU seconds per frame; last, the
+best settings as a ``CellSplitting(...)`` line for presets.py.
 """
 from __future__ import annotations
 
