@@ -5,15 +5,16 @@
 The model (3 output channels: foreground, centre and boundary distance) predicts the val
 frames once; then ``instances.split_cells`` runs with each setting of a small staged grid:
 
-1. scoring (``foreground``, ``foreground_seed``, ``foreground_shape``) at the current settings;
+1. scoring (``foreground``, ``foreground_seed``, ``foreground_shape``);
 2. centre_threshold × boundary_threshold;
 3. smoothing_sigma × min_size;
 4. foreground_threshold;
 
-each stage keeping the best AP (COCO, LIVECell's protocol, pooled over the val frames) of the
-one before (settings within 0.002 AP of the best count as ties: the fewest changes win).  Printed per setting: AP,
-AP50, AP75, median absolute cell-count error (%) and split CPU seconds per frame; last, the
-best settings as a ``CellSplitting(...)`` line for presets.py.
+each stage starting from the best AP (COCO, LIVECell's protocol, pooled over the val frames)
+of the one before; settings within 0.002 AP of a stage's best count as ties, and the tie that
+changes fewest settings wins.  The first stage starts from ``CellSplitting()``'s defaults.
+Printed per setting: AP, AP50, AP75, median absolute cell-count error (%) and split CPU
+seconds per frame; last, the best settings as a ``CellSplitting(...)`` line for presets.py.
 """
 from __future__ import annotations
 
