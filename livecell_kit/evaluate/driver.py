@@ -165,9 +165,9 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     "border channel" or "watershed on the semantic mask (no instance head)"), ``cells``
     {count_median_abs_error_pct, confluence_mae_pp, confluence_max_pp, per_cell_type,
     per_frame: [{file, cell_type, cells_true, cells_found, count_error_pct,
-    confluence_true_pct, confluence_found_pct, confluence_error_pp}], split_cpu_seconds_per_frame} (see
-    :mod:`livecell_kit.evaluate.cells`; with ``instance`` only), ``n_images``,
-    ``n_pixels``, ``split``, ``model`` info and ``seconds``.
+    confluence_true_pct, confluence_found_pct, confluence_error_pp}],
+    split_cpu_seconds_per_frame} (see :mod:`livecell_kit.evaluate.cells`; with ``instance``
+    only), ``n_images``, ``n_pixels``, ``split``, ``model`` info and ``seconds``.
     """
     t0 = time.time()
     if batch_size is None:
