@@ -90,7 +90,7 @@ def report_cells_table(written: list[dict], out_dir) -> Path:
     head — that its cells were counted by a watershed on the semantic mask (one line each)."""
     table, kept = write_cells_table(written, out_dir)
     earlier = f", and {kept} kept from earlier runs into {out_dir}" if kept else ""
-    print(f"cells per frame: {table} ({len(written)} frames of this run{earlier})")
+    print(f"cells per frame: {table} ({len(written)} frame{'s' * (len(written) != 1)} of this run{earlier})")
     if any(w["method"] == INSTANCE_SOURCES[1] for w in written):
         print("cells counted by a watershed on the semantic mask: the model has no instance head, "
               "so touching cells may count as one (the cells preset trains one)")

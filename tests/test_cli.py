@@ -291,7 +291,8 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     assert cli.main(["predict", "--model", str(run / "model.keras"), "--out", str(tmp_path / "pred"), str(path)]) == 0
     stem = path.stem
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {f"{stem}_mask.png", f"{stem}_labels.tif",
-                                                               f"{stem}_overlay.png"}
+                                                               f"{stem}_overlay.png", "cells.csv"}
+    assert "no instance head" in capsys.readouterr().out  # the quick preset: semantic only, said once
 
     truncated = tmp_path / "truncated.keras"  # a copy cut short, as by a full disk or a kill
     truncated.write_bytes((run / "model.keras").read_bytes()[:5000])
