@@ -85,6 +85,11 @@ def _cmd_evaluate(args) -> None:
                                        "threshold_source")}
     print(json.dumps(summary, indent=2))
     print(evaluate.seed_comparison(results))
+    if "cells" in results:
+        cells, ap = results["cells"], results["instance"]
+        print(f"cells ({results['instance_source']}): AP {ap['AP']:.3f}, AP50 {ap['AP50']:.3f}; count "
+              f"median abs. error {cells['count_median_abs_error_pct']:.1f} %; confluence error "
+              f"mean {cells['confluence_mae_pp']:.1f}, worst {cells['confluence_max_pp']:.1f} points")
     print(f"metrics written to {args.out}")
 
 
@@ -202,11 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data root whose val split picks the threshold (default: --data)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="masks, instance labels and overlays for images")
+    p = sub.add_parser("predict", help="masks, cell labels and overlays for images, and cells.csv")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--threshold", type=probability, default=0.5,
-                   help="cell-probability cut-off in [0, 1] (default 0.5)")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="cell-probability cut-off in [0, 1] (default "
+                        f"{presets.CELL_SPLITTING.foreground_threshold}: presets.CELL_SPLITTING)")
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
 

@@ -281,14 +281,14 @@ def test_write_masks_one_png_per_image(tmp_path):
             with Image.open(p) as im:
                 raw = np.asarray(im)
             expected = masks.render(kind, split.annotations_for(rec["id"]), H, W)
-            if kind == "instance":
+            if kind in ("instance", "cells"):
                 assert raw.dtype == np.uint16
                 np.testing.assert_array_equal(raw, expected)
             else:
                 assert raw.dtype == np.uint8 and set(np.unique(raw)) <= {0, 255}
                 np.testing.assert_array_equal(raw, expected * 255)
             loaded = masks.load_mask(out, rec["file_name"])
-            assert loaded.dtype == (np.int32 if kind == "instance" else np.uint8)
+            assert loaded.dtype == (np.int32 if kind in ("instance", "cells") else np.uint8)
             np.testing.assert_array_equal(loaded, expected)
 
 
@@ -428,7 +428,7 @@ def test_build_redraws_truncated_deleted_and_resized_masks_only(tmp_path, monkey
     assert len(calls) == 3  # intact masks are trusted again
 
 
-@pytest.mark.parametrize("kind", ["semantic", "instance"])
+@pytest.mark.parametrize("kind", ["semantic", "instance", "cells"])
 def test_reading_a_damaged_cached_mask_rebuilds_just_that_one(tmp_path, monkeypatch, kind):
     split, cache_dir = _cache(tmp_path, kind)
     rec = split.images[1]

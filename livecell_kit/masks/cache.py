@@ -42,11 +42,12 @@ from livecell_kit import atomic
 from livecell_kit.data import AnnotationError, default_workdir, file_sha256, load_annotations, open_index
 from livecell_kit.data.image_check import png_is_complete
 from livecell_kit.masks.borders import touching_border_mask
+from livecell_kit.masks.cells import cell_labels
 from livecell_kit.masks.rasterise import instance_labels, semantic_mask
 from livecell_kit.masks.segmentations import MaskError
 
 #: Mask kinds the cache and :func:`write_masks` know.
-KINDS = ("semantic", "instance", "border")
+KINDS = ("semantic", "instance", "border", "cells")
 #: Written into a cache folder before its first mask: which masks (version, kind, annotation
 #: file) the folder holds.  A folder with another version is emptied and filled again.
 STAMP_NAME = ".livecell-kit-masks.json"
@@ -57,7 +58,9 @@ CACHE_VERSION = 1
 #: 16-bit PNGs hold instance labels, so an image may have at most this many cells.
 MAX_INSTANCES = 65535
 #: Pillow's mode of each kind's PNG: 8-bit grey 0/255, or 16-bit labels.
-_PNG_MODES = {"semantic": ("L",), "border": ("L",), "instance": ("I;16", "I")}
+_PNG_MODES = {"semantic": ("L",), "border": ("L",), "instance": ("I;16", "I"), "cells": ("I;16", "I")}
+#: Kinds stored as 16-bit label images.
+_LABEL_KINDS = ("instance", "cells")
 
 
 class MaskFileError(OSError):
@@ -65,19 +68,22 @@ class MaskFileError(OSError):
 
 
 def render(kind: str, anns, height: int, width: int, source=None) -> np.ndarray:
-    """The ``kind`` mask of one image: semantic / border → uint8 0/1, instance → int32."""
+    """The ``kind`` mask of one image: semantic / border → uint8 0/1, instance / cells → int32
+    (cells: the non-overlapping labels of :func:`~livecell_kit.masks.cell_labels`)."""
     if kind == "semantic":
         return semantic_mask(anns, height, width, source)
     if kind == "instance":
         return instance_labels(anns, height, width, source)
+    if kind == "cells":
+        return cell_labels(anns, height, width, source)
     if kind == "border":
         return touching_border_mask(instance_labels(anns, height, width, source))
     raise ValueError(f"unknown mask kind {kind!r}; choose one of {KINDS}")
 
 
 def _encode_png(mask: np.ndarray, kind: str):
-    """Pillow image of a mask: 0/255 8-bit for semantic/border, 16-bit labels for instance."""
-    if kind == "instance":
+    """Pillow image of a mask: 0/255 8-bit for semantic/border, 16-bit labels for instance/cells."""
+    if kind in _LABEL_KINDS:
         if mask.size and int(mask.max()) > MAX_INSTANCES:
             raise MaskError(f"{int(mask.max())} cells in one image do not fit a 16-bit PNG "
                             f"(at most {MAX_INSTANCES})")
@@ -155,7 +161,7 @@ def load_mask(cache_dir, file_name: str) -> np.ndarray:
     or :func:`write_masks` (checked, and rebuilt when damaged: :func:`read_mask_file`).
 
     Returns uint8 (H, W) 0/1 for semantic and border masks (stored 0/255), int32
-    (H, W) labels for instance masks (stored as 16-bit PNG).
+    (H, W) labels for instance and cells masks (stored as 16-bit PNG).
     """
     arr = read_mask_file(mask_file(cache_dir, file_name), image=file_name)
     if arr.dtype == np.uint8:
@@ -185,7 +191,7 @@ def _is_cache(folder: Path) -> bool:
 
 def read_mask_file(path, shape=None, image=None) -> np.ndarray:
     """The stored array of one mask PNG, decoded and checked: uint8 (H, W) 0/255
-    (semantic, border) or uint16 (H, W) labels (instance).
+    (semantic, border) or uint16 (H, W) labels (instance, cells).
 
     shape: (H, W) the mask must have (its image's), or None.  image: the image it belongs
     to, named in errors.  A mask of a :func:`build_mask_cache` folder that is missing,
@@ -368,7 +374,7 @@ def write_masks(annotations_json, out_dir, kind: str = "semantic", progress: boo
 
     Files are named after the image's file-name stem: ``<stem>.png`` — 8-bit
     0 = background / 255 = cell for ``semantic`` and ``border``, 16-bit labels
-    (0 = background, k = k-th annotation of the image) for ``instance``.
+    (0 = background, k = k-th annotation of the image) for ``instance`` and ``cells``.
     A file name listed by several image records gets the first record's masks.
     Returns the written paths in the file's image order.
     """
