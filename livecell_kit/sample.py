@@ -43,7 +43,7 @@ DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.
 STAMP_NAME = ".livecell-kit-sample.json"
 #: Bump when the drawing changes, so cached samples are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 # --------------------------------------------------------------------------- files

@@ -48,11 +48,15 @@ def _octagonal_distance(mask: np.ndarray) -> np.ndarray:
     return out * 0.5
 
 
-def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel: distance to its cell's outline and whether that nearest outline is shared.
+def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel: distance to its cell's outline, whether that outline is shared, and depths below
+    the nearest shared border and below the background.
 
     Returns (depth float32 (H, W): 1 on the outline, 0 outside cells; shared bool (H, W):
-    the nearest outline is a boundary with a touching cell rather than with background).
+    the nearest outline is a boundary with a touching cell rather than with background;
+    seam_depth float32 (H, W): 0.5 on a shared border, growing into the cells, large where
+    a cell touches none); open_depth float32 (H, W): distance to the nearest background pixel,
+    through touching cells).
     """
     cells = labels > 0
     between = np.zeros_like(cells)
@@ -64,13 +68,17 @@ def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     between[:, :-1] |= edge
     depth = _octagonal_distance(cells & ~between)
     depth[between] = 0.5
-    shared = depth < _octagonal_distance(cells)
-    return depth, shared
+    open_depth = _octagonal_distance(cells)
+    shared = depth < open_depth
+    seam_depth = _octagonal_distance(~between) if between.any() else np.full(cells.shape, 1e3, np.float32)
+    seam_depth[between] = 0.5
+    return depth, shared, seam_depth, open_depth
 
 
 def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
-                   crowding: float) -> np.ndarray:
-    """Optical thickness φ (H, W) float32 of the labelled cells, in grey levels of contrast.
+                   crowding: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optical thickness φ (H, W) float32 of the labelled cells, in grey levels of contrast, and
+    the grey-level shade (H, W) float32 (<= 0) of spread cells beside the borders they share.
 
     rounded: bool (cells,), which cells are round thick domes.
     crowding: 0 (sparse frame) .. 1 (confluent); crowded cells are flatter and fainter.
@@ -78,9 +86,10 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     h, w = labels.shape
     n = int(labels.max())
     phi = np.zeros((h, w), np.float32)
+    shade = np.zeros((h, w), np.float32)
     if n == 0:
-        return phi
-    depth, shared = _depths(labels)
+        return phi, shade
+    depth, shared, seam_depth, open_depth = _depths(labels)
     inside = np.flatnonzero(labels)
     lab = labels.ravel()[inside]
     d = depth.ravel()[inside]
@@ -97,6 +106,10 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     round_ = np.r_[False, rounded[:n]]
     inset = rng.uniform(1.0, 2.0, n + 1).astype(np.float32)
     flatten = 1.25 - 0.5 * crowding
+    # seams fade as a sheet fills up (LIVECell's MCF7: seam minus interior 35 grey levels at 8 %
+    # coverage, 5 at 51 %)
+    seam_strength = 1.4 - 1.2 * crowding
+    cleft = min(m.seam_cleft * seam_strength, 1.0)
     lamella = m.lamella * flatten * rng.uniform(0.6, 1.4, n + 1)
     body = m.body * flatten * rng.uniform(0.5, 1.5, n + 1)
     dome = rng.uniform(80.0, 140.0, n + 1) * (1.1 - 0.3 * crowding)
@@ -107,16 +120,26 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     nr = radius * rng.uniform(0.25, 0.38, n + 1)
     nucleus_step = rng.uniform(3.0, 9.0, n + 1)
 
-    # depth below the physical edge: just inside a touching neighbour, a bright halo's
-    # width inside an outline on background (where LIVECell's annotators drew it)
-    phys = d - np.where(shared, rng.uniform(0.3, 1.3), inset[lab])
-    edge = _smoothstep(phys / 1.5)
+    # depth below the physical edge: a bright halo's width inside an outline on background
+    # (where LIVECell's annotators drew it), half a pixel inside a touching neighbour (the
+    # cleft between two cells is the 2-px band where their outlines meet)
+    open_phys = open_depth.ravel()[inside] - inset[lab]
+    seam_phys = d - rng.uniform(0.2, 0.6)
+    phys = np.where(shared, np.minimum(seam_phys, open_phys), open_phys)
+    # where two cells meet the thickness dips by ``cleft`` of its value, not to zero; it never
+    # exceeds what the distance to the background allows (no thick corners at a seam's end)
+    edge = _smoothstep(open_phys / 1.5)
+    edge = np.where(shared, np.minimum(1.0 - cleft * (1.0 - _smoothstep(seam_phys)), edge), edge)
+    # round cells keep a wider cleft: they touch their neighbours only where their domes bulge
+    dome_edge = _smoothstep(open_phys / 2.0)
+    dome_seam = 1.0 - cleft * (1.0 - _smoothstep((d - rng.uniform(0.3, 1.3)) / 2.0))
+    dome_edge = np.where(shared, np.minimum(dome_seam, dome_edge), dome_edge)
     dn = np.hypot(rows - ny[lab], cols - nx[lab]) / nr[lab]
     # spread cells: a flat lamella, a broad thicker body around the nucleus, the nucleus' own rim
     value = lamella[lab] * edge + body[lab] * edge * np.exp(-0.5 * (dn / 1.6) ** 2)
     value += nucleus_step[lab] * _smoothstep((1.0 - dn) * nr[lab] / 1.2) * edge
     # round cells: thick, with a steep edge and a flat top (which the optics shade off)
-    value = np.where(round_[lab], dome[lab] * _smoothstep(phys / 2.0), value)
+    value = np.where(round_[lab], dome[lab] * dome_edge, value)
     # texture: a mottle that follows the thickness, and dense granules, most around the nucleus
     near_nucleus = np.exp(-0.5 * (np.maximum(dn - 1.0, 0.0) / m.granular_zone) ** 2)
     mottle = _smooth_noise(rng, (h, w), 0.6).ravel()[inside]
@@ -129,8 +152,14 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     grains = np.zeros((h, w), np.float32)
     grains.ravel()[inside] = grain * strength + nucleoli * rng.uniform(50.0, 100.0, inside.size)
     phi.ravel()[inside] = value
+    # beside a shared border, spread cells are darker from 1 px in (LIVECell's MCF7: -9 grey
+    # levels at 2-6 px), fading deep inside and towards their outline on background
+    sd = seam_depth.ravel()[inside]
+    beside = _smoothstep((sd - 0.5) / 1.5) * np.exp(-np.maximum(sd - 6.0, 0.0) / 6.0)
+    beside *= _smoothstep((open_depth.ravel()[inside] - 1.0) / 3.0) * ~round_[lab]
+    shade.ravel()[inside] = -m.seam_shade * seam_strength * rng.uniform(0.6, 1.4, n + 1)[lab] * beside
     # granules span 1-3 px, a little more than the optics' blur
-    return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5)
+    return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5), shade
 
 
 def debris(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -193,11 +222,12 @@ def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray, ro
 
     rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent.
     """
-    phi = cell_thickness(rng, m, labels, rounded, crowding) + debris(rng, labels.shape)
+    phi, shade = cell_thickness(rng, m, labels, rounded, crowding)
+    phi += debris(rng, labels.shape)
     # the optics: a band-pass, the point-spread function minus the halo's wider blur
     image = (ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0)
              - ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65)))
     # halos are brighter than bodies are dark (round cells in LIVECell: +28 vs -19 grey levels)
     image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.6, 2.4)
-    image += background(rng, labels.shape)
+    image += shade + background(rng, labels.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
