@@ -50,7 +50,7 @@ _Z_P90 = 1.2816  # standard normal quantile of 0.9
 #: Packed cells stop this far short of the line they share: their rasterised outlines then
 #: meet (as LIVECell's: 13-14 % of the 2-px band where MCF7 / BT474 cells meet is a background
 #: gap) and overlap on well under 1 % of the pixels.
-_SEAM_CLEARANCE_PX = 0.15
+_SEAM_CLEARANCE_PX = 0.05
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ its polygon.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
+from livecell_kit.masks.borders import touching_border_mask
 from livecell_kit.synthetic_cells import Morphology
 
 
@@ -48,18 +51,31 @@ def _octagonal_distance(mask: np.ndarray) -> np.ndarray:
     return out * 0.5
 
 
-def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel: distance to its cell's outline, whether that outline is shared, and depths below
-    the nearest shared border and below the background.
+@dataclass(frozen=True)
+class _Depths:
+    """Per pixel (H, W), for the cells of a label image, all distances in px (octagonal metric).
 
-    Returns (depth float32 (H, W): 1 on the outline, 0 outside cells; shared bool (H, W):
-    the nearest outline is a boundary with a touching cell rather than with background;
-    seam_depth float32 (H, W): 0.5 on a shared border, growing into the cells, large where
-    a cell touches none); open_depth float32 (H, W): distance to the nearest background pixel,
-    through touching cells).
+    depth: float32, distance to the cell's own outline (1 on it, 0.5 on a shared border, 0
+        outside cells); shared: bool, that nearest outline is a border with a touching cell
+        rather than with background; seam_depth: float32, distance below the nearest shared
+        border (0.5 on it; large in a cell that touches none); open_depth: float32, distance
+        to the nearest background pixel, through touching cells; gap: bool, background pixels
+        of a 1-px gap between two cells (where their rasterised outlines miss each other),
+        which count as part of the border the cells share, not as background.
     """
+
+    depth: np.ndarray
+    shared: np.ndarray
+    seam_depth: np.ndarray
+    open_depth: np.ndarray
+    gap: np.ndarray
+
+
+def _depths(labels: np.ndarray) -> _Depths:
+    """The :class:`_Depths` of int (H, W) ``labels`` (0 = background)."""
     cells = labels > 0
-    between = np.zeros_like(cells)
+    gap = ~cells & touching_border_mask(labels, 2).view(bool)
+    between = cells & ndimage.binary_dilation(gap)
     edge = (labels[1:, :] != labels[:-1, :]) & cells[1:, :] & cells[:-1, :]
     between[1:, :] |= edge
     between[:-1, :] |= edge
@@ -68,11 +84,10 @@ def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     between[:, :-1] |= edge
     depth = _octagonal_distance(cells & ~between)
     depth[between] = 0.5
-    open_depth = _octagonal_distance(cells)
-    shared = depth < open_depth
+    open_depth = _octagonal_distance(cells | gap)
     seam_depth = _octagonal_distance(~between) if between.any() else np.full(cells.shape, 1e3, np.float32)
     seam_depth[between] = 0.5
-    return depth, shared, seam_depth, open_depth
+    return _Depths(depth, depth < open_depth, seam_depth, open_depth, gap)
 
 
 def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
@@ -89,11 +104,11 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     shade = np.zeros((h, w), np.float32)
     if n == 0:
         return phi, shade
-    depth, shared, seam_depth, open_depth = _depths(labels)
+    geometry = _depths(labels)
     inside = np.flatnonzero(labels)
     lab = labels.ravel()[inside]
-    d = depth.ravel()[inside]
-    shared = shared.ravel()[inside]
+    d = geometry.depth.ravel()[inside]
+    shared = geometry.shared.ravel()[inside]
     rows, cols = np.divmod(inside, w)
     # per cell, indexed by label (index 0 = background, unused)
     area = np.bincount(lab, minlength=n + 1).astype(np.float32)
@@ -123,7 +138,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     # depth below the physical edge: a bright halo's width inside an outline on background
     # (where LIVECell's annotators drew it), half a pixel inside a touching neighbour (the
     # cleft between two cells is the 2-px band where their outlines meet)
-    open_phys = open_depth.ravel()[inside] - inset[lab]
+    open_phys = geometry.open_depth.ravel()[inside] - inset[lab]
     seam_phys = d - rng.uniform(0.2, 0.6)
     phys = np.where(shared, np.minimum(seam_phys, open_phys), open_phys)
     # where two cells meet the thickness dips by ``cleft`` of its value, not to zero; it never
@@ -152,11 +167,18 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     grains = np.zeros((h, w), np.float32)
     grains.ravel()[inside] = grain * strength + nucleoli * rng.uniform(50.0, 100.0, inside.size)
     phi.ravel()[inside] = value
+    if geometry.gap.any():
+        # a gap pixel between two touching cells is the bottom of their cleft: as thin as the
+        # cell pixels beside it (0 for a full cleft), so a 1-px miss of two outlines is no
+        # brighter than the rest of the seam
+        cells = (labels > 0).astype(np.float32)
+        beside_gap = ndimage.uniform_filter(phi, 3) / np.maximum(ndimage.uniform_filter(cells, 3), 1e-3)
+        phi[geometry.gap] = (1.0 - cleft) * beside_gap[geometry.gap]
     # beside a shared border, spread cells are darker from 1 px in (LIVECell's MCF7: -9 grey
     # levels at 2-6 px), fading deep inside and towards their outline on background
-    sd = seam_depth.ravel()[inside]
+    sd = geometry.seam_depth.ravel()[inside]
     beside = _smoothstep((sd - 0.5) / 1.5) * np.exp(-np.maximum(sd - 6.0, 0.0) / 6.0)
-    beside *= _smoothstep((open_depth.ravel()[inside] - 1.0) / 3.0) * ~round_[lab]
+    beside *= _smoothstep((geometry.open_depth.ravel()[inside] - 1.0) / 3.0) * ~round_[lab]
     shade.ravel()[inside] = -m.seam_shade * seam_strength * rng.uniform(0.6, 1.4, n + 1)[lab] * beside
     # granules span 1-3 px, a little more than the optics' blur
     return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5), shade
