@@ -143,7 +143,10 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                 coverage = lo * (hi / lo) ** q
                 labels, polygons, rounded = place_cells(rng, morph, coverage,
                                                         rounded_share=morph.rounded * (1.0 - q) ** 2)
-                img = render_frame(rng, morph, labels, rounded, crowding=q)
+                # debris, optics and background from a stream of their own: they stay put when
+                # the drawing of the cells changes
+                scene = np.random.default_rng([seed, t_index, s_index, k, 1])
+                img = render_frame(rng, morph, labels, rounded, crowding=q, scene_rng=scene)
                 rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
                 written.append(rel.as_posix())

@@ -106,7 +106,7 @@ MORPHOLOGIES: dict[str, Morphology] = {
     "BT474": Morphology(area=(240, 1000), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
                         cluster=0.9, coverage=(0.08, 0.7), rounded=0.5, lamella=9, body=18,
                         granules=0.056, granular_zone=3.0,
-                        seam_cleft=0.2, seam_shade=4.5),
+                        seam_cleft=0.2, seam_shade=5),
     # small, round microglia with bright halos
     "BV2": Morphology(area=(150, 420), aspect=(1.0, 1.4), wobble=0.08, harmonics=4,
                       cluster=0.3, coverage=(0.06, 0.8), rounded=0.6, lamella=26, body=22,
@@ -121,7 +121,7 @@ MORPHOLOGIES: dict[str, Morphology] = {
     "MCF7": Morphology(area=(165, 520), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
                        cluster=0.85, coverage=(0.08, 0.8), rounded=0.5, lamella=14, body=16,
                        granules=0.056, granular_zone=3.0,
-                       seam_cleft=1.0, seam_shade=10),
+                       seam_cleft=1.0, seam_shade=11),
     # small neuroblastoma bodies with long thin neurites
     "SHSY5Y": Morphology(area=(150, 600), aspect=(1.2, 2.2), wobble=0.1, harmonics=3,
                          neurites=(1, 3), neurite_length=2.5, cluster=0.4,
@@ -137,7 +137,7 @@ MORPHOLOGIES: dict[str, Morphology] = {
     "SKOV3": Morphology(area=(400, 2000), aspect=(2.0, 4.5), wobble=0.1, harmonics=3,
                         spindle=1.4, cluster=0.35, coverage=(0.08, 0.8), rounded=0.2,
                         lamella=20, body=16, granules=0.037, granular_zone=0.6,
-                        seam_cleft=0.5, seam_shade=2),
+                        seam_cleft=0.8, seam_shade=2),
 }
 
 

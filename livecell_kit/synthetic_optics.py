@@ -91,12 +91,13 @@ def _depths(labels: np.ndarray) -> _Depths:
 
 
 def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
-                   crowding: float) -> tuple[np.ndarray, np.ndarray]:
+                   crowding: float, scene_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Optical thickness φ (H, W) float32 of the labelled cells, in grey levels of contrast, and
     the grey-level shade (H, W) float32 (<= 0) of spread cells beside the borders they share.
 
     rounded: bool (cells,), which cells are round thick domes.
     crowding: 0 (sparse frame) .. 1 (confluent); crowded cells are flatter and fainter.
+    scene_rng: the random numbers of the seams between touching cells.
     """
     h, w = labels.shape
     n = int(labels.max())
@@ -123,7 +124,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     flatten = 1.25 - 0.5 * crowding
     # seams fade as a sheet fills up (LIVECell's MCF7: seam minus interior 35 grey levels at 8 %
     # coverage, 5 at 51 %)
-    seam_strength = 1.4 - 1.2 * crowding
+    seam_strength = 1.4 - 1.0 * crowding
     cleft = min(m.seam_cleft * seam_strength, 1.0)
     lamella = m.lamella * flatten * rng.uniform(0.6, 1.4, n + 1)
     body = m.body * flatten * rng.uniform(0.5, 1.5, n + 1)
@@ -147,7 +148,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     edge = np.where(shared, np.minimum(1.0 - cleft * (1.0 - _smoothstep(seam_phys)), edge), edge)
     # round cells keep a wider cleft: they touch their neighbours only where their domes bulge
     dome_edge = _smoothstep(open_phys / 2.0)
-    dome_seam = 1.0 - cleft * (1.0 - _smoothstep((d - rng.uniform(0.3, 1.3)) / 2.0))
+    dome_seam = 1.0 - cleft * (1.0 - _smoothstep((d - scene_rng.uniform(0.3, 1.3)) / 2.0))
     dome_edge = np.where(shared, np.minimum(dome_seam, dome_edge), dome_edge)
     dn = np.hypot(rows - ny[lab], cols - nx[lab]) / nr[lab]
     # spread cells: a flat lamella, a broad thicker body around the nucleus, the nucleus' own rim
@@ -179,7 +180,7 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     sd = geometry.seam_depth.ravel()[inside]
     beside = _smoothstep((sd - 0.5) / 1.5) * np.exp(-np.maximum(sd - 6.0, 0.0) / 6.0)
     beside *= _smoothstep((geometry.open_depth.ravel()[inside] - 1.0) / 3.0) * ~round_[lab]
-    shade.ravel()[inside] = -m.seam_shade * seam_strength * rng.uniform(0.6, 1.4, n + 1)[lab] * beside
+    shade.ravel()[inside] = -m.seam_shade * seam_strength * scene_rng.uniform(0.6, 1.4, n + 1)[lab] * beside
     # granules span 1-3 px, a little more than the optics' blur
     return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5), shade
 
@@ -239,17 +240,24 @@ def background(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
-                 crowding: float = 0.5) -> np.ndarray:
+                 crowding: float = 0.5, scene_rng: np.random.Generator | None = None) -> np.ndarray:
     """Phase-contrast uint8 (H, W) frame of the cells in ``labels`` (int32 (H, W), 0 = background).
 
-    rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent.
+    rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent;
+    scene_rng: random numbers of the seams between cells, the debris, the optics and the
+    background (default: ``rng``): a stream of their own keeps them where they are when the
+    cells change (the cells draw as many numbers as they have pixels).
     """
-    phi, shade = cell_thickness(rng, m, labels, rounded, crowding)
-    phi += debris(rng, labels.shape)
+    scene_rng = rng if scene_rng is None else scene_rng
+    # the scene's fixed-size draws first, the seams' (one per cell) last
+    not_cells = debris(scene_rng, labels.shape)
+    psf, halo, gain = scene_rng.uniform((0.9, 0.45, 1.6), (1.3, 0.65, 2.4))
+    grey = background(scene_rng, labels.shape)
+    phi, shade = cell_thickness(rng, m, labels, rounded, crowding, scene_rng)
+    phi += not_cells
     # the optics: a band-pass, the point-spread function minus the halo's wider blur
-    image = (ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0)
-             - ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65)))
+    image = ndimage.gaussian_filter(phi, psf, truncate=3.0) - ndimage.gaussian_filter(phi, halo)
     # halos are brighter than bodies are dark (round cells in LIVECell: +28 vs -19 grey levels)
-    image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.6, 2.4)
-    image += shade + background(rng, labels.shape)
+    image *= np.where(image > 0, 1.4, 0.9) * gain
+    image += shade + grey
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
