@@ -32,6 +32,12 @@ about LIVECell; none of its pixels or outlines is used — and the seed-0 sample
   [+2.7 / +0.4], a darker band -5 at 4-6 px inside [-4 at 3-4 px]; the ring is
   +15 for MCF7 (many round cells) [+8], +5.5 for BT474 [+6.4] and +1.7 for the flat,
   faint Huh7 [+2.1].
+* borders shared by touching cells (generator v4; figures in brackets from the v4 sample):
+  81-88 % of the cells touch another within 2 px [83-96 %]; 13-14 % of the 2-px band where
+  MCF7 / BT474 cells meet is a background gap, 43 % for Huh7 [10-19 %]; grey minus background
+  across the seam, band / 1 px / 2-6 px beside it: MCF7 +11 / -3 / -9 [+7 / -1 / -6 to -10],
+  BT474 +1.3 / -2.3 / -2 [+5 / 0 / -1 to -3], Huh7 +2.1 / +0.4 / -1 [+2.2 / 0 / -0.4 to -2];
+  the seam fades as a sheet fills up (MCF7: seam minus interior 35 at 8 % coverage, 5 at 51 %).
 """
 from __future__ import annotations
 
