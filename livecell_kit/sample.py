@@ -49,7 +49,7 @@ DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.
 STAMP_NAME = ".livecell-kit-sample.json"
 #: Bump when the drawing changes, so cached samples are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 # --------------------------------------------------------------------------- files
@@ -156,7 +156,10 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                 coverage = lo * (hi / lo) ** q
                 labels, polygons, rounded = place_cells(rng, morph, coverage,
                                                         rounded_share=morph.rounded * (1.0 - q) ** 2)
-                img = render_frame(rng, morph, labels, rounded, crowding=q)
+                # debris, optics and background from a stream of their own: they stay put when
+                # the drawing of the cells changes
+                scene = np.random.default_rng([seed, t_index, s_index, k, 1])
+                img = render_frame(rng, morph, labels, rounded, crowding=q, scene_rng=scene)
                 rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
                 written.append(rel.as_posix())

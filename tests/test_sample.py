@@ -9,7 +9,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from livecell_kit import data, sample
+from livecell_kit import data, masks, sample
+from livecell_kit.synthetic_cells import MORPHOLOGIES
+from livecell_kit.synthetic_optics import render_frame
 
 SMALL = {"train": 1, "val": 1, "test": 1}
 TINY = {"train": 1, "val": 0, "test": 0}
@@ -261,3 +263,29 @@ def test_temp_files_of_killed_writes_are_swept_from_the_sample(tmp_path):
     assert not any(p.exists() for p in leftovers) and fresh.exists()
     fresh.unlink()
     assert _files(out) == reference
+
+
+def test_touching_cells_meet_on_a_visible_seam(decoded):
+    """Packed cells share their borders (LIVECell: 13-14 % of the band where MCF7 / BT474 cells
+    meet is a background gap), and the seam differs from the cells beside it."""
+    band_px = gap_px = 0
+    for d in decoded:
+        labels = d["labels"]
+        band = masks.touching_border_mask(labels, 2).astype(bool)
+        band_px += band.sum()
+        gap_px += (band & (labels == 0)).sum()
+    assert band_px > 1000 and gap_px < 0.3 * band_px, (gap_px, band_px)
+
+
+def test_rendered_seam_between_two_touching_cells_is_a_bright_line_with_darker_sides():
+    labels = np.zeros((60, 80), np.int32)
+    labels[15:45, 10:40], labels[15:45, 40:70] = 1, 2  # two squares meeting on column 39 | 40
+    rounded = np.zeros(2, bool)
+    seam, beside = [], []
+    for seed in range(4):
+        img = render_frame(np.random.default_rng(seed), MORPHOLOGIES["MCF7"], labels, rounded,
+                           crowding=0.5).astype(float)
+        seam.append(img[20:40, 39:41].mean())
+        beside.append(img[20:40, np.r_[34:37, 43:46]].mean())  # 3-5 px from the seam
+    assert np.mean(seam) > np.mean(beside) + 5, (seam, beside)
+    assert np.mean(beside) < 128 - 2  # darker than the background beside a shared border
