@@ -17,7 +17,11 @@ Each way runs in its own child process over every image of the split (best of
   vs the kit's ``masks.instance_labels`` (reads the runs of all RLEs at once, no decode);
 * weight map (first ``--weight-frames`` images) — the U-Net paper's formula by brute
   force (one full-image distance transform per cell) vs the kit's
-  ``masks.border_weight_map`` (a distance transform per cell inside its window).
+  ``masks.border_weight_map`` (a distance transform per cell inside its window);
+* cells (no reference way) — ``masks.cell_labels`` (non-overlapping labels: overlaps to
+  the nearest centre, duplicates dropped; its foreground is checked against the semantic
+  mask) and ``masks.distance_targets`` of those labels (the instance U-Net's 3 channels,
+  a distance transform per cell inside its box + 1 px), on every image.
 
 Masks must be identical, weight maps equal within float tolerance (both checked).
 Then ``build_mask_cache`` is run into a fresh folder (render + write PNGs), once
@@ -96,6 +100,8 @@ WAYS = {
     "instance-kit": ("instance  kit: read the runs, no decode", masks.instance_labels),
     "weights-brute": ("weights   paper's formula, full-image EDT per cell", brute_force_weights),
     "weights-kit": ("weights   kit: EDT per cell in its window", masks.border_weight_map),
+    "cells-kit": ("cells     kit: non-overlapping labels", masks.cell_labels),
+    "targets-kit": ("targets   kit: 3 distance channels of the cells", masks.distance_targets),
 }
 
 
@@ -119,7 +125,8 @@ def run_child(args) -> int:
     split = data.load_split(args.root, args.split)
     weights = args.child.startswith("weights")
     jobs = jobs_of(split, args.weight_frames if weights else None)
-    inputs = [(masks.instance_labels(*job),) for job in jobs] if weights else jobs
+    inputs = ([(masks.instance_labels(*job),) for job in jobs] if weights else
+              [(masks.cell_labels(*job),) for job in jobs] if args.child == "targets-kit" else jobs)
     fn = WAYS[args.child][1]
     rss_before = peak_rss_mib()
     best, slowest, results = float("inf"), 0.0, []
@@ -207,6 +214,13 @@ def main(argv=None) -> int:
     ok = [compare("semantic", r["semantic-pycocotools"], r["semantic-kit"]),
           compare("instance", r["instance-pycocotools"], r["instance-kit"]),
           compare("weights", r["weights-brute"], r["weights-kit"], exact=False)]
+    same_foreground = all(np.array_equal(c > 0, m > 0) and np.array_equal(t[..., 0] > 0, m > 0)
+                          for c, t, m in zip(r["cells-kit"]["results"], r["targets-kit"]["results"],
+                                             r["semantic-kit"]["results"]))
+    print(f"  cells: foreground of labels and targets equals the semantic mask: {same_foreground}; "
+          f"labels + targets {1e3 * (r['cells-kit']['seconds'] + r['targets-kit']['seconds']) / len(cells):.0f} "
+          f"ms per image on average")
+    ok.append(same_foreground)
     ratio = r["semantic-pycocotools"]["seconds"] / r["semantic-kit"]["seconds"]
     print(f"  semantic speed-up target >= 5x: {'met' if ratio >= 5 else 'NOT met'}")
     ok.append(cache_round_trip(split, r["semantic-kit"]["results"]))

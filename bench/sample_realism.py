@@ -17,7 +17,14 @@ all numbers in grey levels (0..255) or pixels, each the median over the type's f
   (and inside cells / in the background where annotated);
 * cells (annotated frames only): coverage (share of pixels in cells), cell area p10 / p50 / p90,
   mean grey inside cells minus background (``body``), the brightest ring mean just outside the
-  outlines minus background (``halo``, 1-3 px out) and the darkest ring just inside (``rim``).
+  outlines minus background (``halo``, 1-3 px out) and the darkest ring just inside (``rim``);
+* shared borders (annotated frames only): ``touch`` = share of cells within 2 px of another cell,
+  ``gap`` = share of the border band that is background between the two outlines (not cell),
+  ``seam`` = mean grey of the band (the 2 px where two cells meet, or the gap between them)
+  minus the cells' interior 3-5 px from it, ``seam_tex`` = median 3×3 local std in the band
+  over that in the interior 3-5 px away (> 1: the seam is a visible line), and the profile
+  of grey minus background by distance to the shared border (0 = the band; only pixels that
+  are nearer to it than to a cell-background outline).
 
 Unannotated real frames contribute the frame-level figures only.  The sample's cell figures come
 from its own annotations.  Not a test: it describes two data sets; nothing is copied from one into
@@ -39,11 +46,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "livecell-real-dev"
 SUFFIXES = (".tif", ".tiff", ".png")
 RING_PX = 6  # signed distances -RING_PX..RING_PX around an outline are profiled
+SEAM_INTERIOR_PX = (3, 5)  # a seam is compared with the cells' grey this far from it
 
 
-def frame_stats(img: np.ndarray, cells: np.ndarray | None) -> dict:
-    """Frame-level figures of one uint8 (H, W) frame; ``cells`` bool (H, W) when annotated."""
+def frame_stats(img: np.ndarray, labels: np.ndarray | None) -> dict:
+    """Frame-level figures of one uint8 (H, W) frame; ``labels`` int (H, W) cells when annotated."""
     f = img.astype(np.float32)
+    cells = None if labels is None else labels > 0
     if cells is not None:
         background = ~ndimage.binary_dilation(cells, iterations=8)
     else:  # no outlines: the flattest half of the frame stands in for the background
@@ -66,6 +75,7 @@ def frame_stats(img: np.ndarray, cells: np.ndarray | None) -> dict:
         out["tex_in"] = float(np.median(local[cells])) if cells.any() else np.nan
         out["tex_bg"] = float(np.median(local[background]))
         out.update(_outline_profile(f, cells, out["bg"]))
+        out.update(_seam_profile(f, labels, out["bg"]))
         out["cover"] = float(cells.mean())
     return out
 
@@ -88,6 +98,34 @@ def _outline_profile(f: np.ndarray, cells: np.ndarray, bg: float) -> dict:
             "profile": prof}
 
 
+def _seam_profile(f: np.ndarray, labels: np.ndarray, bg: float) -> dict:
+    """Figures of the borders shared by touching cells (see the module docstring)."""
+    band = masks.touching_border_mask(labels, 2).astype(bool)
+    cells = labels > 0
+    n_cells = np.unique(labels[cells]).size
+    out = {"touch": np.unique(labels[band & cells]).size / n_cells if n_cells else np.nan,
+           "gap": float((band & ~cells).sum() / band.sum()) if band.any() else np.nan,
+           "seam": np.nan, "seam_tex": np.nan, "seam_profile": {}}
+    if not band.any():
+        return out
+    # a cell pixel next to background that is not a gap between two cells: an outline on background
+    open_bg = ~cells & ~band
+    outline = cells & (ndimage.binary_dilation(open_bg) | ~ndimage.binary_erosion(np.ones_like(cells)))
+    to_seam = np.ceil(ndimage.distance_transform_edt(~band)).astype(int)
+    to_outline = ndimage.distance_transform_edt(~outline)
+    near = band | (cells & (to_seam < to_outline))
+    prof = {d: float(f[near & (to_seam == d)].mean()) - bg for d in range(RING_PX + 1)
+            if np.any(near & (to_seam == d))}
+    lo, hi = SEAM_INTERIOR_PX
+    interior = near & ~band & (to_seam >= lo) & (to_seam <= hi)
+    if interior.any():
+        local = _local_std(f, 3)
+        out["seam"] = float(f[band].mean() - f[interior].mean())
+        out["seam_tex"] = float(np.median(local[band]) / max(np.median(local[interior]), 1e-6))
+    out["seam_profile"] = prof
+    return out
+
+
 def collect(root: Path) -> list[dict]:
     """Per frame under ``root/images``: its cell type, frame figures and (when annotated) cell areas."""
     truth: dict[str, tuple] = {}
@@ -98,19 +136,19 @@ def collect(root: Path) -> list[dict]:
     rows = []
     for path in sorted(p for p in (root / "images").rglob("*") if p.suffix.lower() in SUFFIXES):
         img = data.read_image(path)
-        cells, areas = None, []
+        labels, areas = None, []
         if path.name in truth:
             split, rec = truth[path.name]
             anns = split.annotations_for(rec["id"])
-            cells = masks.semantic_mask(anns, *img.shape, source=split.annotation_file).astype(bool)
+            labels = masks.instance_labels(anns, *img.shape, source=split.annotation_file)
             areas = [float(a["area"]) for a in anns]
-        rows.append({"file": path.name, "type": data.cell_type_of(path.name), "annotated": cells is not None,
-                     "areas": areas, **frame_stats(img, cells)})
+        rows.append({"file": path.name, "type": data.cell_type_of(path.name), "annotated": labels is not None,
+                     "areas": areas, **frame_stats(img, labels)})
     return rows
 
 
 COLUMNS = ("bg", "std", "p1", "p50", "p99", "hf", "ac1x", "ac1y", "rows", "cols", "tex50", "tex90",
-           "tex_in", "tex_bg", "cover", "body", "halo", "rim")
+           "tex_in", "tex_bg", "cover", "body", "halo", "rim", "touch", "gap", "seam", "seam_tex")
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -156,13 +194,27 @@ def _rng(s) -> str:
     return f"{100 * r[0]:.0f}-{100 * r[1]:.0f}%" if r else "-"
 
 
-def mean_profile(rows: list[dict]) -> dict:
-    """Mean outline profile (grey minus background by signed distance) over annotated frames."""
+def mean_profile(rows: list[dict], key: str = "profile") -> dict:
+    """Mean ``key`` profile (grey minus background by distance) over annotated frames."""
     acc: dict[int, list] = {}
     for r in rows:
-        for d, v in r.get("profile", {}).items():
+        for d, v in r.get(key, {}).items():
             acc.setdefault(d, []).append(v)
     return {d: float(np.mean(v)) for d, v in sorted(acc.items())}
+
+
+def print_profiles(real_rows: list[dict], synth_rows: list[dict], key: str, title: str) -> dict:
+    """Print the mean ``key`` profile, real beside sample, over all and per annotated cell type."""
+    profiles = {"real": mean_profile(real_rows, key), "sample": mean_profile(synth_rows, key)}
+    print("\n" + title)
+    for src, prof in profiles.items():
+        print(f"  {'all':7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
+    for t in sorted({r["type"] for r in real_rows if r["annotated"]}):
+        for src, rows in (("real", real_rows), ("sample", synth_rows)):
+            prof = mean_profile([r for r in rows if r["type"] == t], key)
+            profiles[f"{src} {t}"] = prof
+            print(f"  {t:7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
+    return profiles
 
 
 def main(argv=None) -> int:
@@ -187,18 +239,17 @@ def main(argv=None) -> int:
     print(f"real: {args.data}, {len(real_rows)} frames ({sum(r['annotated'] for r in real_rows)} annotated); "
           f"sample: {len(synth_rows)} frames\n")
     print_side_by_side(real, synth)
-    profiles = {"real": mean_profile(real_rows), "sample": mean_profile(synth_rows)}
-    print("\nmean grey minus background by distance to the outline (px, inside < 0), all types"
-          " and each type with annotated real frames:")
-    for src, prof in profiles.items():
-        print(f"  {'all':7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
-    for t in sorted({r["type"] for r in real_rows if r["annotated"]}):
-        for src, rows in (("real", real_rows), ("sample", synth_rows)):
-            prof = mean_profile([r for r in rows if r["type"] == t])
-            profiles[f"{src} {t}"] = prof
-            print(f"  {t:7s} {src:6s} " + " ".join(f"{d:+d}:{v:+5.1f}" for d, v in prof.items()))
+    profiles = print_profiles(
+        real_rows, synth_rows, "profile",
+        "mean grey minus background by distance to the outline (px, inside < 0), all types"
+        " and each type with annotated real frames:")
+    seams = print_profiles(
+        real_rows, synth_rows, "seam_profile",
+        "mean grey minus background by distance to a border shared by two touching cells (px,"
+        " 0 = the band where they meet), pixels nearer to it than to an outline on background:")
     report = {"data": str(args.data), "seed": args.seed, "generator_version": sample.GENERATOR_VERSION,
-              "sample_seconds": seconds, "real": real, "sample": synth, "outline_profile": profiles}
+              "sample_seconds": seconds, "real": real, "sample": synth, "outline_profile": profiles,
+              "seam_profile": seams}
     atomic.write_json(args.json, report)
     print(f"\njson: {args.json}")
     return 0

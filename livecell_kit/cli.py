@@ -6,6 +6,7 @@
     livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
+    livecell-kit export   --model MODEL --out DIR [--training-data livecell|sample]  # bioimage.io package
     livecell-kit student  --out DIR                            # notebooks without solutions
 
 Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
 from livecell_kit.data.download import DOWNLOAD_SUBSETS
+from livecell_kit.export import provenance
 
 
 def _cmd_sample(args) -> None:
@@ -64,7 +66,7 @@ def _run_subset_rule(model_path: Path) -> str:
     """The subset rule of the run that trained ``model_path`` (its config.json), else "stratified"."""
     run_dir = model_path if model_path.is_dir() else model_path.parent
     try:
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8-sig"))
         return config["preset"]["data"]["subset"]
     except (OSError, ValueError, KeyError, TypeError):
         return "stratified"
@@ -83,6 +85,11 @@ def _cmd_evaluate(args) -> None:
                                        "threshold_source")}
     print(json.dumps(summary, indent=2))
     print(evaluate.seed_comparison(results))
+    if "cells" in results:
+        cells, ap = results["cells"], results["instance"]
+        print(f"cells ({results['instance_source']}): AP {ap['AP']:.3f}, AP50 {ap['AP50']:.3f}; count "
+              f"median abs. error {cells['count_median_abs_error_pct']:.1f} %; confluence error "
+              f"mean {cells['confluence_mae_pp']:.1f}, worst {cells['confluence_max_pp']:.1f} points")
     print(f"metrics written to {args.out}")
 
 
@@ -96,6 +103,13 @@ def _cmd_predict(args) -> None:
         print(f"wrote predictions for {len(err.written)} images to {args.out}")
         raise
     print(f"wrote predictions for {len(written)} images to {args.out}")
+
+
+def _cmd_export(args) -> None:
+    from livecell_kit.export.package import export_model
+
+    out = export_model(args.model, args.out, training_data=args.training_data, author=args.author)
+    print(f"bioimage.io package in {out} (open {out / 'rdf.yaml'}; zipped: {out / (out.name + '.zip')})")
 
 
 def _cmd_student(args) -> None:
@@ -193,13 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data root whose val split picks the threshold (default: --data)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="masks, instance labels and overlays for images")
+    p = sub.add_parser("predict", help="masks, cell labels and overlays for images, and cells.csv")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--threshold", type=probability, default=0.5,
-                   help="cell-probability cut-off in [0, 1] (default 0.5)")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="cell-probability cut-off in [0, 1] (default "
+                        f"{presets.CELL_SPLITTING.foreground_threshold}: presets.CELL_SPLITTING)")
     p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="a BioImage Model Zoo package (Fiji/deepImageJ, QuPath, napari)")
+    p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
+    p.add_argument("--out", required=True, type=Path, help="package folder to write (rdf.yaml and its files)")
+    p.add_argument("--training-data", choices=provenance.TRAINING_DATA, default=None,
+                   help="what the model was trained on, which sets the licence (LIVECell: CC BY-NC 4.0; "
+                        "the kit's sample: MIT); default: what the run folder's config.json records")
+    p.add_argument("--author", default="livecell-kit user", help="the model's author named in rdf.yaml")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("student", help="student notebooks: solutions replaced by 'your turn'")
     p.add_argument("--source", type=Path, default=Path("notebooks"), help="solution notebooks")
@@ -214,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported up front, with its C++ start-up logs silenced.
-_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict"}
+_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

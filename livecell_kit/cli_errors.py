@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from livecell_kit import data, masks
+from livecell_kit.data.cache import resolve_cache_dir
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -111,7 +112,22 @@ def _os_error(err: OSError) -> str:
     where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
     what = err.strerror[0].lower() + err.strerror[1:]
     fix = _OS_FIXES.get(err.errno, "check the path and rerun the same command")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and err.filename is not None:
+        fix = _setting_fix(Path(err.filename)) or fix
     return f"{where}: {what}; {fix}" if where else f"{what}; {fix}"
+
+
+def _setting_fix(path: Path) -> str | None:
+    """For an unwritable folder the kit chose itself: the environment variable that moves it."""
+    places = (("LIVECELL_KIT_WORKDIR", data.default_workdir(), "work folder (indexes, mask caches, sample)"),
+              ("LIVECELL_KIT_DATA", resolve_cache_dir(), "download cache"))
+    path = path.expanduser().absolute()
+    for variable, folder, what in places:
+        folder = folder.expanduser().absolute()
+        if path == folder or folder in path.parents:
+            return (f"it is in the kit's {what} {folder}: make that writable, or set {variable} "
+                    f"to a folder you can write to and rerun")
+    return None
 
 
 def _disk_full(err: OSError, out) -> str:

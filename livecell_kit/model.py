@@ -25,8 +25,11 @@ Do **not** feed images already scaled to [0, 1]: they would look black.
 
 Convolutions use ``"same"`` padding, so H and W must be multiples of
 ``2**depth`` (520×704 frames work for depth ≤ 3) and the output has the
-input's size.  ``C`` is 1 for ``outputs="semantic"`` (cell probability) and
-2 for ``"semantic+border"`` (cell, touching-border probability).
+input's size.  ``C`` is 1 for ``outputs="semantic"`` (cell probability),
+2 for ``"semantic+border"`` (cell, touching-border probability) and 3 for
+``"cells"``, the instance head (cell probability, then each cell's normalised
+centre distance and inverted boundary distance, as
+:func:`livecell_kit.masks.distance_targets` defines them).
 
 The output layer is float32 even under a mixed-precision policy: sigmoid
 probabilities and the loss stay accurate in bfloat16/float16 training.
@@ -43,7 +46,7 @@ from livecell_kit.presets import ModelConfig
 #: What the model expects as input: raw grey values in this range.
 INPUT_RANGE = (0, 255)
 
-_OUTPUT_CHANNELS = {"semantic": 1, "semantic+border": 2}
+_OUTPUT_CHANNELS = {"semantic": 1, "semantic+border": 2, "cells": 3}
 _UPSAMPLING = ("transpose", "bilinear")
 
 
@@ -67,7 +70,7 @@ def _check(cfg: ModelConfig) -> None:
 
 
 def output_channels(cfg: ModelConfig) -> int:
-    """Number of sigmoid output channels: 1 (semantic) or 2 (semantic+border)."""
+    """Number of sigmoid output channels: 1 (semantic), 2 (semantic+border) or 3 (cells)."""
     _check(cfg)
     return _OUTPUT_CHANNELS[cfg.outputs]
 

@@ -22,9 +22,11 @@ Command line::
 
     livecell-kit predict --model MODEL --out DIR IMAGE_OR_DIR...
 
-writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels)
-and ``<stem>_overlay.png`` per image, mirroring input sub-folders, never two inputs
-into one name, and going on past unreadable files (:func:`predict_paths`).
+writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (16-bit cell labels, from
+:func:`livecell_kit.instances.split_cells`) and ``<stem>_overlay.png`` per image,
+mirroring input sub-folders, never two inputs into one name, and going on past
+unreadable files (:func:`predict_paths`); and one table, ``cells.csv``, of cells and
+confluence per frame (:mod:`livecell_kit.cell_table`).
 """
 from __future__ import annotations
 
@@ -38,12 +40,13 @@ import tifffile
 from PIL import Image
 
 from livecell_kit.progress import progress_bar
-from livecell_kit import atomic
+from livecell_kit import atomic, cell_table
 from livecell_kit.data.images import ImageReadError, iter_pages
-from livecell_kit.instances import semantic_to_instances
+from livecell_kit.instances import cell_statistics, instance_source, split_cells
 from livecell_kit.predict_inputs import (  # list_images: kept here for callers of predict
-    OUTPUT_SUFFIXES, expand_inputs, list_images, output_stems)
+    OUTPUT_SUFFIXES, PredictionError, expand_inputs, list_images, output_stems)
 from livecell_kit.overlay import overlay_image
+from livecell_kit.presets import CELL_SPLITTING, CellSplitting
 
 # TensorFlow and Keras are imported by the functions that run a model, not here: they take
 # seconds to load and Keras imports matplotlib.pyplot, which reading, writing and drawing
@@ -275,7 +278,8 @@ class Prediction:
 
     prob: float32 (H, W) cell probability; border: float32 (H, W) or None
     (two-channel models); mask: uint8 (H, W) 0/1 at ``threshold``;
-    labels: int32 (H, W) instance labels (0 = background).
+    labels: int32 (H, W) instance labels (0 = background); method: how they were
+    found (``instances.instance_source``).
     """
 
     prob: np.ndarray
@@ -283,16 +287,22 @@ class Prediction:
     labels: np.ndarray
     threshold: float
     border: np.ndarray | None = None
+    method: str = ""
 
 
-def predict_array(model, image: np.ndarray, threshold: float = 0.5, out_dir=None, stem: str = "image",
-                  tile: int | None = None, min_size: int = 20) -> Prediction:
-    """Predict one in-memory image; with ``out_dir``, also write its three files (see :func:`write_prediction`)."""
+def predict_array(model, image: np.ndarray, threshold: float | None = None, out_dir=None,
+                  stem: str = "image", tile: int | None = None,
+                  splitting: CellSplitting = CELL_SPLITTING) -> Prediction:
+    """Predict one in-memory image; with ``out_dir``, also write its three files (:func:`write_prediction`).
+    Cells: :func:`livecell_kit.instances.split_cells` with ``splitting``, ``threshold`` (default
+    ``splitting.foreground_threshold``) cutting the foreground."""
     out = predict_image(model, image, tile=tile)
-    prob, border = (out, None) if out.ndim == 2 else (out[..., 0], out[..., 1])
-    labels = semantic_to_instances(prob, threshold, border_prob=border, min_size=min_size)
-    pred = Prediction(prob=prob, mask=(prob >= threshold).astype(np.uint8), labels=labels,
-                      threshold=threshold, border=border)
+    out = out[..., None] if out.ndim == 2 else out
+    threshold = splitting.foreground_threshold if threshold is None else float(threshold)
+    labels, _ = split_cells(out, splitting, threshold=threshold)
+    pred = Prediction(prob=out[..., 0], mask=(out[..., 0] >= threshold).astype(np.uint8), labels=labels,
+                      threshold=threshold, border=out[..., 1] if out.shape[-1] == 2 else None,
+                      method=instance_source(out.shape[-1]))
     if out_dir is not None:
         write_prediction(pred, image, out_dir, stem)
     return pred
@@ -320,30 +330,22 @@ def write_prediction(pred: Prediction, image: np.ndarray, out_dir, stem: str) ->
     return paths
 
 
-class PredictionError(ValueError):
-    """Some inputs could not be predicted; the others were.  The message lists each failed
-    file and why.  ``written``: the outputs made (as :func:`predict_paths` returns them);
-    ``failed``: ``(file, message)`` per input that failed."""
-
-    def __init__(self, message: str, written=(), failed=()):
-        super().__init__(message)
-        self.written, self.failed = list(written), list(failed)
-
-
-def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | None = None,
-                  min_size: int = 20, progress: bool = False) -> list[dict]:
-    """Predict image files and write three files per image (per page of a stack) under ``out_dir``.
+def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: int | None = None,
+                  splitting: CellSplitting = CELL_SPLITTING, progress: bool = False) -> list[dict]:
+    """Predict image files: three files per image (per page of a stack) under ``out_dir``, and
+    ``cells.csv`` (:mod:`livecell_kit.cell_table`: this run's frames, earlier rows of others kept).
 
     paths: one TIFF/PNG/JPEG file or folder, or a list of them (folders are
         searched recursively for .tif/.tiff/.png/.jpg/.jpeg).
-    Writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (instance labels) and
+    Writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (cell labels) and
     ``<stem>_overlay.png``; input sub-folders are mirrored under ``out_dir`` and two
     inputs never share outputs (:func:`output_stems`); pages of a multi-page file get
     ``_p001``, ``_p002``… appended.  Files in ``out_dir`` named like these outputs (a
     rerun with ``out_dir`` inside an input folder) are not predicted again.
-    Returns one ``{"image", "page", "scaling", "mask", "labels", "overlay"}`` dict
-    per image page: ``page`` is 0-based, ``scaling`` the intensity rule used to
-    reach uint8 (16-bit/float inputs, also printed once per file) or None.
+    threshold, splitting: as in :func:`predict_array`.  Returns one ``{"image", "page", "pages",
+    "scaling", "mask", "labels", "overlay", "cells", "method", "threshold"}`` dict per page:
+    ``page`` 0-based, ``scaling`` the rule that reached uint8 (16-bit/float inputs, printed once
+    per file) or None, ``cells`` the frame's ``instances.cell_statistics``.
     An input that cannot be read or predicted does not stop the others: after the last
     one, :class:`PredictionError` lists every failed file (its ``written`` holds the
     outputs made).  Missing paths and output-name collisions raise before any work.
@@ -359,9 +361,11 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
     claimed: dict[str, Path] = {}  # output file (casefolded) -> input that wrote it in this run
     for f, stem in progress_bar(inputs, desc="predict", unit="image", disable=not progress):
         try:
-            written.extend(_predict_file(model, f, out_dir / stem, claimed, threshold, tile, min_size))
+            written.extend(_predict_file(model, f, out_dir / stem, claimed, threshold, tile, splitting))
         except (ImageReadError, ValueError) as err:  # a bad input: note it, go on with the rest
             failed.append((f, str(err)))
+    if written:
+        cell_table.report_cells_table(written, out_dir)
     if failed:
         listed = "\n  ".join(message for _, message in failed)
         raise PredictionError(f"{len(failed)} of {len(inputs)} input files could not be predicted "
@@ -370,7 +374,7 @@ def predict_paths(model, paths, out_dir, threshold: float = 0.5, tile: int | Non
     return written
 
 
-def _predict_file(model, f: Path, base: Path, claimed: dict, threshold: float, tile, min_size) -> list[dict]:
+def _predict_file(model, f: Path, base: Path, claimed: dict, threshold, tile, splitting) -> list[dict]:
     """Predict every page of one file into ``<base>[_pNNN]_*``; refuses to overwrite an output
     another input wrote in this run (``claimed``)."""
     written, noted = [], False
@@ -386,9 +390,11 @@ def _predict_file(model, f: Path, base: Path, claimed: dict, threshold: float, t
             noted = True
             print(f"{f}{page}: {info.scaling}" + (" (each page scaled on its own)" if page else ""))
         try:
-            pred = predict_array(model, image, threshold=threshold, tile=tile, min_size=min_size)
+            pred = predict_array(model, image, threshold=threshold, tile=tile, splitting=splitting)
         except ValueError as err:
             raise ValueError(f"{f}{page}: {err}") from err
-        written.append({"image": f, "page": info.page, "scaling": info.scaling,
-                        **write_prediction(pred, image, stem.parent, stem.name)})
+        written.append({"image": f, "page": info.page, "pages": info.pages, "scaling": info.scaling,
+                        **write_prediction(pred, image, stem.parent, stem.name),
+                        "cells": cell_statistics(pred.labels, pred.mask), "method": pred.method,
+                        "threshold": pred.threshold})
     return written

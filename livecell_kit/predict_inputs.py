@@ -89,3 +89,13 @@ def output_stems(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
                              f"different --out folders")
         owner[key] = f
     return [(f, stem) for (f, _), stem in zip(pairs, stems)]
+
+
+class PredictionError(ValueError):
+    """Some inputs could not be predicted; the others were.  The message lists each failed
+    file and why.  ``written``: the outputs made (as ``predict.predict_paths`` returns them);
+    ``failed``: ``(file, message)`` per input that failed."""
+
+    def __init__(self, message: str, written=(), failed=()):
+        super().__init__(message)
+        self.written, self.failed = list(written), list(failed)

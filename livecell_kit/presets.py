@@ -29,6 +29,9 @@ trained (:class:`TrainConfig`) and which data it sees (:class:`DataConfig`).
   augmentation, BCE + Dice, cosine learning-rate decay, early stopping.
 * ``quick`` — a small, batch-normalised U-Net trained on random crops, sized to
   learn the bundled sample data set in a couple of minutes on a 2-core CPU.
+* ``cells`` — ``quick``'s size with the instance head: besides "cell / not cell" the
+  U-Net predicts each cell's centre and boundary distance maps, from which a seeded
+  watershed splits touching cells; ``kit-cells`` — the same at ``kit``'s scale (GPU).
 * ``borders`` — ``quick`` with the U-Net paper's border-weighted BCE
   (Ronneberger et al. 2015, eq. 2): background pixels in the narrow gaps between
   cells weigh up to 1 + w0 = 11 times more, to teach the network to keep
@@ -56,8 +59,11 @@ class ModelConfig:
     dropout: dropout rate in the bottleneck (0 disables it).
     upsampling: ``"transpose"`` (learned 2×2 transposed convolution) or
         ``"bilinear"`` (fixed bilinear up-sampling followed by a 1×1 conv).
-    outputs: ``"semantic"`` (1 sigmoid channel: cell / not cell) or
-        ``"semantic+border"`` (2 sigmoid channels: cell, touching border).
+    outputs: ``"semantic"`` (1 sigmoid channel: cell / not cell),
+        ``"semantic+border"`` (2 sigmoid channels: cell, touching border) or
+        ``"cells"`` (the instance head, 3 sigmoid channels: cell, each cell's
+        normalised centre distance and inverted boundary distance; see
+        ``masks.distance_targets``).
     kernel_initializer: initial weights of the convolutions, a Keras name:
         ``"he_normal"`` suits ReLU networks; ``"glorot_uniform"`` is Keras'
         default, which the seed project used.
@@ -83,7 +89,10 @@ class TrainConfig:
     augment: random zoom, flips, 90° rotations and intensity changes (``train.pipeline.Augmentation``).
     loss: ``"bce"`` (the seed's binary cross-entropy), ``"bce_dice"``
         (BCE + soft Dice, robust to the many background pixels) or
-        ``"weighted_bce"`` (BCE weighted by the U-Net paper's border weight map).
+        ``"weighted_bce"`` (BCE weighted by the U-Net paper's border weight map);
+        for ``outputs="cells"``: ``"cells_loss"`` (BCE + Dice on the cell channel,
+        squared error of the distance maps inside cells) or ``"cells_l1_loss"``
+        (the same with absolute error).
     border_weight_w0, border_weight_sigma: the weight map's w0 (extra weight in the
         narrowest gaps between cells) and σ (its fall-off, in pixels), the U-Net
         paper's 10 and 5; used by ``"weighted_bce"`` only.
@@ -112,6 +121,15 @@ class TrainConfig:
     seed: int = 0
     border_weight_w0: float = 10.0
     border_weight_sigma: float = 5.0
+
+
+# --- instance head (issue 21, i21-core) -------------------------------------------------------
+#: Weight of the distance maps' error against the foreground's BCE + Dice in the instance head's
+#: losses (``train.losses.cells_loss``: mean squared error; ``cells_l1_loss``: mean absolute error),
+#: so that both parts pull on the network: on the sample, after training, BCE + Dice is ~0.2 and
+#: the distances' squared error ~0.02.
+CELLS_DISTANCE_WEIGHTS = {"cells_loss": 5.0, "cells_l1_loss": 2.0}
+# --- end instance head --------------------------------------------------------------------------
 
 
 #: What the seed project reported on its 512 test images (Keras binary accuracy at 0.5, BCE).
@@ -200,6 +218,29 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# --- instance head presets (issue 21, i21-core) ---------------------------------------------------
+PRESETS["cells"] = Preset(
+    name="cells",
+    description=(
+        "Laptop-CPU instance head: batch-normalised U-Net (depth 3, 8 filters) predicting cell, "
+        "centre-distance and boundary-distance maps on random 128x128 crops with augmentation, "
+        "BCE + Dice plus the distances' squared error; a few minutes on 2 cores."
+    ),
+    model=dataclasses.replace(_QUICK.model, outputs="cells"),
+    train=dataclasses.replace(_QUICK.train, loss="cells_loss", epochs=12),
+    data=_QUICK.data,
+)
+PRESETS["kit-cells"] = dataclasses.replace(
+    PRESETS["kit"], name="kit-cells",
+    description=(
+        "The kit preset with the instance head (GPU): cell, centre-distance and boundary-distance "
+        "maps, BCE + Dice plus the distances' squared error."
+    ),
+    model=dataclasses.replace(PRESETS["kit"].model, outputs="cells"),
+    train=dataclasses.replace(PRESETS["kit"].train, loss="cells_loss"),
+)
+# --- end instance head presets ---------------------------------------------------------------------
+
 
 def get_preset(name: str, **overrides) -> Preset:
     """Return preset ``name`` with fields replaced by ``overrides``.
@@ -241,3 +282,57 @@ def resolve(preset, **overrides) -> Preset:
     if isinstance(preset, Preset):
         return override(preset, **overrides)
     raise TypeError(f"preset must be a name ({', '.join(PRESETS)}) or a Preset, got {type(preset).__name__}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How ``livecell-kit export`` writes a BioImage Model Zoo package (:mod:`livecell_kit.export`).
+
+    onnx_opset: ONNX operator set of the exported graph; 15-17 run in deepImageJ's and
+        current ONNX Runtime releases (17 has every operator the U-Net uses).
+    test_side: height and width in pixels of the package's test image (a synthetic frame
+        the kit draws), rounded down to the model's size multiple; small keeps the
+        package's test quick in every tool.
+    test_seed: random seed of that frame, so two exports of one model hold the same test tensors.
+    """
+
+    onnx_opset: int = 17
+    test_side: int = 256
+    test_seed: int = 23
+
+
+EXPORT = ExportConfig()
+
+
+# --- splitting a cells model's output into cells (livecell_kit.instances) -------------------------
+
+@dataclass(frozen=True)
+class CellSplitting:
+    """How :func:`livecell_kit.instances.split_cells` turns a model's output into cells.
+
+    foreground_threshold: a pixel is inside a cell when its foreground probability is at
+        least this (all three kinds of model).
+    centre_threshold, boundary_threshold: seeds are the pixels whose smoothed centre
+        distance and boundary distance (both 0 at a cell's middle, 1 at its outline) are
+        below these (models with distance maps only).
+    smoothing_sigma: Gaussian smoothing of the two distance maps before seeding, in pixels.
+    min_size: cells smaller than this many pixels are dropped.
+    scoring: each cell's confidence for COCO AP: ``"foreground"`` (its mean foreground
+        probability), ``"foreground_seed"`` (that times 1 - its lowest centre distance:
+        how clearly it has a centre) or ``"foreground_shape"`` (that times how well the
+        predicted boundary distance matches the found cell's own shape).
+    Chosen on the sample's val split only (``bench/cells_tuning.py`` prints the grid).
+    """
+
+    foreground_threshold: float = 0.5
+    centre_threshold: float = 0.5
+    boundary_threshold: float = 0.5
+    smoothing_sigma: float = 1.6
+    min_size: int = 20
+    scoring: str = "foreground"
+
+
+#: Chosen by bench/cells_tuning.py for the ``cells`` preset trained on the seed-0 sample, on its
+#: val split (16 frames): AP 0.31 there, against 0.23 at the defaults above (torch-em's).
+CELL_SPLITTING = CellSplitting(foreground_threshold=0.6, centre_threshold=0.4, boundary_threshold=0.6,
+                               smoothing_sigma=1.0, min_size=20, scoring="foreground_shape")

@@ -21,12 +21,18 @@ type's early frames, packed into flat sheets in its late ones
 polygon; the polygon *is* the annotation, so the masks decoded from the JSON
 describe exactly the cells that were drawn.
 
+The folder's stamp records how it was drawn (generator version, seed, frames per type)
+and the size and CRC-32 of every file; :func:`make_sample` compares them each time it is
+asked for the sample (about 1 ms per MiB: 33 ms for the default 34 MiB sample) and draws
+it again, with a one-line warning, when a file is missing, truncated or changed.
+
 Same ``seed`` -> byte-identical files.  The default sample (4/2/2 images per
 type and split, 64 frames) takes under ten seconds on a laptop CPU.
 """
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +49,7 @@ DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.
 STAMP_NAME = ".livecell-kit-sample.json"
 #: Bump when the drawing changes, so cached samples are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 # --------------------------------------------------------------------------- files
@@ -98,8 +104,10 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
         ``{"train": 4, "val": 2, "test": 2}`` (32/16/16 frames over 8 types).
 
     Returns at once, without drawing anything, when ``out`` already holds a
-    complete sample made with the same settings.  Refuses to write into a
-    folder holding a data set it did not make (e.g. the real LIVECell).
+    complete sample made with the same settings whose files have the sizes and
+    checksums recorded when they were written; a sample that does not match is
+    drawn again with a warning.  Refuses to write into a folder holding a data
+    set it did not make (e.g. the real LIVECell).
     """
     out = Path(out).expanduser()
     sizes = _check_sizes(images_per_type)
@@ -109,9 +117,14 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
     settings = {"generator_version": GENERATOR_VERSION, "seed": seed, "images_per_type": sizes}
     stamp_path = out / STAMP_NAME
     stamp = atomic.read_stamp(stamp_path)
+    if stamp is not None:
+        _sweep(out)
     if stamp is not None and stamp.get("complete") and stamp.get("settings") == settings:
-        if all((out / f).is_file() for f in stamp.get("files", [])):
+        problem = atomic.part_problem(out, stamp.get("parts"))
+        if problem is None:
             return out
+        warnings.warn(f"sample {out} does not match what was drawn: {problem}; drawing it again "
+                      f"(seed {seed}, generator v{GENERATOR_VERSION})", stacklevel=2)
     if stamp is None and (out / "annotations").is_dir() and any((out / "annotations").iterdir()):
         raise FileExistsError(
             f"{out} already holds a data set that make_sample did not write (no {STAMP_NAME}); "
@@ -143,7 +156,10 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
                 coverage = lo * (hi / lo) ** q
                 labels, polygons, rounded = place_cells(rng, morph, coverage,
                                                         rounded_share=morph.rounded * (1.0 - q) ** 2)
-                img = render_frame(rng, morph, labels, rounded, crowding=q)
+                # debris, optics and background from a stream of their own: they stay put when
+                # the drawing of the cells changes
+                scene = np.random.default_rng([seed, t_index, s_index, k, 1])
+                img = render_frame(rng, morph, labels, rounded, crowding=q, scene_rng=scene)
                 rel = split_image_dir(Path(), split) / name
                 _write_tiff(out / rel, img)
                 written.append(rel.as_posix())
@@ -191,5 +207,13 @@ def make_sample(out, seed: int = 0, images_per_type: dict[str, int] | None = Non
             (out / stale).unlink()
         except OSError:
             pass
-    atomic.write_stamp(stamp_path, {"complete": True, "settings": settings, "files": written})
+    atomic.write_stamp(stamp_path, {"complete": True, "settings": settings, "files": written,
+                                    "parts": atomic.part_records(out, written)})
     return out
+
+
+def _sweep(out: Path) -> None:
+    """Remove temporary files of writes that were killed, in the folders a sample writes to."""
+    for folder in (out, annotation_path(out, "train").parent,
+                   *{split_image_dir(out, split) for split in SPLITS}):
+        atomic.sweep_temp_files(folder)

@@ -32,6 +32,12 @@ about LIVECell; none of its pixels or outlines is used — and the seed-0 sample
   [+2.7 / +0.4], a darker band -5 at 4-6 px inside [-4 at 3-4 px]; the ring is
   +15 for MCF7 (many round cells) [+8], +5.5 for BT474 [+6.4] and +1.7 for the flat,
   faint Huh7 [+2.1].
+* borders shared by touching cells (generator v4; figures in brackets from the v4 sample):
+  81-88 % of the cells touch another within 2 px [83-96 %]; 13-14 % of the 2-px band where
+  MCF7 / BT474 cells meet is a background gap, 43 % for Huh7 [10-19 %]; grey minus background
+  across the seam, band / 1 px / 2-6 px beside it: MCF7 +11 / -3 / -9 [+7 / -1 / -6 to -10],
+  BT474 +1.3 / -2.3 / -2 [+5 / 0 / -1 to -3], Huh7 +2.1 / +0.4 / -1 [+2.2 / 0 / -0.4 to -2];
+  the seam fades as a sheet fills up (MCF7: seam minus interior 35 at 8 % coverage, 5 at 51 %).
 """
 from __future__ import annotations
 
@@ -47,6 +53,10 @@ from livecell_kit.data import IMAGE_HEIGHT, IMAGE_WIDTH
 _SNAP = 4.0
 _MAX_CELLS = 1500
 _Z_P90 = 1.2816  # standard normal quantile of 0.9
+#: Packed cells stop this far short of the line they share: their rasterised outlines then
+#: meet (as LIVECell's: 13-14 % of the 2-px band where MCF7 / BT474 cells meet is a background
+#: gap) and overlap on well under 1 % of the pixels.
+_SEAM_CLEARANCE_PX = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,9 @@ class Morphology:
     texture: strength of the cytoplasm's mottle, in grey levels of thickness.
     granular_zone: width of the textured zone around the nucleus, in nucleus radii
         (the lamella beyond it is smooth).
+    seam_cleft: share of the thickness lost in the cleft where two touching cells meet
+        (1 = down to nothing: a bright line between them; 0 = no line).
+    seam_shade: grey levels by which a spread cell is darker beside a border it shares.
     """
 
     area: tuple[float, float]
@@ -85,42 +98,52 @@ class Morphology:
     granules: float = 0.03
     texture: float = 12.0
     granular_zone: float = 1.5
+    seam_cleft: float = 1.0
+    seam_shade: float = 0.0
 
 
 MORPHOLOGIES: dict[str, Morphology] = {
     # spread, irregular glioblastoma cells with broad protrusions; round when freshly seeded
     "A172": Morphology(area=(300, 2600), aspect=(1.2, 2.4), wobble=0.25, harmonics=6,
                        cluster=0.35, coverage=(0.08, 0.9), rounded=0.5, lamella=18, body=16,
-                       granules=0.045, granular_zone=0.6),
+                       granules=0.045, granular_zone=0.6,
+                       seam_cleft=0.6, seam_shade=3),
     # compact breast-cancer cells growing in dense clusters
     "BT474": Morphology(area=(240, 1000), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
                         cluster=0.9, coverage=(0.08, 0.7), rounded=0.5, lamella=9, body=18,
-                        granules=0.056, granular_zone=3.0),
+                        granules=0.056, granular_zone=3.0,
+                        seam_cleft=0.2, seam_shade=5),
     # small, round microglia with bright halos
     "BV2": Morphology(area=(150, 420), aspect=(1.0, 1.4), wobble=0.08, harmonics=4,
                       cluster=0.3, coverage=(0.06, 0.8), rounded=0.6, lamella=26, body=22,
-                      granules=0.06, granular_zone=3.0),
+                      granules=0.06, granular_zone=3.0,
+                      seam_cleft=1.0, seam_shade=6),
     # large, very flat hepatoma cells: faint lamellae around a granular middle
     "Huh7": Morphology(area=(300, 3200), aspect=(1.0, 1.7), wobble=0.15, harmonics=6,
                        cluster=0.6, coverage=(0.08, 0.85), rounded=0.1, lamella=4, body=10,
-                       granules=0.045, granular_zone=0.5),
+                       granules=0.045, granular_zone=0.5,
+                       seam_cleft=0.5, seam_shade=2),
     # epithelial breast-cancer cells in cobblestone sheets
     "MCF7": Morphology(area=(165, 520), aspect=(1.0, 1.5), wobble=0.1, harmonics=5,
                        cluster=0.85, coverage=(0.08, 0.8), rounded=0.5, lamella=14, body=16,
-                       granules=0.056, granular_zone=3.0),
+                       granules=0.056, granular_zone=3.0,
+                       seam_cleft=1.0, seam_shade=11),
     # small neuroblastoma bodies with long thin neurites
     "SHSY5Y": Morphology(area=(150, 600), aspect=(1.2, 2.2), wobble=0.1, harmonics=3,
                          neurites=(1, 3), neurite_length=2.5, cluster=0.4,
                          coverage=(0.08, 0.75), rounded=0.2, lamella=20, body=20, granules=0.045,
-                         granular_zone=2.0),
+                         granular_zone=2.0,
+                         seam_cleft=0.6, seam_shade=3),
     # round-ish breast-cancer cells in loose grape-like clusters, some spread flat
     "SkBr3": Morphology(area=(200, 900), aspect=(1.0, 1.5), wobble=0.1, harmonics=4,
                         cluster=0.7, coverage=(0.08, 0.7), rounded=0.6, lamella=14, body=18,
-                        granules=0.045, granular_zone=2.5),
+                        granules=0.045, granular_zone=2.5,
+                        seam_cleft=0.4, seam_shade=4),
     # elongated, spindle-shaped ovarian-cancer cells, flat and faint
     "SKOV3": Morphology(area=(400, 2000), aspect=(2.0, 4.5), wobble=0.1, harmonics=3,
                         spindle=1.4, cluster=0.35, coverage=(0.08, 0.8), rounded=0.2,
-                        lamella=20, body=16, granules=0.037, granular_zone=0.6),
+                        lamella=20, body=16, granules=0.037, granular_zone=0.6,
+                        seam_cleft=0.8, seam_shade=2),
 }
 
 
@@ -300,7 +323,7 @@ def _pack(centres: np.ndarray, radii: np.ndarray, shapes: list[np.ndarray], roun
             near_side = (limit < 1.8 * r).astype(float)
             facing = sum(np.roll(near_side, k) for k in range(-3, 4)) / 7  # circular mean over ±3 rays
             r = r * (1.0 + 0.5 * facing)
-        out.append(u * np.maximum(np.minimum(r, limit - 0.5), 0.0)[:, None])
+        out.append(u * np.maximum(np.minimum(r, limit - _SEAM_CLEARANCE_PX), 0.0)[:, None])
     return out
 
 

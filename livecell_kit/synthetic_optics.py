@@ -16,9 +16,12 @@ its polygon.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
+from livecell_kit.masks.borders import touching_border_mask
 from livecell_kit.synthetic_cells import Morphology
 
 
@@ -48,14 +51,31 @@ def _octagonal_distance(mask: np.ndarray) -> np.ndarray:
     return out * 0.5
 
 
-def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel: distance to its cell's outline and whether that nearest outline is shared.
+@dataclass(frozen=True)
+class _Depths:
+    """Per pixel (H, W), for the cells of a label image, all distances in px (octagonal metric).
 
-    Returns (depth float32 (H, W): 1 on the outline, 0 outside cells; shared bool (H, W):
-    the nearest outline is a boundary with a touching cell rather than with background).
+    depth: float32, distance to the cell's own outline (1 on it, 0.5 on a shared border, 0
+        outside cells); shared: bool, that nearest outline is a border with a touching cell
+        rather than with background; seam_depth: float32, distance below the nearest shared
+        border (0.5 on it; large in a cell that touches none); open_depth: float32, distance
+        to the nearest background pixel, through touching cells; gap: bool, background pixels
+        of a 1-px gap between two cells (where their rasterised outlines miss each other),
+        which count as part of the border the cells share, not as background.
     """
+
+    depth: np.ndarray
+    shared: np.ndarray
+    seam_depth: np.ndarray
+    open_depth: np.ndarray
+    gap: np.ndarray
+
+
+def _depths(labels: np.ndarray) -> _Depths:
+    """The :class:`_Depths` of int (H, W) ``labels`` (0 = background)."""
     cells = labels > 0
-    between = np.zeros_like(cells)
+    gap = ~cells & touching_border_mask(labels, 2).view(bool)
+    between = cells & ndimage.binary_dilation(gap)
     edge = (labels[1:, :] != labels[:-1, :]) & cells[1:, :] & cells[:-1, :]
     between[1:, :] |= edge
     between[:-1, :] |= edge
@@ -64,27 +84,32 @@ def _depths(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     between[:, :-1] |= edge
     depth = _octagonal_distance(cells & ~between)
     depth[between] = 0.5
-    shared = depth < _octagonal_distance(cells)
-    return depth, shared
+    open_depth = _octagonal_distance(cells | gap)
+    seam_depth = _octagonal_distance(~between) if between.any() else np.full(cells.shape, 1e3, np.float32)
+    seam_depth[between] = 0.5
+    return _Depths(depth, depth < open_depth, seam_depth, open_depth, gap)
 
 
 def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
-                   crowding: float) -> np.ndarray:
-    """Optical thickness φ (H, W) float32 of the labelled cells, in grey levels of contrast.
+                   crowding: float, scene_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Optical thickness φ (H, W) float32 of the labelled cells, in grey levels of contrast, and
+    the grey-level shade (H, W) float32 (<= 0) of spread cells beside the borders they share.
 
     rounded: bool (cells,), which cells are round thick domes.
     crowding: 0 (sparse frame) .. 1 (confluent); crowded cells are flatter and fainter.
+    scene_rng: the random numbers of the seams between touching cells.
     """
     h, w = labels.shape
     n = int(labels.max())
     phi = np.zeros((h, w), np.float32)
+    shade = np.zeros((h, w), np.float32)
     if n == 0:
-        return phi
-    depth, shared = _depths(labels)
+        return phi, shade
+    geometry = _depths(labels)
     inside = np.flatnonzero(labels)
     lab = labels.ravel()[inside]
-    d = depth.ravel()[inside]
-    shared = shared.ravel()[inside]
+    d = geometry.depth.ravel()[inside]
+    shared = geometry.shared.ravel()[inside]
     rows, cols = np.divmod(inside, w)
     # per cell, indexed by label (index 0 = background, unused)
     area = np.bincount(lab, minlength=n + 1).astype(np.float32)
@@ -97,6 +122,10 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     round_ = np.r_[False, rounded[:n]]
     inset = rng.uniform(1.0, 2.0, n + 1).astype(np.float32)
     flatten = 1.25 - 0.5 * crowding
+    # seams fade as a sheet fills up (LIVECell's MCF7: seam minus interior 35 grey levels at 8 %
+    # coverage, 5 at 51 %)
+    seam_strength = 1.4 - 1.0 * crowding
+    cleft = min(m.seam_cleft * seam_strength, 1.0)
     lamella = m.lamella * flatten * rng.uniform(0.6, 1.4, n + 1)
     body = m.body * flatten * rng.uniform(0.5, 1.5, n + 1)
     dome = rng.uniform(80.0, 140.0, n + 1) * (1.1 - 0.3 * crowding)
@@ -107,16 +136,26 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     nr = radius * rng.uniform(0.25, 0.38, n + 1)
     nucleus_step = rng.uniform(3.0, 9.0, n + 1)
 
-    # depth below the physical edge: just inside a touching neighbour, a bright halo's
-    # width inside an outline on background (where LIVECell's annotators drew it)
-    phys = d - np.where(shared, rng.uniform(0.3, 1.3), inset[lab])
-    edge = _smoothstep(phys / 1.5)
+    # depth below the physical edge: a bright halo's width inside an outline on background
+    # (where LIVECell's annotators drew it), half a pixel inside a touching neighbour (the
+    # cleft between two cells is the 2-px band where their outlines meet)
+    open_phys = geometry.open_depth.ravel()[inside] - inset[lab]
+    seam_phys = d - rng.uniform(0.2, 0.6)
+    phys = np.where(shared, np.minimum(seam_phys, open_phys), open_phys)
+    # where two cells meet the thickness dips by ``cleft`` of its value, not to zero; it never
+    # exceeds what the distance to the background allows (no thick corners at a seam's end)
+    edge = _smoothstep(open_phys / 1.5)
+    edge = np.where(shared, np.minimum(1.0 - cleft * (1.0 - _smoothstep(seam_phys)), edge), edge)
+    # round cells keep a wider cleft: they touch their neighbours only where their domes bulge
+    dome_edge = _smoothstep(open_phys / 2.0)
+    dome_seam = 1.0 - cleft * (1.0 - _smoothstep((d - scene_rng.uniform(0.3, 1.3)) / 2.0))
+    dome_edge = np.where(shared, np.minimum(dome_seam, dome_edge), dome_edge)
     dn = np.hypot(rows - ny[lab], cols - nx[lab]) / nr[lab]
     # spread cells: a flat lamella, a broad thicker body around the nucleus, the nucleus' own rim
     value = lamella[lab] * edge + body[lab] * edge * np.exp(-0.5 * (dn / 1.6) ** 2)
     value += nucleus_step[lab] * _smoothstep((1.0 - dn) * nr[lab] / 1.2) * edge
     # round cells: thick, with a steep edge and a flat top (which the optics shade off)
-    value = np.where(round_[lab], dome[lab] * _smoothstep(phys / 2.0), value)
+    value = np.where(round_[lab], dome[lab] * dome_edge, value)
     # texture: a mottle that follows the thickness, and dense granules, most around the nucleus
     near_nucleus = np.exp(-0.5 * (np.maximum(dn - 1.0, 0.0) / m.granular_zone) ** 2)
     mottle = _smooth_noise(rng, (h, w), 0.6).ravel()[inside]
@@ -129,8 +168,21 @@ def cell_thickness(rng: np.random.Generator, m: Morphology, labels: np.ndarray, 
     grains = np.zeros((h, w), np.float32)
     grains.ravel()[inside] = grain * strength + nucleoli * rng.uniform(50.0, 100.0, inside.size)
     phi.ravel()[inside] = value
+    if geometry.gap.any():
+        # a gap pixel between two touching cells is the bottom of their cleft: as thin as the
+        # cell pixels beside it (0 for a full cleft), so a 1-px miss of two outlines is no
+        # brighter than the rest of the seam
+        cells = (labels > 0).astype(np.float32)
+        beside_gap = ndimage.uniform_filter(phi, 3) / np.maximum(ndimage.uniform_filter(cells, 3), 1e-3)
+        phi[geometry.gap] = (1.0 - cleft) * beside_gap[geometry.gap]
+    # beside a shared border, spread cells are darker from 1 px in (LIVECell's MCF7: -9 grey
+    # levels at 2-6 px), fading deep inside and towards their outline on background
+    sd = geometry.seam_depth.ravel()[inside]
+    beside = _smoothstep((sd - 0.5) / 1.5) * np.exp(-np.maximum(sd - 6.0, 0.0) / 6.0)
+    beside *= _smoothstep((geometry.open_depth.ravel()[inside] - 1.0) / 3.0) * ~round_[lab]
+    shade.ravel()[inside] = -m.seam_shade * seam_strength * scene_rng.uniform(0.6, 1.4, n + 1)[lab] * beside
     # granules span 1-3 px, a little more than the optics' blur
-    return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5)
+    return phi + ndimage.gaussian_filter(grains, 0.5, truncate=2.5), shade
 
 
 def debris(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -188,16 +240,24 @@ def background(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 def render_frame(rng: np.random.Generator, m: Morphology, labels: np.ndarray, rounded: np.ndarray,
-                 crowding: float = 0.5) -> np.ndarray:
+                 crowding: float = 0.5, scene_rng: np.random.Generator | None = None) -> np.ndarray:
     """Phase-contrast uint8 (H, W) frame of the cells in ``labels`` (int32 (H, W), 0 = background).
 
-    rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent.
+    rounded: bool (cells,), which cells are rounded up; crowding: 0 sparse .. 1 confluent;
+    scene_rng: random numbers of the seams between cells, the debris, the optics and the
+    background (default: ``rng``): a stream of their own keeps them where they are when the
+    cells change (the cells draw as many numbers as they have pixels).
     """
-    phi = cell_thickness(rng, m, labels, rounded, crowding) + debris(rng, labels.shape)
+    scene_rng = rng if scene_rng is None else scene_rng
+    # the scene's fixed-size draws first, the seams' (one per cell) last
+    not_cells = debris(scene_rng, labels.shape)
+    psf, halo, gain = scene_rng.uniform((0.9, 0.45, 1.6), (1.3, 0.65, 2.4))
+    grey = background(scene_rng, labels.shape)
+    phi, shade = cell_thickness(rng, m, labels, rounded, crowding, scene_rng)
+    phi += not_cells
     # the optics: a band-pass, the point-spread function minus the halo's wider blur
-    image = (ndimage.gaussian_filter(phi, rng.uniform(0.9, 1.3), truncate=3.0)
-             - ndimage.gaussian_filter(phi, rng.uniform(0.45, 0.65)))
+    image = ndimage.gaussian_filter(phi, psf, truncate=3.0) - ndimage.gaussian_filter(phi, halo)
     # halos are brighter than bodies are dark (round cells in LIVECell: +28 vs -19 grey levels)
-    image *= np.where(image > 0, 1.4, 0.9) * rng.uniform(1.6, 2.4)
-    image += background(rng, labels.shape)
+    image *= np.where(image > 0, 1.4, 0.9) * gain
+    image += shade + grey
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)

@@ -99,3 +99,18 @@ def http_server(serve_http):
     state = FakeServer()
     state.url = serve_http(_handler(state))
     return state
+
+
+@pytest.fixture
+def bright_cells_model():
+    """A tiny 3-channel "cells" Keras model: foreground on bright pixels (sigmoid(20 x - 10),
+    x in 0..1), centre and boundary distance 0 there and 1 on background, so the seeded
+    watershed makes each separate bright blob one cell."""
+    import numpy as np
+
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(3, 1, activation="sigmoid")])
+    model.layers[-1].set_weights([np.array([[[[20.0, -20.0, -20.0]]]], np.float32),
+                                  np.array([-10.0, 10.0, 10.0], np.float32)])
+    return model

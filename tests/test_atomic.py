@@ -1,6 +1,7 @@
 """Atomic writes: files and folders the kit writes get the user's umask, not tempfile's 0600/0700."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -8,7 +9,7 @@ import threading
 
 import pytest
 
-from livecell_kit import atomic, course, data
+from livecell_kit import atomic, cli_errors, course, data
 
 
 @pytest.fixture
@@ -90,3 +91,56 @@ def test_student_notebooks_are_readable_by_others(tmp_path, umask):
         {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     written = course.make_student_notebooks(source, tmp_path / "student")
     assert [_mode(p) for p in written] == [0o644]
+
+
+def test_sweep_removes_only_abandoned_temp_files_of_the_kit(tmp_path):
+    old = os.stat(tmp_path).st_mtime - 60
+
+    def aged(name, payload=b"x"):
+        (tmp_path / name).write_bytes(payload)
+        os.utime(tmp_path / name, (old, old))
+        return tmp_path / name
+
+    abandoned = [aged(".a.png.0123abcd.tmp"), aged(".model.keras.deadbeef.tmp.keras")]
+    kept = [aged("a.png.0123abcd.tmp"), aged(".a.png.tmp"), aged(".a.png.XYZ12345.tmp"), aged("notes.txt")]
+    (tmp_path / ".b.png.01234567.tmp").mkdir()  # a folder: not a temp file of atomic_path
+    with atomic.atomic_path(tmp_path / "live.png", hold_lock=True) as live:  # a writer at work, its temp file old
+        os.utime(live, (old, old))
+        assert sorted(atomic.sweep_temp_files(tmp_path)) == sorted(abandoned)
+        assert live.exists()
+    assert not any(p.exists() for p in abandoned) and all(p.exists() for p in kept)
+    assert (tmp_path / "live.png").exists() and (tmp_path / ".b.png.01234567.tmp").is_dir()
+
+
+def _refuse_creating(monkeypatch, err):
+    real_open = os.open
+
+    def no_create(path, flags, *args):
+        if flags & os.O_CREAT:
+            if os.path.exists(path):  # as the system answers first
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+            raise PermissionError(err, os.strerror(err), str(path))
+        return real_open(path, flags, *args)
+    monkeypatch.setattr(os, "open", no_create)  # a read-only folder, also for root (who may write anywhere)
+    monkeypatch.setattr(os, "mkdir", lambda path, *a: no_create(path, os.O_CREAT))
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EROFS])
+def test_an_unwritable_work_folder_is_named_with_its_setting_not_a_temp_name(tmp_path, monkeypatch, err):
+    work = tmp_path / "work"
+    (work / "index").mkdir(parents=True)
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(work))
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps({"images": [], "annotations": []}))
+    _refuse_creating(monkeypatch, err)
+    with pytest.raises(OSError) as caught:
+        data.open_index(source)
+    assert caught.value.filename == str(work / "index")
+    message, status = cli_errors.describe(caught.value, "masks")
+    assert status == 2 and ".tmp" not in message and ".a-" not in message
+    assert f"{work / 'index'}: " in message and "set LIVECELL_KIT_WORKDIR to a folder you can write to" in message
+    monkeypatch.setenv("LIVECELL_KIT_DATA", str(tmp_path / "downloads"))
+    with pytest.raises(OSError) as caught:
+        atomic.write_bytes(tmp_path / "downloads" / "x.zip", b"x")
+    message, _ = cli_errors.describe(caught.value, "download")
+    assert ".tmp" not in message and "set LIVECELL_KIT_DATA" in message

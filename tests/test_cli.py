@@ -282,13 +282,17 @@ def test_train_evaluate_predict_commands(tiny_sample, tmp_path, capsys):
     assert "seed reported" in out and "92.19%" in out and "0.2043" in out
     assert set(results["baselines"]) == {"all_background", "otsu"}
     assert {"AP", "AP50", "AP75", "per_cell_type"} <= set(results["instance"])
+    assert results["instance_source"] == "watershed on the semantic mask (no instance head)"
+    assert "cells (watershed on the semantic mask (no instance head)): AP" in out
+    assert len(results["cells"]["per_frame"]) == results["n_images"]
 
     image = data.load_split(tiny_sample, "test").images[0]
     path = data.load_split(tiny_sample, "test").image_path(image)
     assert cli.main(["predict", "--model", str(run / "model.keras"), "--out", str(tmp_path / "pred"), str(path)]) == 0
     stem = path.stem
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {f"{stem}_mask.png", f"{stem}_labels.tif",
-                                                               f"{stem}_overlay.png"}
+                                                               f"{stem}_overlay.png", "cells.csv"}
+    assert "no instance head" in capsys.readouterr().out  # the quick preset: semantic only, said once
 
     truncated = tmp_path / "truncated.keras"  # a copy cut short, as by a full disk or a kill
     truncated.write_bytes((run / "model.keras").read_bytes()[:5000])

@@ -83,13 +83,50 @@ def test_evaluate_model_end_to_end(tmp_path):
     assert set(res["baselines"]["otsu"]) >= set(METRIC_KEYS)
     assert res["instance"]["AP50"] > 0.95 and res["instance"]["AP"] > 0.8
     assert sorted(res["instance"]["per_cell_type"]) == ["A172", "BV2"]
+    assert res["instance_source"] == "watershed on the semantic mask (no instance head)"
+    cells = res["cells"]
+    assert [f["cells_true"] for f in cells["per_frame"]] == [3, 3]
+    assert [f["cells_found"] for f in cells["per_frame"]] == [3, 3]
+    assert cells["count_median_abs_error_pct"] == 0.0 and cells["confluence_max_pp"] < 1.0
+    assert sorted(cells["per_cell_type"]) == ["A172", "BV2"]
     out = ev.write_metrics_json(res, tmp_path / "metrics.json")
     assert json.loads(out.read_text())["iou"] == pytest.approx(res["iou"])
     assert "| A172 |" in ev.per_cell_type_table(res).to_markdown()
 
     fixed = ev.evaluate_model(model, root, threshold=0.5, instance=False, progress=False, max_images=1)
     assert fixed["threshold"] == 0.5 and fixed["threshold_source"] == "given"
-    assert fixed["n_images"] == 1 and "instance" not in fixed
+    assert fixed["n_images"] == 1 and "instance" not in fixed and "cells" not in fixed
+
+
+def test_a_cells_model_is_split_by_its_distance_maps_and_counted(tmp_path, bright_cells_model):
+    root = _tiny_livecell(tmp_path / "data")
+    res = ev.evaluate_model(bright_cells_model, root, split="test", threshold=0.5, progress=False)
+    assert res["instance_source"] == "distance maps"
+    assert res["instance"]["AP50"] > 0.95 and res["iou"] > 0.9
+    frames = res["cells"]["per_frame"]
+    assert [(f["file"].split("_")[0], f["cell_type"], f["cells_found"]) for f in frames] == [
+        ("A172", "A172", 3), ("BV2", "BV2", 3)]
+    for f in frames:  # the found foreground is the truth up to the polygons' edge pixels
+        assert f["count_error_pct"] == 0.0 and abs(f["confluence_error_pp"]) < 1.0
+        assert f["confluence_found_pct"] == pytest.approx(f["confluence_true_pct"] + f["confluence_error_pp"])
+        assert 3.0 < f["confluence_true_pct"] < 15.0
+    assert res["cells"]["confluence_mae_pp"] == pytest.approx(np.mean([abs(f["confluence_error_pp"]) for f in frames]))
+
+
+def test_summarise_cells_leaves_frames_without_annotations_out_of_the_count_median():
+    labels = np.zeros((10, 10), np.int32)
+    labels[:2, :5], labels[5:, :5] = 1, 2
+    truth = np.zeros((10, 10), bool)
+    truth[:5, :] = True
+    frames = [ev.frame_cells("a.tif", "A172", 4, labels, labels > 0, truth),   # 2 of 4: -50 %
+              ev.frame_cells("b.tif", "A172", 0, labels, labels > 0, truth),   # no annotation
+              ev.frame_cells("c.tif", "BV2", 2, labels, truth, truth)]        # exact
+    assert [f["count_error_pct"] for f in frames] == [-50.0, None, 0.0]
+    assert frames[0]["confluence_found_pct"] == 35.0 and frames[0]["confluence_error_pp"] == -15.0
+    s = ev.summarise_cells(frames)
+    assert s["count_median_abs_error_pct"] == 25.0  # median of 50 and 0
+    assert s["confluence_mae_pp"] == pytest.approx(10.0) and s["confluence_max_pp"] == 15.0
+    assert s["per_cell_type"]["BV2"]["count_median_abs_error_pct"] == 0.0 and len(s["per_frame"]) == 3
 
 
 def test_a_frame_of_another_size_than_its_record_stops_evaluate_before_scoring(tmp_path):

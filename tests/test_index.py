@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +311,106 @@ def test_depth_guard_ignores_brackets_in_strings_across_any_block_cut():
         limited.feed(raw)  # exactly at the limit: accepted
         with pytest.raises(data.AnnotationError, match="nested more than"):
             coco_stream.DepthGuard("x.json", limit=want_deepest - 1).feed(raw)
+
+
+# --------------------------------------------------------------------------- an index that checks itself
+
+def _two_images(tmp_path):
+    return _write(tmp_path / "a.json", {"images": [_img(1), _img(2, "A172_Phase_C7_1_00d04h00m_1.tif")],
+                                        "annotations": [_ann(5, 1), _ann(6, 2, [[100, 100, 150, 100, 150, 140]])]})
+
+
+def _damage_then_reopen(path, damage, note):
+    """Build, damage the index folder, open again: rebuilt with a note, the right annotations."""
+    index = data.open_index(path)
+    expected = {i: index.annotations_for(i) for i in (1, 2)}
+    damage(index.folder)
+    index_module._VERIFIED.clear()  # as a new process would
+    with pytest.warns(UserWarning, match=f"annotation index of {re.escape(str(path))}.*{note}.*rebuilding it"):
+        again = data.open_index(path)
+    assert again.folder == index.folder
+    assert {i: again.annotations_for(i) for i in (1, 2)} == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.open_index(path)  # intact now: no note
+    assert _leftovers() == [index.folder.name]
+
+
+def test_a_truncated_column_is_rebuilt_with_a_note_not_an_mmap_error(tmp_path):
+    def truncate(folder):
+        column = folder / "coords.npy"
+        column.write_bytes(column.read_bytes()[:-8])
+    _damage_then_reopen(_two_images(tmp_path), truncate, "coords.npy is 176 bytes, not the 184 .*truncated")
+
+
+def test_zeroed_offsets_are_noticed_by_their_checksum_and_rebuilt(tmp_path):
+    def zero(folder):
+        column = folder / "image_ann_offsets.npy"
+        raw = column.read_bytes()
+        column.write_bytes(raw[:128] + bytes(len(raw) - 128))  # same size, offsets all 0
+    _damage_then_reopen(_two_images(tmp_path), zero, "image_ann_offsets.npy changed .*checksum")
+
+
+@pytest.mark.parametrize("damage, note", [
+    (lambda folder: (folder / "images.json").unlink(), "images.json is missing"),
+    (lambda folder: (folder / index_module.STAMP_NAME).unlink(), "done-stamp is missing"),
+    (lambda folder: (folder / "ann_by_image.npy").write_bytes(b""), "ann_by_image.npy is 0 bytes"),
+])
+def test_missing_or_emptied_parts_are_rebuilt(tmp_path, damage, note):
+    _damage_then_reopen(_two_images(tmp_path), damage, note)
+
+
+def test_an_index_without_part_records_is_rebuilt_once(tmp_path):
+    def old_stamp(folder):
+        stamp = json.loads((folder / index_module.STAMP_NAME).read_text())
+        del stamp["parts"]  # as written before the index checked itself
+        (folder / index_module.STAMP_NAME).write_text(json.dumps(stamp))
+    _damage_then_reopen(_two_images(tmp_path), old_stamp, "no record of its files")
+
+
+def test_a_process_meeting_a_damaged_index_rebuilds_it_in_place(tmp_path):
+    path = _two_images(tmp_path)
+    folder = data.open_index(path).folder
+    (folder / "bbox.npy").write_bytes(b"\0" * 10)
+    code = (f"import warnings; warnings.simplefilter('ignore'); from livecell_kit import data; "
+            f"print([len(data.open_index({str(path)!r}).annotations_for(i)) for i in (1, 2)])")
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(2)]
+    assert [r.communicate()[0].strip() for r in runs] == ["[1, 1]", "[1, 1]"]
+    assert all(r.returncode == 0 for r in runs)
+    index_module._VERIFIED.clear()
+    assert index_module.index_problem(folder, {"version": index_module.INDEX_VERSION,
+                                               "sha256": index_module.file_sha256(path)}) is None
+    assert _leftovers() == [folder.name]
+
+
+# --------------------------------------------------------------------------- what editors write
+
+def test_a_json_with_a_utf8_bom_is_indexed_like_the_same_json_without(tmp_path):
+    obj = {"info": {"x": 1}, "images": [_img(1)], "annotations": [_ann(5, 1), _ann(6, 1)], "after": [1]}
+    plain = _write(tmp_path / "plain.json", obj)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    a, b = data.open_index(plain), data.open_index(bom)
+    assert b.images == a.images and b.top_level == a.top_level == {"info": {"x": 1}, "after": [1]}
+    assert b.annotations_for(1) == a.annotations_for(1) == obj["annotations"]
+    empty = tmp_path / "empty.json"  # no annotations: the other reading path
+    empty.write_bytes(b"\xef\xbb\xbf" + json.dumps({"images": [_img(1)], "annotations": [], "z": 2}).encode())
+    assert data.open_index(empty).top_level == {"z": 2}
+
+
+@pytest.mark.parametrize("payload, message, unwanted", [
+    (b'{"images": [], "annotations": [{"id": 1', "truncated", None),
+    (b'{"images": [], "annotations": [NaN]}', "not valid JSON .*if you edited it, correct", "truncated"),
+    ('{"images": [], "annotations": []}'.encode("utf-16"), "UTF-16 text, not UTF-8: save it again as UTF-8",
+     "truncated"),
+])
+def test_broken_json_is_called_truncated_only_when_it_is_and_the_fix_keeps_the_file(tmp_path, payload, message,
+                                                                                       unwanted):
+    path = tmp_path / "bad.json"
+    path.write_bytes(payload)
+    with pytest.raises(data.AnnotationError, match=message) as err:
+        data.open_index(path)
+    text = str(err.value)
+    assert str(path) in text and "recreate it" not in text and "delete" not in text
+    assert unwanted is None or unwanted not in text

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
+from scipy import ndimage
 
-from livecell_kit import data, instances, masks, sample
+from livecell_kit import data, instances, masks, presets, sample
 from livecell_kit.evaluate import baselines, metrics
 
 
@@ -134,3 +135,113 @@ def test_best_match_ious_pairs_each_predicted_cell_with_its_best_annotation():
     predicted[1:5, 1:3], predicted[1:5, 6:9], predicted[5, 9] = 1, 2, 3  # half of 1, all of 2, a stray pixel
     assert instances.best_match_ious(predicted, truth).tolist() == [0.5, 1.0, 0.0]
     assert instances.best_match_ious(np.zeros_like(truth), truth).shape == (0,)
+
+
+# --- cells from distance maps (split_cells) ---------------------------------------------------
+
+def _perfect_output(labels):
+    """The cells model's ideal output (H, W, 3) for a label image, built by hand per cell:
+    foreground, centre distance (0 at the cell's innermost pixel, 1 at its farthest) and
+    inverted boundary distance (0 innermost, ~1 at the outline); 1 on background."""
+    out = np.ones(labels.shape + (3,), np.float32)
+    out[..., 0] = labels > 0
+    yy, xx = np.mgrid[:labels.shape[0], :labels.shape[1]]
+    for k in np.unique(labels[labels > 0]):
+        cell = labels == k
+        inside = ndimage.distance_transform_edt(cell)
+        cy, cx = np.unravel_index(np.argmax(inside), cell.shape)
+        to_centre = np.hypot(yy - cy, xx - cx)
+        out[..., 1][cell] = to_centre[cell] / to_centre[cell].max()
+        out[..., 2][cell] = 1 - inside[cell] / inside[cell].max()
+    return out
+
+
+def _touching_squares():
+    labels = np.zeros((40, 70), np.int32)
+    labels[10:30, 10:35], labels[10:30, 35:60] = 1, 2  # share the edge at column 35
+    return labels
+
+
+def test_perfect_distance_maps_of_two_touching_squares_give_two_cells():
+    truth = _touching_squares()
+    out = _perfect_output(truth)
+    # the semantic path merges them: one straight-edged blob has no neck to split at
+    assert instances.split_cells(out[..., 0])[0].max() == 1
+    labels, scores = instances.split_cells(out)
+    assert labels.dtype == np.int32 and labels.max() == 2 and sorted(scores) == [1, 2]
+    assert instances.best_match_ious(labels, truth).min() > 0.9
+    assert (labels > 0).sum() == (truth > 0).sum()  # every foreground pixel belongs to a cell
+
+
+def test_perfect_distance_maps_of_one_cell_give_one_cell():
+    truth = _disc((60, 60), 30, 28, 18).astype(np.int32)
+    labels, scores = instances.split_cells(_perfect_output(truth))
+    assert labels.max() == 1 and np.array_equal(labels > 0, truth > 0)
+    assert scores == {1: pytest.approx(1.0, abs=0.01)}  # the perfect shape: score near 1
+
+
+def test_semantic_and_border_outputs_still_split():
+    truth = _touching_squares()
+    prob = (truth > 0).astype(np.float32) * 0.8
+    labels, scores = instances.split_cells(prob)  # a semantic-only model: today's watershed
+    assert labels.max() == 1 and scores == {1: pytest.approx(0.8)}
+    border = np.zeros_like(prob)
+    border[10:30, 34:36] = 0.9
+    labels, _ = instances.split_cells(np.stack([prob, border], axis=-1))
+    assert labels.max() == 2 and labels[20, 20] != labels[20, 50]
+    assert [instances.instance_source(c) for c in (3, 2, 1)] == [
+        "distance maps", "border channel", "watershed on the semantic mask (no instance head)"]
+    with pytest.raises(ValueError, match="4"):
+        instances.split_cells(np.zeros((8, 8, 4), np.float32))
+
+
+def test_threshold_overrides_the_preset_and_small_fragments_join_a_neighbour():
+    truth = _touching_squares()
+    out = _perfect_output(truth)
+    out[..., 0] *= 0.4
+    assert instances.split_cells(out)[0].max() == 0          # below the preset's 0.5
+    assert instances.split_cells(out, threshold=0.3)[0].max() == 2
+    # a spurious seed in a corner of square 1 makes a fragment under min_size: square 1 takes it back
+    out = _perfect_output(truth)
+    out[10:13, 10:13, 1:] = 0.0
+    params = presets.CellSplitting(smoothing_sigma=0, min_size=20)
+    labels = instances.watershed_from_distances(out[..., 0], out[..., 1], out[..., 2], params)
+    assert labels.max() == 2 and len(np.unique(labels[10:30, 10:35])) == 1
+
+
+def test_foreground_without_a_seed_keeps_its_own_cell():
+    truth = _touching_squares()
+    truth[:, 35] = 0  # two squares apart
+    out = _perfect_output(truth)
+    out[10:30, 36:60, 1] = 1.0  # the network saw no centre in square 2
+    labels = instances.split_cells(out)[0]
+    assert labels.max() == 2 and np.array_equal(labels > 0, truth > 0)
+    # touching its neighbour, a seedless cell is flooded from the neighbour's seed instead
+    out = _perfect_output(_touching_squares())
+    out[10:30, 35:60, 1] = 1.0
+    assert instances.split_cells(out)[0].max() == 1
+
+
+def test_seed_and_shape_scores_rank_a_cell_without_a_clear_centre_lower():
+    truth = _touching_squares()
+    out = _perfect_output(truth)
+    out[10:30, 35:60, 1:] = 0.6  # square 2: flat, centre-less distance maps
+    labels = np.where(truth > 0, truth, 0)
+    fg = instances.cell_scores(labels, out, "foreground")
+    assert fg == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
+    for scoring in ("foreground_seed", "foreground_shape"):
+        s = instances.cell_scores(labels, out, scoring)
+        assert s[1] > 0.7 and s[2] < s[1] - 0.2, scoring
+    with pytest.raises(ValueError, match="scoring"):
+        instances.cell_scores(labels, out, "size")
+
+
+def test_cell_statistics_counts_cells_areas_and_confluence():
+    labels = np.zeros((10, 10), np.int32)
+    labels[0:2, 0:5], labels[5:10, 0:6], labels[9, 9] = 4, 7, 9  # 10, 30 and 1 px; label gaps
+    fg = labels > 0
+    fg[0, 9] = True  # a foreground pixel no cell holds still counts for confluence
+    stats = instances.cell_statistics(labels, fg)
+    assert stats == {"cells": 3, "confluence_pct": pytest.approx(42.0),
+                     "mean_area_px": pytest.approx(41 / 3), "median_area_px": 10.0}
+    assert instances.cell_statistics(np.zeros((4, 4), np.int32), np.zeros((4, 4)))["cells"] == 0

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from livecell_kit import masks
+from livecell_kit import masks, presets
 from livecell_kit import train as T
 from livecell_kit.model import build_unet
 from livecell_kit.presets import ModelConfig
@@ -73,6 +73,53 @@ def test_weighted_bce_makes_merging_touching_cells_cost_more_than_plain_bce():
     np.testing.assert_allclose(per_pixel[unweighted], plain[unweighted], rtol=1e-6)
 
 
+def _cell_targets():
+    """(1, H, W, 3) instance targets of the two touching discs, and their labels."""
+    labels = _touching_discs()
+    return masks.distance_targets(labels)[None], labels
+
+
+def test_cells_loss_is_bce_dice_on_the_foreground_plus_weighted_distance_error_inside_cells():
+    y, labels = _cell_targets()
+    assert float(T.cells_loss(y, y)[0]) == pytest.approx(float(T.bce_dice(y[..., :1], y[..., :1])[0]), abs=1e-6)
+    off = y.copy()
+    off[..., 1:] = np.clip(off[..., 1:] + 0.2, 0, 1)  # distances wrong by up to 0.2 ...
+    off[0, labels == 0, 1:] = 0.0                      # ... and background distances all wrong
+    inside = labels > 0
+    sq = np.mean((off[0, inside, 1:] - y[0, inside, 1:]) ** 2)
+    ab = np.mean(np.abs(off[0, inside, 1:] - y[0, inside, 1:]))
+    fg = float(T.bce_dice(y[..., :1], y[..., :1])[0])
+    # the background does not count: distances there are 1 by convention, the foreground decides
+    assert float(T.cells_loss(y, off)[0]) == pytest.approx(fg + presets.CELLS_DISTANCE_WEIGHTS["cells_loss"] * sq,
+                                                         rel=1e-5)
+    assert float(T.cells_l1_loss(y, off)[0]) == pytest.approx(
+        fg + presets.CELLS_DISTANCE_WEIGHTS["cells_l1_loss"] * ab, rel=1e-5)
+    # a foreground mistake costs BCE + Dice, as bce_dice does
+    worse = y.copy()
+    worse[..., 0] = 0.5
+    assert float(T.cells_loss(y, worse)[0]) == pytest.approx(float(T.bce_dice(y[..., :1], worse[..., :1])[0]),
+                                                            rel=1e-5)
+    # an image without cells: the distance part is 0, not NaN
+    empty = np.zeros_like(y)
+    empty[..., 1:] = 1.0
+    assert np.isfinite(float(T.cells_loss(empty, np.full_like(y, 0.5))[0]))
+    # the metrics read the cell channel only
+    acc, iou, dice = T.make_metrics()
+    dice.update_state(y, off)
+    assert float(dice.result()) == 1.0
+
+
+def test_cells_losses_fit_only_the_instance_head():
+    T.check_loss_fits("cells_loss", "cells")
+    T.check_loss_fits("bce_dice", "semantic")
+    with pytest.raises(ValueError, match="loss 'bce_dice' does not fit a model with outputs 'cells'.*cells_loss"):
+        T.check_loss_fits("bce_dice", "cells")
+    with pytest.raises(ValueError, match="loss 'cells_loss' does not fit a model with outputs 'semantic'"):
+        T.check_loss_fits("cells_loss", "semantic")
+    with pytest.raises(ValueError, match="choose one of"):
+        T.check_loss_fits("focal", "cells")
+
+
 def test_loss_names_and_weight_map_needs():
     assert T.get_loss("weighted_bce") is T.weighted_bce
     assert T.needs_weight_map("weighted_bce") and not T.needs_weight_map("bce_dice")
@@ -83,9 +130,11 @@ def test_loss_names_and_weight_map_needs():
 def test_saved_models_find_the_losses_and_metrics_by_their_registered_names():
     """model.keras files name these objects "livecell_kit>NAME": moving them must not rename them."""
     names = {f: keras.saving.get_registered_name(f) for f in
-             (T.bce, T.dice_loss, T.bce_dice, T.weighted_bce, T.PixelAccuracy, T.ForegroundIoU, T.Dice)}
+             (T.bce, T.dice_loss, T.bce_dice, T.weighted_bce, T.cells_loss, T.cells_l1_loss,
+              T.PixelAccuracy, T.ForegroundIoU, T.Dice)}
     assert names == {T.bce: "livecell_kit>bce", T.dice_loss: "livecell_kit>dice_loss",
                      T.bce_dice: "livecell_kit>bce_dice", T.weighted_bce: "livecell_kit>weighted_bce",
+                     T.cells_loss: "livecell_kit>cells_loss", T.cells_l1_loss: "livecell_kit>cells_l1_loss",
                      T.PixelAccuracy: "livecell_kit>PixelAccuracy", T.ForegroundIoU: "livecell_kit>ForegroundIoU",
                      T.Dice: "livecell_kit>Dice"}
 
@@ -105,3 +154,18 @@ def test_model_compiled_with_weighted_bce_trains_saves_and_loads(tmp_path):
     assert loaded.loss is T.weighted_bce
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert np.isfinite(loaded.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+
+
+def test_instance_head_compiled_with_cells_loss_trains_saves_and_loads(tmp_path):
+    y, labels = _cell_targets()
+    x = np.where(labels > 0, 200, 40).astype(np.float32)[None, ..., None].repeat(2, axis=0)
+    y = y.repeat(2, axis=0)
+    keras.utils.set_random_seed(0)
+    model = build_unet(ModelConfig(depth=1, base_filters=4, batch_norm=True, outputs="cells"))
+    model.compile(keras.optimizers.Adam(1e-2), loss=T.cells_loss, metrics=T.make_metrics())
+    logs = model.fit(x, y, batch_size=2, epochs=3, verbose=0).history
+    assert logs["loss"][-1] < logs["loss"][0]
+    model.save(tmp_path / "model.keras")
+    loaded = T.load_model(tmp_path / "model.keras")
+    assert loaded.loss is T.cells_loss and loaded.output.shape[-1] == 3
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -281,14 +281,14 @@ def test_write_masks_one_png_per_image(tmp_path):
             with Image.open(p) as im:
                 raw = np.asarray(im)
             expected = masks.render(kind, split.annotations_for(rec["id"]), H, W)
-            if kind == "instance":
+            if kind in ("instance", "cells"):
                 assert raw.dtype == np.uint16
                 np.testing.assert_array_equal(raw, expected)
             else:
                 assert raw.dtype == np.uint8 and set(np.unique(raw)) <= {0, 255}
                 np.testing.assert_array_equal(raw, expected * 255)
             loaded = masks.load_mask(out, rec["file_name"])
-            assert loaded.dtype == (np.int32 if kind == "instance" else np.uint8)
+            assert loaded.dtype == (np.int32 if kind in ("instance", "cells") else np.uint8)
             np.testing.assert_array_equal(loaded, expected)
 
 
@@ -353,7 +353,8 @@ def test_interrupted_cache_build_leaves_no_partial_files_and_is_redone(tmp_path,
         masks.build_mask_cache(split, kind="semantic", cache_root=cache_root, progress=False)
     (cache_dir,) = cache_root.iterdir()
     names = sorted(os.listdir(cache_dir))
-    assert names == [masks.STAMP_NAME, mask_cache.mask_file("", split.images[0]["file_name"]).name]
+    assert names == [masks.STAMP_NAME, mask_cache.SUMS_NAME,
+                     mask_cache.mask_file("", split.images[0]["file_name"]).name]
     # ... the first, complete mask only: no temporary file left
 
     monkeypatch.setattr(mask_cache, "_encode_png", real_encode)
@@ -427,7 +428,7 @@ def test_build_redraws_truncated_deleted_and_resized_masks_only(tmp_path, monkey
     assert len(calls) == 3  # intact masks are trusted again
 
 
-@pytest.mark.parametrize("kind", ["semantic", "instance"])
+@pytest.mark.parametrize("kind", ["semantic", "instance", "cells"])
 def test_reading_a_damaged_cached_mask_rebuilds_just_that_one(tmp_path, monkeypatch, kind):
     split, cache_dir = _cache(tmp_path, kind)
     rec = split.images[1]
@@ -471,3 +472,77 @@ def test_a_mask_that_cannot_be_rebuilt_names_a_fix_that_works(tmp_path):
         masks.load_mask(out, first.name)
     with pytest.raises(masks.MaskFileError, match=r"is 40 x 32 px, not 8 x 8"):
         masks.read_mask_file(out / masks.mask_file("", split.images[1]["file_name"]).name, (8, 8))
+
+
+def test_a_mask_of_the_wrong_kind_copied_over_another_is_redrawn(tmp_path):
+    split, cache_dir = _cache(tmp_path)
+    border_dir = masks.build_mask_cache(split, kind="border", cache_root=tmp_path / "cache", progress=False)
+    rec = split.images[0]
+    path = masks.mask_file(cache_dir, rec["file_name"])
+    path.write_bytes(masks.mask_file(border_dir, rec["file_name"]).read_bytes())  # same size and mode
+    assert masks.mask_is_intact(path, H, W, "semantic")
+    with pytest.warns(UserWarning, match=f"1 damaged mask.*{path.name}: differs from the mask the cache wrote"):
+        masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(masks.load_mask(cache_dir, rec["file_name"]), _truth(split, rec))
+    # read by training without a build first: noticed there too
+    path.write_bytes(masks.mask_file(border_dir, rec["file_name"]).read_bytes())
+    with pytest.warns(UserWarning, match=f"mask {path}.*checksum mismatch.*rebuilt it from"):
+        stored = masks.read_mask_file(path, (H, W))
+    np.testing.assert_array_equal(stored > 0, _truth(split, rec) > 0)
+
+
+def test_a_folder_in_a_cached_masks_place_is_replaced_by_the_mask(tmp_path):
+    split, cache_dir = _cache(tmp_path)
+    rec = split.images[1]
+    path = masks.mask_file(cache_dir, rec["file_name"])
+    path.unlink()
+    (path / "inner").mkdir(parents=True)
+    with pytest.warns(UserWarning, match=f"{path.name}: a folder in a mask's place"):
+        masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False)
+    assert path.is_file()
+    np.testing.assert_array_equal(masks.load_mask(cache_dir, rec["file_name"]), _truth(split, rec))
+    path.unlink()
+    path.mkdir()  # read before any build
+    with pytest.warns(UserWarning, match=f"mask {path}.*is a folder, not a PNG.*rebuilt it"):
+        np.testing.assert_array_equal(masks.load_mask(cache_dir, rec["file_name"]), _truth(split, rec))
+
+
+def test_write_masks_names_a_folder_in_a_masks_place_and_keeps_it(tmp_path):
+    path = _write_dataset(tmp_path)
+    out = tmp_path / "out"
+    (out / "A172_Phase_C7_1_00d02h00m_1.png" / "notes").mkdir(parents=True)
+    with pytest.raises(masks.MaskError, match="00d02h00m_1.png is a folder.*move or rename that folder.*--out"):
+        masks.write_masks(path, out, progress=False)
+    assert (out / "A172_Phase_C7_1_00d02h00m_1.png" / "notes").is_dir()  # the user's folder stays
+
+
+def test_masks_of_a_bom_json_equal_those_of_the_same_json(tmp_path):
+    path = _write_dataset(tmp_path)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    plain = masks.write_masks(path, tmp_path / "plain", progress=False)
+    with_bom = masks.write_masks(bom, tmp_path / "bom", progress=False)
+    assert [p.read_bytes() for p in with_bom] == [p.read_bytes() for p in plain]
+
+
+def _killed_write_leftover(folder, name):
+    """A temp file as a writer killed inside atomic_path leaves it: unlocked, a minute old."""
+    leftover = folder / f".{name}.0123abcd.tmp"
+    leftover.write_bytes(b"\x89PNG half")
+    os.utime(leftover, (leftover.stat().st_mtime - 60,) * 2)
+    return leftover
+
+
+def test_killed_writes_leave_no_temp_file_after_the_next_run(tmp_path):
+    split, cache_dir = _cache(tmp_path)
+    png = masks.mask_file(cache_dir, split.images[0]["file_name"]).name
+    leftover = _killed_write_leftover(cache_dir, png)
+    user_file = cache_dir / ".notes.tmp"  # not the kit's pattern: kept
+    user_file.write_text("mine")
+    masks.build_mask_cache(split, cache_root=tmp_path / "cache", progress=False)
+    assert not leftover.exists() and user_file.exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = _killed_write_leftover(out, "A172_Phase_C7_1_00d01h00m_1.png")
+    masks.write_masks(data.annotation_path(tmp_path, "train"), out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [f"A172_Phase_C7_1_00d0{i}h00m_1.png" for i in (1, 2, 3)]

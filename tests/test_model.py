@@ -11,7 +11,7 @@ from livecell_kit.presets import PRESETS, ModelConfig
 
 
 @pytest.mark.parametrize("batch_norm,dropout,upsampling,outputs", list(itertools.product(
-    [False, True], [0.0, 0.3], ["transpose", "bilinear"], ["semantic", "semantic+border"])))
+    [False, True], [0.0, 0.3], ["transpose", "bilinear"], ["semantic", "semantic+border", "cells"])))
 def test_output_shape_dtype_range_for_every_option(batch_norm, dropout, upsampling, outputs):
     cfg = ModelConfig(depth=2, base_filters=4, batch_norm=batch_norm, dropout=dropout,
                       upsampling=upsampling, outputs=outputs)
@@ -23,6 +23,20 @@ def test_output_shape_dtype_range_for_every_option(batch_norm, dropout, upsampli
     assert np.all((y >= 0) & (y <= 1))
     # the formula and Keras agree for every option combination
     assert count_params(cfg) == model.count_params()
+
+
+def test_instance_head_is_three_channels_of_the_same_builder():
+    semantic = ModelConfig(depth=2, base_filters=4, batch_norm=True)
+    cells = ModelConfig(depth=2, base_filters=4, batch_norm=True, outputs="cells")
+    assert output_channels(cells) == 3 and output_channels(semantic) == 1
+    # only the 1x1 output layer grows: 2 more output channels of (4 weights + 1 bias)
+    assert count_params(cells) - count_params(semantic) == 2 * (4 + 1)
+    head, plain = build_unet(cells), build_unet(semantic)
+    assert [l.name for l in head.layers] == [l.name for l in plain.layers]
+    assert head.output.shape[-1] == 3 and head.layers[-1].dtype_policy.compute_dtype == "float32"
+    assert PRESETS["cells"].model.outputs == PRESETS["kit-cells"].model.outputs == "cells"
+    with pytest.raises(ValueError, match="outputs must be one of .*'cells'"):
+        build_unet(ModelConfig(outputs="instances"))
 
 
 def test_seed_parameter_count_regression():

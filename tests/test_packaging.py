@@ -104,6 +104,13 @@ def test_course_tools_live_in_extras_and_dev_includes_course():
     assert 'pip install -q -e ".[dev]"' in makefile
 
 
+def test_ci_installs_the_export_extra_so_the_export_test_runs():
+    # tests/test_export.py skips without bioimageio.core; `make test` (CI) installs dev, which holds export.
+    assert "livecell-kit[export]" in _meta()["optional-dependencies"]["dev"]
+    assert {"bioimageio.core", "tf2onnx", "onnx", "onnxruntime"} <= extra("export")
+    assert not extra("export") & runtime_dependencies(), "the export tools stay out of the runtime install"
+
+
 def test_environment_yml_lists_runtime_and_course_packages():
     pip_side, conda_side = runtime_dependencies() | extra("course"), environment_dependencies()
     assert pip_side == conda_side, (

@@ -11,7 +11,7 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from livecell_kit import predict  # noqa: E402
+from livecell_kit import predict, presets  # noqa: E402
 
 
 def _brightness_model(rescale: bool = True):
@@ -144,8 +144,8 @@ def test_predict_paths_writes_three_files_per_image(tmp_path):
         assert overlay.shape == source.shape + (3,) and overlay.dtype == np.uint8
         assert not np.array_equal(overlay[..., 0], overlay[..., 2])  # coloured where cells are
     out = tmp_path / "out"
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.*")) == sorted(  # sub-folders mirrored
-        f"{s}_{k}" for s in ("A172_Phase_1", "sub/cells") for k in ("labels.tif", "mask.png", "overlay.png"))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.*")) == sorted(["cells.csv"] + [  # mirrored
+        f"{s}_{k}" for s in ("A172_Phase_1", "sub/cells") for k in ("labels.tif", "mask.png", "overlay.png")])
 
 
 def test_predict_array_in_memory(tmp_path):
@@ -154,6 +154,71 @@ def test_predict_array_in_memory(tmp_path):
     assert pred.border is None
     paths = predict.write_prediction(pred, _bright_discs(), tmp_path, "x")
     assert all(p.exists() for p in paths.values())
+
+
+def _table(out):
+    import csv
+
+    with open(out / "cells.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cells_csv_counts_the_cells_of_every_frame(tmp_path, capsys):
+    import tifffile
+
+    src = tmp_path / "in"
+    img = _bright_discs()
+    a, b = _tif(src / "a.tif", img), _tif(src / "b.tif", np.hstack([img, img]))
+    written = predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    rows = _table(tmp_path / "out")
+    assert list(rows[0]) == ["file", "page", "labels", "cells", "confluence_pct", "mean_area_px",
+                             "median_area_px", "method", "threshold", "predicted_at"]
+    assert [(r["file"], r["labels"], r["cells"]) for r in rows] == [
+        (str(a), "a_labels.tif", "2"), (str(b), "b_labels.tif", "4")]
+    labels = tifffile.imread(written[0]["labels"])
+    areas = np.bincount(labels.ravel())[1:]
+    assert float(rows[0]["confluence_pct"]) == pytest.approx(100 * (img > 128).mean(), abs=0.01)
+    assert float(rows[0]["mean_area_px"]) == pytest.approx(areas.mean(), abs=0.05)
+    assert float(rows[0]["median_area_px"]) == pytest.approx(np.median(areas), abs=0.05)
+    assert {r["method"] for r in rows} == {"watershed on the semantic mask (no instance head)"}
+    assert float(rows[0]["threshold"]) == presets.CELL_SPLITTING.foreground_threshold and rows[0]["page"] == ""
+    out = capsys.readouterr().out
+    assert "cells per frame: " in out and "(2 frames of this run)" in out
+    assert out.count("the model has no instance head") == 1
+
+
+def test_a_cells_model_writes_16_bit_labels_from_its_distance_maps(tmp_path, capsys, bright_cells_model):
+    import tifffile
+
+    img = _bright_discs()
+    pred = predict.predict_array(bright_cells_model, img)
+    assert pred.method == "distance maps" and pred.border is None and pred.prob.shape == img.shape
+    written = predict.predict_paths(bright_cells_model, _tif(tmp_path / "x.tif", img), tmp_path / "out")
+    labels = tifffile.imread(written[0]["labels"])
+    assert labels.dtype == np.uint16 and np.array_equal(labels, pred.labels) and labels.max() == 2
+    assert _table(tmp_path / "out")[0]["method"] == "distance maps"
+    assert "no instance head" not in capsys.readouterr().out
+
+
+def test_a_rerun_into_the_same_folder_updates_its_rows_and_keeps_the_others(tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    img = _bright_discs()
+    _tif(src / "a.tif", img), _tif(src / "b.tif", img)
+    predict.predict_paths(_brightness_model(), src, out)
+    _tif(src / "a.tif", np.hstack([img, img]))  # a changed, c new: predicted without b into the same folder
+    new = _tif(src / "c.tif", img)
+    predict.predict_paths(_brightness_model(), [src / "a.tif", new], out)
+    assert [(r["labels"], r["cells"]) for r in _table(out)] == [
+        ("a_labels.tif", "4"), ("b_labels.tif", "2"), ("c_labels.tif", "2")]
+    assert "and 1 kept from earlier runs" in capsys.readouterr().out
+    (out / "b_labels.tif").unlink()  # outputs removed by hand: their row goes at the next run
+    predict.predict_paths(_brightness_model(), new, out)
+    assert [r["labels"] for r in _table(out)] == ["a_labels.tif", "c_labels.tif"]
+    (out / "cells.csv").write_text("well,count\nA1,3\n")  # a table of other columns is replaced
+    predict.predict_paths(_brightness_model(), new, out)
+    assert "its columns are not predict's" in capsys.readouterr().out
+    assert [r["labels"] for r in _table(out)] == ["c_labels.tif"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

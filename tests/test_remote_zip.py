@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ class RangeServer:
     budget and the connection closes); ``corrupt[offset] = n`` flips that byte in the next
     ``n`` answers covering it (-1: always); ``broken`` offsets answer 503 while covered.
     ``requests``: (path, Range header) per request; ``sent``: body bytes written per path.
+    Lies (:data:`LIES`): ``lie`` answers every range request after the first ``lie_after`` so.
     """
 
     url: str = ""
@@ -48,6 +50,8 @@ class RangeServer:
     corrupt: dict = field(default_factory=dict)
     broken: set = field(default_factory=set)
     delay_s: float = 0.0
+    lie: str = ""
+    lie_after: int = 0
     requests: list = field(default_factory=list)
     sent: Counter = field(default_factory=Counter)
 
@@ -61,6 +65,19 @@ def _span(header, size):
     if not first:
         return max(0, size - int(last)), size
     return int(first), min(size, int(last) + 1) if last else size
+
+
+#: How a lying server answers a range request for bytes first..stop-1 of an n-byte file:
+#: (status, Content-Range or None, whole body instead of the range?).
+LIES = {
+    "ignore": lambda first, stop, n: (200, None, True),  # stops honouring Range
+    "whole206": lambda first, stop, n: (206, f"bytes 0-{n - 1}/{n}", True),
+    "whole_body": lambda first, stop, n: (206, f"bytes {first}-{stop - 1}/{n}", True),
+    "shifted": lambda first, stop, n: (206, f"bytes {first + 16}-{stop + 15}/{n}", False),
+    "garbage": lambda first, stop, n: (206, "bytes garbage", False),
+    "total": lambda first, stop, n: (206, f"bytes {first}-{stop - 1}/{n + 4096}", False),
+    "416": lambda first, stop, n: (416, f"bytes */{n}", False),
+}
 
 
 def _handler(state: RangeServer):
@@ -85,11 +102,20 @@ def _handler(state: RangeServer):
                 if first <= offset < stop and times:
                     payload[offset - first] ^= 0xFF
                     state.corrupt[offset] = times - 1
+            status, content_range = 200, None
+            if header and state.ranges:
+                status, content_range = 206, f"bytes {first}-{stop - 1}/{len(body)}"
+                ranged = sum(r is not None for p, r in state.requests if p == path)
+                if state.lie and ranged > state.lie_after:
+                    status, content_range, whole = LIES[state.lie](first, stop, len(body))
+                    payload = bytearray(body) if whole else payload
             budgets = state.cut.get(path)
             budget = budgets.pop(0) if budgets else len(payload)
-            self.send_response(206 if header and state.ranges else 200)
-            if header and state.ranges:
-                self.send_header("Content-Range", f"bytes {first}-{stop - 1}/{len(body)}")
+            self.send_response(status)
+            if content_range:
+                self.send_header("Content-Range", content_range)
+            if status == 416:
+                payload = b""
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             try:
@@ -450,3 +476,118 @@ def test_course_keeps_a_json_the_user_edited(fake_livecell, tmp_path, capsys):
     _download(fake_livecell, dest, "course", files=("annotations",))
     assert json.loads(val.read_text()) == mine
     assert "kit_subset" in json.loads(data.annotation_path(dest, "test").read_text())
+
+
+# --------------------------------------------------------------------------- servers that lie, damaged frames
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_a_lying_range_server_is_caught_at_its_first_answer(server, monkeypatch, lie):
+    monkeypatch.setattr(remote_zip, "TAIL_BYTES", 100)  # the listing is a proper suffix of the file
+    server.files["z.zip"], server.lie = _zip(MEMBERS), lie
+    with pytest.raises(remote_zip.RangeNotSupported, match="--subset full"):
+        remote_zip.open_remote_zip(server.url + "z.zip")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_a_server_that_lies_after_the_listing_is_caught_at_its_first_lie(server, tmp_path, lie):
+    server.files["z.zip"], server.lie, server.lie_after = _zip(MEMBERS), lie, 1
+    remote = remote_zip.open_remote_zip(server.url + "z.zip")
+    targets = {n: tmp_path / n[-5:] for n, _, _ in MEMBERS[:3]}
+    with pytest.raises(remote_zip.RangeNotSupported, match="--subset full"):
+        remote_zip.fetch_members(remote, targets, progressbar=False, max_gap=0, workers=1)
+    assert len(server.requests) == 2 and not list(tmp_path.iterdir())  # no request after the lie
+
+
+@pytest.mark.parametrize("field, value", [(42, 10**6), (42, 0), (20, 10**6)])
+def test_a_forged_directory_is_refused_before_any_member_request(server, field, value):
+    """field: offset in c.bin's central directory entry (42: its local header's offset, 20: its
+    compressed size) given a 4-byte ``value`` that puts its bytes past the file or over a.bin."""
+    body = bytearray(_zip(MEMBERS))
+    entry = body.rfind(b"images/c.bin") - 46
+    assert body[entry: entry + 4] == b"PK\x01\x02"
+    struct.pack_into("<L", body, entry + field, value)
+    server.files["z.zip"] = bytes(body)
+    with pytest.raises(data.DownloadError, match=r"damaged or forged.*images/[ac].bin.*another mirror"):
+        remote_zip.open_remote_zip(server.url + "z.zip")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("lie, after", [(lie, 0) for lie in sorted(LIES)] + [("ignore", 3), ("shifted", 2)])
+def test_seed_falls_back_to_the_whole_zip_when_the_server_lies(fake_livecell, tmp_path, capsys, lie, after):
+    fake_livecell.lie, fake_livecell.lie_after = lie, after
+    dest = _download(fake_livecell, tmp_path / "d", "seed", workers=1)
+    err = capsys.readouterr().err
+    assert "--subset full" in err and "downloading all of images.zip" in err
+    ranged = [r for r in fake_livecell.ranges_for("images.zip") if r is not None]
+    assert len(ranged) == after + 1  # nothing asked after the first lie
+    assert len(_frames_on_disk(dest)) == 8 * 26  # everything, extracted
+    _readable(dest)
+
+
+def _spoil(frames):
+    """Cut the first frame to 1,000 bytes and flip a byte of the last; returns both paths."""
+    cut, flipped = frames[0], frames[-1]
+    cut.write_bytes(cut.read_bytes()[:1000])
+    payload = bytearray(flipped.read_bytes())
+    payload[-10] ^= 0xFF
+    flipped.write_bytes(bytes(payload))
+    return cut, flipped
+
+
+@pytest.mark.parametrize("subset", ["seed", "course"])
+def test_a_rerun_checks_every_frame_and_fetches_only_the_damaged(fake_livecell, tmp_path, capsys, subset):
+    dest = _download(fake_livecell, tmp_path / "d", subset)
+    frames = sorted((dest / "images").rglob("*.tif"))
+    cut, flipped = _spoil(frames)
+    untouched = frames[1].stat().st_mtime_ns
+    stale = frames[1].with_name(f".{frames[1].name}.0123abcd.tmp")  # a write a kill cut short
+    stale.write_bytes(b"half a frame")
+    capsys.readouterr()
+    before = len(fake_livecell.ranges_for("images.zip"))
+    _download(fake_livecell, dest, subset)
+    err = capsys.readouterr().err
+    assert f"2 frame(s) under {dest / 'images'} no longer match images.zip" in err
+    assert f"{cut.name}: 1,000 of " in err and f"{flipped.name}: CRC-32 differs" in err
+    asked = fake_livecell.ranges_for("images.zip")[before:]
+    remote = remote_zip.open_remote_zip(fake_livecell.url + "images.zip")
+    spans = {f"bytes={m.start}-{m.end - 1}" for n, m in remote.members.items()
+             if n.endswith((cut.name, flipped.name))}
+    assert asked[0] == f"bytes=-{remote_zip.TAIL_BYTES}" and sorted(asked[1:]) == sorted(spans)
+    for path in (cut, flipped):
+        member = next(m for n, m in remote.members.items() if n.endswith(path.name))
+        assert zlib.crc32(path.read_bytes()) == member.info.CRC
+    assert frames[1].stat().st_mtime_ns == untouched and not stale.exists()
+    seen = len(fake_livecell.requests)
+    _download(fake_livecell, dest, subset)  # all checked and good: no network
+    assert len(fake_livecell.requests) == seen
+
+
+def test_a_damaged_frame_names_the_download_that_repairs_it(fake_livecell, tmp_path):
+    for subset in ("seed", "course"):
+        dest = _download(fake_livecell, tmp_path / subset, subset)
+        frame = sorted((dest / "images").rglob("*.tif"))[0]
+        frame.write_bytes(frame.read_bytes()[:1000])
+        with pytest.raises(data.ImageReadError,
+                           match=f"livecell-kit download --out {dest} --subset {subset}`"):
+            data.read_image(frame)
+
+
+def test_a_rerun_of_full_extracts_only_the_damaged_frames_again(fake_livecell, tmp_path, capsys):
+    dest = _download(fake_livecell, tmp_path / "d", "full")
+    frames = sorted((dest / "images").rglob("*.tif"))
+    cut, flipped = _spoil(frames)
+    untouched = frames[1].stat().st_mtime_ns
+    capsys.readouterr()
+    seen = len(fake_livecell.requests)
+    _download(fake_livecell, dest, "full")
+    err = capsys.readouterr().err
+    assert "2 frame(s) under" in err and f"{cut.name}: 1,000 of " in err and "extracting only those" in err
+    assert len(fake_livecell.requests) == seen  # from the cached images.zip
+    with zipfile.ZipFile(io.BytesIO(fake_livecell.files["images.zip"])) as archive:
+        for path in (cut, flipped):
+            assert path.read_bytes() == archive.read(path.relative_to(dest).as_posix())
+    assert frames[1].stat().st_mtime_ns == untouched
+    with pytest.raises(data.ImageReadError, match=f"livecell-kit download --out {dest}`"):
+        cut.write_bytes(cut.read_bytes()[:1000])
+        data.read_image(cut)

@@ -9,7 +9,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from livecell_kit import data, sample
+from livecell_kit import data, masks, sample
+from livecell_kit.synthetic_cells import MORPHOLOGIES
+from livecell_kit.synthetic_optics import render_frame
 
 SMALL = {"train": 1, "val": 1, "test": 1}
 TINY = {"train": 1, "val": 0, "test": 0}
@@ -227,3 +229,63 @@ def test_refuses_foreign_data_and_bad_sizes(tmp_path):
         sample.make_sample(tmp_path / "x", images_per_type={"train": -1})
     with pytest.raises(ValueError, match="seed"):
         sample.make_sample(tmp_path / "x", seed=1.5)
+
+
+def test_a_changed_or_truncated_sample_file_is_drawn_again_with_a_note(tmp_path):
+    out = sample.make_sample(tmp_path / "s", seed=2, images_per_type=TINY)
+    reference = _files(out)
+    frame = next((out / "images").rglob("*.tif"))
+    raw = bytearray(frame.read_bytes())
+    raw[-100:] = bytes(100)  # same size, other pixels
+    frame.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=f"sample {re.escape(str(out))} does not match.*{frame.name} changed"):
+        sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert _files(out) == reference
+    train = data.annotation_path(out, "train")
+    train.write_bytes(train.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="livecell_coco_train.json is .* bytes, not the .*truncated"):
+        sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert _files(out) == reference
+
+
+def test_temp_files_of_killed_writes_are_swept_from_the_sample(tmp_path):
+    import os
+    out = sample.make_sample(tmp_path / "s", seed=2, images_per_type=TINY)
+    reference = _files(out)
+    leftovers = [out / "annotations" / ".livecell_coco_val.json.89abcdef.tmp",
+                 data.split_image_dir(out, "train") / ".A172_x.tif.0a1b2c3d.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+        os.utime(p, (p.stat().st_mtime - 60,) * 2)
+    fresh = out / "annotations" / ".livecell_coco_test.json.00000000.tmp"  # a writer may be at work
+    fresh.write_bytes(b"")
+    sample.make_sample(out, seed=2, images_per_type=TINY)
+    assert not any(p.exists() for p in leftovers) and fresh.exists()
+    fresh.unlink()
+    assert _files(out) == reference
+
+
+def test_touching_cells_meet_on_a_visible_seam(decoded):
+    """Packed cells share their borders (LIVECell: 13-14 % of the band where MCF7 / BT474 cells
+    meet is a background gap), and the seam differs from the cells beside it."""
+    band_px = gap_px = 0
+    for d in decoded:
+        labels = d["labels"]
+        band = masks.touching_border_mask(labels, 2).astype(bool)
+        band_px += band.sum()
+        gap_px += (band & (labels == 0)).sum()
+    assert band_px > 1000 and gap_px < 0.3 * band_px, (gap_px, band_px)
+
+
+def test_rendered_seam_between_two_touching_cells_is_a_bright_line_with_darker_sides():
+    labels = np.zeros((60, 80), np.int32)
+    labels[15:45, 10:40], labels[15:45, 40:70] = 1, 2  # two squares meeting on column 39 | 40
+    rounded = np.zeros(2, bool)
+    seam, beside = [], []
+    for seed in range(4):
+        img = render_frame(np.random.default_rng(seed), MORPHOLOGIES["MCF7"], labels, rounded,
+                           crowding=0.5).astype(float)
+        seam.append(img[20:40, 39:41].mean())
+        beside.append(img[20:40, np.r_[34:37, 43:46]].mean())  # 3-5 px from the seam
+    assert np.mean(seam) > np.mean(beside) + 5, (seam, beside)
+    assert np.mean(beside) < 128 - 2  # darker than the background beside a shared border

@@ -232,6 +232,48 @@ def test_border_weights_ride_as_the_last_channel_aligned_with_the_crop(pairs):
         next(iter(T.validation_dataset(images[:1], [(masks[0], masks[0])], batch_size=1, border_weights=bw)))
 
 
+def test_cell_targets_are_computed_on_the_whole_frame_and_cropped_zoomed_and_turned_with_the_image(pairs):
+    from livecell_kit.masks import distance_targets
+
+    images, masks, arrays = pairs
+    label_paths, labels = _instance_label_files(masks, arrays)  # blobs as the "cells" label images
+    targets = [distance_targets(lab) for lab in labels]
+    levels = T.CELL_TARGET_LEVELS
+    ds = T.training_dataset(images, label_paths, batch_size=3, crop_size=16, augment=False, seed=1,
+                            cell_targets=True)
+    for x, y in _first_batches(ds, 2):
+        assert x.dtype == np.uint8 and y.dtype == np.float32 and y.shape == (3, 16, 16, 3)
+        np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 128).astype(np.float32))
+        for crop, t_crop in zip(x[..., 0], y):
+            # the targets of the window the crop came from, computed on the whole frame, to 1/255
+            windows = [t[i:i + 16, j:j + 16] for a, t in zip(arrays, targets)
+                       for i in range(H - 15) for j in range(W - 15) if np.array_equal(a[i:i + 16, j:j + 16], crop)]
+            assert any(np.abs(t_crop - w).max() <= 0.5 / levels + 1e-6 for w in windows)
+    x, y = next(iter(T.validation_dataset(images, label_paths, batch_size=4, cell_targets=True)))
+    assert x.dtype == np.uint8 and y.shape == (4, H, W, 3)
+    np.testing.assert_allclose(y.numpy(), np.stack(targets), atol=0.5 / levels + 1e-6)
+    # augmented: zoom (nearest), flips and turns move the targets with the image; values stay
+    # ones the frame had (per-cell normalised distances need no rescaling when zoomed)
+    stored = {v for t in targets for v in np.unique(np.rint(t * levels))}
+    ds = T.training_dataset(images, label_paths, batch_size=4, crop_size=16, augment=True, seed=2,
+                            cell_targets=True)
+    checked = 0
+    for x, y in _first_batches(ds, 3):
+        assert y.min() >= 0 and y.max() <= 1
+        assert set(np.unique(np.rint(y * levels))) <= stored
+        background = y[..., 0] == 0
+        assert np.all(y[..., 1:][background] == 1.0)
+        checked += _agrees_away_from_edges(x, y)
+    assert checked >= 4
+    # the RAM cache counts the 3 target channels of one label file
+    frame = H * W * (1 + 3)
+    assert pipeline._should_cache("auto", images, 3, limit=4 * frame)
+    assert not pipeline._should_cache("auto", images, 3, limit=4 * frame - 1)
+    # semantic 0/255 masks given where labels belong: a clear error
+    with pytest.raises(Exception, match="not instance labels"):
+        next(iter(T.validation_dataset(images[:1], masks[:1], batch_size=1, cell_targets=True)))
+
+
 @pytest.mark.parametrize("requested,flags,gpus,expected", [
     ("auto", {"avx2", "avx512_bf16"}, [], "mixed_bfloat16"),
     ("auto", {"avx2", "amx_bf16", "amx_tile"}, [], "mixed_bfloat16"),
@@ -306,6 +348,31 @@ def test_borders_preset_trains_one_step_end_to_end(tmp_path, monkeypatch):
     # the notebook's way to the same folder: open_run sees the finished run and finish_run loads it
     run = T.open_run(root, presets.resolve("borders", epochs=1, **{**TINY, "steps_per_epoch": 1}), out, verbose=0)
     assert run.finished and T.finish_run(run).history == result.history
+
+
+def test_cells_preset_trains_one_epoch_end_to_end_and_loads(tmp_path, monkeypatch):
+    from livecell_kit import sample
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
+    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    out = tmp_path / "cells"
+    settings = {**TINY, "steps_per_epoch": 1}
+    result = T.train(root, preset="cells", out_dir=out, epochs=1, verbose=0, **settings)
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] and config["preset"]["model"]["outputs"] == "cells"
+    assert result.history["epoch"] == [0] and np.isfinite(result.history["val_loss"][0])
+    assert {"val_dice", "val_iou"} <= set(result.history)
+    loaded = T.load_model(out)
+    assert loaded.loss is T.cells_loss and loaded.output.shape[-1] == 3
+    frame = np.zeros((1, 64, 64, 1), np.uint8)
+    assert loaded.predict(frame, verbose=0).shape == (1, 64, 64, 3)
+    # rerunning the same call loads the finished run
+    again = T.train(root, preset="cells", out_dir=out, epochs=1, verbose=0, **settings)
+    assert again.history == result.history
+    # a loss that does not fit the outputs is refused before anything is written
+    with pytest.raises(ValueError, match="does not fit a model with outputs 'cells'"):
+        T.train(root, preset="cells", out_dir=tmp_path / "bad", epochs=1, verbose=0, loss="bce_dice")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_quick_run_says_when_it_trains(tmp_path, monkeypatch, capsys):

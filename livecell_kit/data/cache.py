@@ -208,7 +208,7 @@ class ResumableDownloader:
 def _read_recorded(cache: Path) -> dict:
     """Hashes recorded at first download (trust on first use): name -> "sha256:<hex>"."""
     try:
-        return json.loads((cache / RECORDED_HASHES).read_text())
+        return json.loads((cache / RECORDED_HASHES).read_text(encoding="utf-8-sig"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 

@@ -29,6 +29,7 @@ interface (``items_coro``) took 30-40 s for the same pass, so the body pulls.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from itertools import islice
@@ -52,6 +53,8 @@ _KEY_TEXT = re.compile(rb'"annotations"')
 #: annotations, one annotation, its polygons, one polygon); extra keys may add a few.
 MAX_DEPTH = 64
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _OPENERS, _CLOSERS = b"[{", b"]}"
 _STEP = np.zeros(256, np.int64)
 _STEP[list(_OPENERS)], _STEP[list(_CLOSERS)] = 1, -1
@@ -86,9 +89,34 @@ def stream_coco(path, on_batch: Callable[[list], None], on_bytes: Callable[[int]
     try:
         return _stream(path, on_batch, on_bytes or (lambda n: None), block_size)
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # yajl adds a context drawing
-        raise AnnotationError(f"{path} is not valid JSON ({reason}); the file is probably "
-                              f"truncated or corrupt: {FIX_DATA}") from None
+        raise AnnotationError(json_error_message(path, exc)) from None
+
+
+#: The fix for a file that is not valid JSON: never "delete it", since it may be the user's own work.
+FIX_JSON = ("if you edited it, correct the JSON there (any editor that saves UTF-8 will do); a LIVECell "
+            "or sample file can instead be fetched or drawn again into a new folder with "
+            "`livecell-kit download --out DIR` or `livecell-kit sample --out DIR`")
+
+
+def json_error_message(path, exc: Exception) -> str:
+    """What is wrong with the JSON file ``path`` that ijson refused with ``exc``, and the fix."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # yajl adds a context drawing
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        if f.read(2) in _UTF16_BOMS:
+            return (f"{path} is UTF-16 text, not UTF-8: save it again as UTF-8 (e.g. Notepad's Save as, "
+                    f"Encoding UTF-8)")
+    if "premature EOF" in reason:
+        return (f"{path} is not valid JSON: it ends before its brackets close, so it is truncated "
+                f"(an interrupted copy or download?); {FIX_JSON}")
+    return f"{path} is not valid JSON ({reason}); {FIX_JSON}"
+
+
+def open_json(path):
+    """``path`` opened for binary reading past a UTF-8 byte-order mark (Windows Notepad writes one)."""
+    f = open(path, "rb")
+    if f.read(len(_UTF8_BOM)) != _UTF8_BOM:
+        f.seek(0)
+    return f
 
 
 def _stream(path, on_batch, on_bytes, block_size) -> TopLevel:
@@ -100,7 +128,7 @@ def _stream(path, on_batch, on_bytes, block_size) -> TopLevel:
         raise AnnotationError(f"{path}: 'annotations' is a {_TYPE_OF_EVENT.get(form, form)}, expected a "
                               f"list or a dict keyed by id; {FIX_DATA}")
     form_name = "list" if form == "start_array" else "dict"
-    with open(path, "rb") as f:
+    with open_json(path) as f:
         reader = _Reader(f, on_bytes, path)
         if form_name == "list":
             annotations, convert = ijson.items(reader, "annotations.item", use_float=True, buf_size=block_size), None
@@ -118,7 +146,7 @@ def _stream(path, on_batch, on_bytes, block_size) -> TopLevel:
             reader.forget_before(mark)
             on_batch(convert(batch) if convert else batch)
     if window_start < 0:  # no annotations: the rest is small, read it whole
-        with open(path, "rb") as f:
+        with open_json(path) as f:
             members = {k: v for k, v in ijson.kvitems(f, "", use_float=True) if k != "annotations"}
         return TopLevel(members, keys + [k for k in members if k not in keys], form_name)
     tail = _tail_members(reader.bytes_from(window_start), max(0, value_start + 1 - window_start),
@@ -239,7 +267,7 @@ def _read_head(path):
     members, keys, head = {}, [], []
     builder, depth, key = None, 0, None
     guard = DepthGuard(path)
-    with open(path, "rb") as f:
+    with open_json(path) as f:
         for piece in iter(lambda: f.read(_HEAD_PIECE), b""):
             guard.feed(piece)  # before ijson: deep nesting costs it O(depth²) memory
             coro.send(piece)

@@ -12,7 +12,11 @@
   them, cut from LIVECell's smaller files (:mod:`~livecell_kit.data.course_subset`), under
   400 MB in all.
 
-A server that ignores ``Range`` gets the full ``images.zip`` instead (one line says so).
+A server that ignores or mishandles ``Range`` — from the first request or midway — gets the
+full ``images.zip`` instead (one line says what it did).  The stamp of a subset records each
+frame's size and CRC-32 from images.zip's listing; a rerun checks every frame against it and
+refetches only the damaged ones (one line names them), as a rerun of ``full`` does against
+the cached images.zip.  Temp files of writes a kill cut short are swept.
 Two runs into the same folder take turns (a lock file); every file appears atomically and
 only once checked, so an interrupted run is resumed by the next one.  Files reach the data
 root as copies, and a rerun keeps any file changed since the kit wrote it
@@ -46,9 +50,9 @@ from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_n
 from livecell_kit.data.download_checks import InvalidDownload, check_member_name, check_zip
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
-from livecell_kit.data.placed import place_copy, write_file
-from livecell_kit.data.registry import (SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
-                                        single_cell_name, size_split_name)
+from livecell_kit.data.placed import damaged_files, place_copy, sweep_temp_files, write_file
+from livecell_kit.data.registry import (FULL_STAMP, SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
+                                        frames_stamp, single_cell_name, size_split_name)
 from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
                                           open_remote_zip)
 from livecell_kit.data.subsets import DEFAULT_SUBSET_SIZES, select_subset
@@ -60,7 +64,6 @@ DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 #: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.
 DOWNLOAD_SUBSETS = ("full", "seed", "course")
 _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
-_FULL_STAMP = ".images.zip.extracted"
 
 
 def _remove_stale_extractions(dest: Path) -> None:
@@ -223,9 +226,10 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
 
 def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     expected = [split_image_dir(dest, "train"), split_image_dir(dest, "test")]
-    stamps = [dest / _FULL_STAMP, dest / "images" / _FULL_STAMP]
+    stamps = [dest / FULL_STAMP, dest / "images" / FULL_STAMP]
     if any(s.exists() for s in stamps) and all(p.is_dir() for p in expected):
-        return  # extracted before: no need to hash 1.24 GB or touch the network
+        _repair_extracted(dest, cache, kw)  # extracted before: no need to touch the network
+        return
     zip_path = fetch("images.zip", **kw)
     try:
         with zipfile.ZipFile(zip_path) as archive:
@@ -247,6 +251,34 @@ def _download_images(dest: Path, cache: Path, kw: dict) -> None:
     if missing:
         raise DownloadError(f"{zip_path} did not contain the expected folders {missing}; is the "
                             f"base URL a LIVECell mirror? Delete {zip_path} and rerun.")
+
+
+def _repair_extracted(dest: Path, cache: Path, kw: dict) -> None:
+    """Check every frame extracted from the cached images.zip against its listing (size and
+    CRC-32) and extract the damaged ones again, with one line naming them.  Without a cached
+    images.zip there is nothing to check against: the frames are kept as they are."""
+    try:
+        with zipfile.ZipFile(cache / "images.zip") as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+    except (OSError, zipfile.BadZipFile):
+        return
+    nested = any(i.filename.replace("\\", "/").startswith("images/") for i in infos)
+    base = dest if nested else dest / "images"
+    sweep_temp_files(dest / "images" / name for name in _IMAGE_FOLDERS)
+    by_path = {check_member_name(i.filename, "images.zip").as_posix(): i for i in infos}
+    damaged = damaged_files(base, [[rel, i.file_size, i.CRC] for rel, i in by_path.items()])
+    if not damaged:
+        return
+    tqdm.write(f"livecell-kit: {_damage_note(base, damaged)}; extracting only those again from images.zip.",
+               file=sys.stderr)
+    with zipfile.ZipFile(fetch("images.zip", **kw)) as archive:  # hashed: a bad cached copy is fetched again
+        for rel, _ in damaged:
+            atomic.write_bytes(base / rel, archive.read(by_path[rel]))  # read() checks the CRC-32
+
+
+def _damage_note(base: Path, damaged) -> str:
+    shown = ", ".join(f"{rel}: {why}" for rel, why in damaged[:3]) + (", ..." if len(damaged) > 3 else "")
+    return f"{len(damaged)} frame(s) under {base} no longer match images.zip ({shown})"
 
 
 def _course_annotations(dest: Path, kw: dict) -> list[tuple[str, str]]:
@@ -296,30 +328,50 @@ def _frame_present(dest: Path, split: str, file_name: str) -> bool:
 
 
 def _fetch_frames(dest: Path, frames, subset: str, cache: Path, kw: dict, workers: int) -> None:
-    """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members."""
+    """Put the ``frames`` ((split, file name) pairs) under ``dest/images`` from images.zip's members.
+
+    The stamp records each frame's size and CRC-32 from images.zip's listing; a rerun checks
+    every frame against it (no network when all match) and fetches only the damaged ones.
+    """
+    sweep_temp_files(dest / "images" / name for name in _IMAGE_FOLDERS)
     listing = "\n".join(sorted({f"{split}/{name}" for split, name in frames}))
-    signature = {"frames": hashlib.sha256(listing.encode()).hexdigest(), "count": len(frames)}
-    stamp = dest / "images" / f".{subset}-frames.fetched"
-    done_before = atomic.read_stamp(stamp) == signature or any(
-        p.exists() for p in (dest / _FULL_STAMP, dest / "images" / _FULL_STAMP))
-    if done_before and all(_frame_present(dest, s, n) for s, n in frames):
-        return  # no network
+    frames_hash = hashlib.sha256(listing.encode()).hexdigest()
+    stamp = dest / "images" / frames_stamp(subset)
+    recorded = atomic.read_stamp(stamp) or {}
+    damaged = None
+    if recorded.get("frames") == frames_hash and isinstance(recorded.get("written"), list):
+        damaged = damaged_files(dest / "images", recorded["written"])
+        if not damaged:
+            return  # every frame checked: no network
+        tqdm.write(f"livecell-kit: {_damage_note(dest / 'images', damaged)}; fetching only those again.",
+                   file=sys.stderr)
+    elif any(p.exists() for p in (dest / FULL_STAMP, dest / "images" / FULL_STAMP)) and all(
+            _frame_present(dest, s, n) for s, n in frames):
+        return  # extracted from the whole images.zip, which checked every CRC-32
     url = file_url("images.zip", kw["base_url"])
     try:
         remote = open_remote_zip(url, retries=kw["retries"])
-    except RangeNotSupported:
-        tqdm.write(f"livecell-kit: {url} ignores HTTP Range requests, so the {subset} frames cannot be "
-                   f"fetched alone; downloading all of images.zip (1.24 GB) instead.", file=sys.stderr)
+        all_targets = targets = _frame_targets(remote, dest, frames)
+        if damaged is not None:
+            again = {dest / "images" / rel for rel, _ in damaged}
+            targets = {name: path for name, path in all_targets.items() if path in again}
+        stats = fetch_members(remote, targets, workers=workers, retries=kw["retries"],
+                              progressbar=kw["progressbar"])
+    except RangeNotSupported as exc:
+        kept = sum(_frame_present(dest, s, n) for s, n in frames)
+        tqdm.write(f"livecell-kit: {exc}\nSo the {subset} frames cannot be fetched alone: downloading all "
+                   f"of images.zip (1.24 GB) instead{f' (the {kept} frames fetched so far stay in place)' if kept else ''}.",
+                   file=sys.stderr)
         _download_images(dest, cache, kw)
         return
-    stats = fetch_members(remote, _frame_targets(remote, dest, frames), workers=workers,
-                          retries=kw["retries"], progressbar=kw["progressbar"])
     if kw["progressbar"]:
         tqdm.write(f"images.zip: {stats.fetched} frames fetched in {stats.requests} range requests, "
                    f"{stats.kept} already here; {(stats.bytes + remote.listing_bytes) / 1e6:.1f} MB "
                    f"transferred, listing included (all of images.zip: {remote.size / 1e6:.0f} MB)",
                    file=sys.stderr)
-    atomic.write_stamp(stamp, signature)
+    written = [[path.relative_to(dest / "images").as_posix(), remote.members[name].info.file_size,
+                remote.members[name].info.CRC] for name, path in sorted(all_targets.items())]
+    atomic.write_stamp(stamp, {"frames": frames_hash, "count": len(frames), "written": written})
 
 
 def _frame_targets(remote, dest: Path, frames) -> dict[str, Path]:

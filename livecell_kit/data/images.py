@@ -40,14 +40,13 @@ import tifffile
 from PIL import Image
 
 from livecell_kit.data.intensity import to_uint8
+from livecell_kit.data.registry import download_command
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 
 _MAGIC = {b"II*\x00": "tiff", b"MM\x00*": "tiff", b"II+\x00": "tiff", b"MM\x00+": "tiff",
           b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg"}
-_REFETCH = ("re-download it (LIVECell: `livecell-kit download --out DIR`) or export it "
-            "again from the original")
 _CODEC_FIX = ("pip install imagecodecs (conda: conda install -c conda-forge imagecodecs), "
               "or re-save the file as an uncompressed TIFF")
 # tifffile logs (does not raise) when IFDs or an ImageJ stack run past the end of the file
@@ -132,7 +131,9 @@ def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, Im
 # --------------------------------------------------------------------------- helpers
 
 def _corrupt(path: Path, what: str) -> ImageReadError:
-    return ImageReadError(f"image {path} is corrupt or truncated: {what}; {_REFETCH}", "corrupt")
+    # The download that wrote a LIVECell frame checks its frames and refetches damaged ones.
+    return ImageReadError(f"image {path} is corrupt or truncated: {what}; re-download it (LIVECell: "
+                          f"`{download_command(path)}`) or export it again from the original", "corrupt")
 
 
 def _why(exc: BaseException) -> str:

@@ -12,6 +12,16 @@ The folder is built under a temporary name and renamed into place after its done
 (:func:`livecell_kit.atomic.write_stamp`) is written: a crash leaves no half index, and two
 processes indexing one file at once each build their own and the first rename wins.
 
+The index checks itself when opened, since its files can be truncated or changed after it
+was built (a full disk, a sync tool, a user tidying up): the stamp records the size and
+CRC-32 of every file in the folder, and :func:`open_index` compares them (sizes always,
+checksums once per process and folder state) before mapping anything.  An index that does
+not match is rebuilt with a one-line warning naming the file and what was wrong.  Cost:
+0.9 ms per MiB of index, files in the page cache (2-core test machine,
+``bench/integrity_checks.py``), 2 ms per MiB read from disk: ~0.3 s (~0.6 s from disk) for
+LIVECell's train index (~320 MiB), once per process; later opens compare sizes only (0.05 ms)
+while the files keep their mtimes.
+
 Reading: arrays open with ``mmap_mode="r"``, so only the pages of the images asked for
 are read; per-image annotations come back as COCO dicts on demand
 (:meth:`AnnotationIndex.annotations_for`).
@@ -23,6 +33,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -48,7 +59,12 @@ _DEFAULT_CATEGORIES = [{"id": 1, "name": "cell", "supercategory": "cell"}]
 _ARRAYS = ("ann_id", "image_id", "category_id", "iscrowd", "area", "bbox", "ann_polygons",
            "polygon_coords", "coords", "ann_by_image", "image_ann_offsets")
 
+_JSON_PARTS = ("images.json", "top_level.json", "rle.json", "extras.json", "summary.json")
+_PARTS = tuple(f"{name}.npy" for name in _ARRAYS) + _JSON_PARTS
+
 _DIGESTS: dict[tuple, str] = {}
+#: Index folders whose checksums matched in this process, keyed by their files' sizes and mtimes.
+_VERIFIED: set[tuple] = set()
 
 
 def file_sha256(path) -> str:
@@ -84,16 +100,45 @@ def open_index(path, progress: bool | None = None, root=None) -> AnnotationIndex
     root = Path(root) if root is not None else index_root()
     folder = root / f"{path.stem}-{digest[:16]}-v{INDEX_VERSION}"
     expected = {"version": INDEX_VERSION, "sha256": digest}
-    if not _is_done(folder, expected):
+    problem = index_problem(folder, expected)
+    if problem is not None:
+        if problem != _NOT_BUILT:
+            warnings.warn(f"the annotation index of {path} ({folder}) does not match what was built: "
+                          f"{problem}; rebuilding it", stacklevel=2)
         if progress is None:
             progress = path.stat().st_size > PROGRESS_MIN_BYTES
         _build(path, folder, expected, progress)
     return AnnotationIndex(folder, path)
 
 
-def _is_done(folder: Path, expected: dict) -> bool:
+_NOT_BUILT = "not built yet"
+
+
+def _file_state(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def index_problem(folder: Path, expected: dict) -> str | None:
+    """What is wrong with the index ``folder`` (None when it is complete and intact): its stamp
+    names another source or version, or a file's size or CRC-32 differs from the stamp's record."""
     stamp = atomic.read_stamp(folder / STAMP_NAME)
-    return stamp is not None and all(stamp.get(k) == v for k, v in expected.items())
+    if stamp is None:
+        return _NOT_BUILT if not folder.exists() else "its done-stamp is missing or unreadable"
+    wrong = [k for k, v in expected.items() if stamp.get(k) != v]
+    if wrong:
+        return f"its stamp names another {' and '.join(wrong)}"
+    parts = stamp.get("parts")
+    problem = atomic.part_problem(folder, parts, checksums=False)
+    if problem is not None:
+        return problem
+    state = (str(folder.resolve()),) + tuple(_file_state(folder / name) for name in sorted(parts))
+    if state not in _VERIFIED:
+        problem = atomic.part_problem(folder, parts)
+        if problem is not None:
+            return problem
+        _VERIFIED.add(state)
+    return None
 
 
 def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
@@ -106,18 +151,28 @@ def _build(path: Path, folder: Path, expected: dict, progress: bool) -> None:
     tmp = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.")
     try:
         _write_index(path, tmp, expected, progress)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished first, or an unusable old folder is in the way
-            if not folder.exists():
-                raise
-            if not _is_done(folder, expected):
-                trash = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.old.")
-                os.replace(folder, trash / "old")
-                shutil.rmtree(trash, ignore_errors=True)
+        for _ in range(3):  # each try loses only to another process installing its index
+            try:
                 os.rename(tmp, folder)
+                return
+            except OSError:  # another process finished first, or an unusable old folder is in the way
+                if not folder.exists():
+                    raise
+                if index_problem(folder, expected) is None:
+                    return
+                _discard(folder)
+        raise OSError(f"could not put the index of {path} in place at {folder}: other processes kept "
+                      f"replacing it; rerun the same command")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged index folder out of the way (one rename), then delete it."""
+    trash = atomic.make_temp_dir(folder.parent, prefix=f".{folder.name}.old.")
+    with contextlib.suppress(FileNotFoundError):  # another process moved it first
+        os.replace(folder, trash / "old")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_index(path: Path, out: Path, expected: dict, progress: bool) -> None:
@@ -147,7 +202,8 @@ def _write_index(path: Path, out: Path, expected: dict, progress: bool) -> None:
                "first_image": images[0] if images else None,
                "first_annotation": writer.first_annotation}
     atomic.write_json(out / "summary.json", summary, indent=1)
-    atomic.write_stamp(out / STAMP_NAME, {**expected, "source": str(path), "bytes": size, **counts})
+    atomic.write_stamp(out / STAMP_NAME, {**expected, "source": str(path), "bytes": size, **counts,
+                                          "parts": atomic.part_records(out, _PARTS)})
 
 
 class AnnotationIndex:

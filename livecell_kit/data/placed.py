@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -30,6 +32,7 @@ except ImportError:  # Windows: plain copies
     fcntl = None
 
 WRITTEN = ".livecell-kit-written.json"
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # atomic.atomic_path's temp files
 _FICLONE = 0x40049409  # Linux ioctl: make dst share all of src's blocks
 
 
@@ -129,3 +132,34 @@ def place_copy(cached, target, root, digest: str) -> bool:
         _copy(cached, tmp)
     record_written(root, target, digest)
     return True
+
+
+def damaged_files(base, written) -> list[tuple[str, str]]:
+    """``(path, what is wrong)`` for each ``[path under base, size in bytes, CRC-32]`` of
+    ``written`` whose file is missing or has another size or CRC-32.
+
+    Costs a read of every file of the right size: about 0.3 ms per LIVECell frame (240 KB)
+    from the page cache, 1 ms from disk.
+    """
+    bad = []
+    for rel, size, crc in written:
+        path = Path(base) / rel
+        try:
+            have = path.stat().st_size
+            if have != size:
+                bad.append((rel, f"{have:,} of {size:,} bytes"))
+            elif zlib.crc32(path.read_bytes()) != crc:
+                bad.append((rel, "CRC-32 differs"))
+        except OSError:
+            bad.append((rel, "missing"))
+    return bad
+
+
+def sweep_temp_files(folders: Iterable[Path]) -> None:
+    """Delete the temp files of atomic writes a kill cut short in ``folders`` and below
+    (the caller holds the data root's lock, so no write of this kit is under way there)."""
+    for folder in folders:
+        if Path(folder).is_dir():
+            for stale in Path(folder).rglob(".*.tmp"):
+                if _TEMP_NAME.fullmatch(stale.name) and stale.is_file():
+                    stale.unlink(missing_ok=True)

@@ -9,6 +9,14 @@ requests in parallel), inflates each, checks its CRC-32 and size, and writes it 
 so a cut or corrupted transfer never leaves a file that looks done.  A cut request resumes
 at the byte where it stopped; files already on disk with the right size and CRC are kept.
 
+Nothing a server says is taken on trust: every answer must be a 206 whose ``Content-Range``
+(span and total) and ``Content-Length`` are exactly the range asked for, else
+:class:`RangeNotSupported` at that first answer (200 with the whole file, a 416 inside the
+file, a shifted, garbage or over-long answer, a wrong total) — also midway, when a server
+stops honouring ``Range`` after the listing; the caller then downloads the whole file.  The
+listing's member offsets and sizes are checked against the central directory's position
+before any member is asked for, so a forged directory is refused at once.
+
 Own code because pooch and requests fetch whole files only, and :mod:`zipfile` reads members
 through one seekable file under one lock, while here the members arrive in parallel as bytes.
 """
@@ -56,8 +64,14 @@ class DownloadError(OSError):
     """A download failed or a checksum did not match; the message says what to do."""
 
 
+#: How a range download's errors name the way round a server that mishandles ``Range``.
+USE_FULL = "`--subset full` downloads the whole images.zip instead, without range requests"
+
+
 class RangeNotSupported(DownloadError):
-    """The server answered a ``Range`` request with the whole file (HTTP 200)."""
+    """The server does not answer ``Range`` requests as a file server must: the whole file
+    (HTTP 200), a 416 for bytes inside the file, or a 206 whose ``Content-Range`` or body
+    is not the range asked for.  Raised at the first such answer; its body is left unread."""
 
 
 @dataclass(frozen=True)
@@ -114,23 +128,48 @@ def parse_content_range(value) -> tuple[int, int, int] | None:
         return None
 
 
-def _check_partial(response, url: str, first: int, size: int | None) -> int:
-    """Raise unless ``response`` is a 206 starting at ``first`` of a ``size``-byte file; return the size."""
+def _lie(url: str, what: str) -> RangeNotSupported:
+    return RangeNotSupported(f"{url} {what}: the server does not honour HTTP Range requests as a file "
+                             f"server must (or the file changed on it while downloading); {USE_FULL}.")
+
+
+def _check_partial(response, url: str, first: int, last: int, size: int | None) -> tuple[int, int]:
+    """Raise unless ``response`` is a 206 for bytes ``first..last`` of a ``size``-byte file.
+
+    first < 0: a suffix request for the last ``-first`` bytes of a file of unknown ``size``
+    (None).  Every answer is held to what was asked: the span and total of its
+    ``Content-Range`` and its ``Content-Length``.  Returns ``(offset of the first byte, file size)``.
+    """
     status = response.status_code
+    asked = f"bytes={first}" if first < 0 else f"bytes={first}-{last}"
     if status == 200:
-        raise RangeNotSupported(f"{url} ignores HTTP Range requests (answered 200 with the whole file)")
+        raise RangeNotSupported(f"{url} ignores HTTP Range requests (answered {asked} with the whole "
+                                f"file, HTTP 200); {USE_FULL}.")
     if status >= 500 or status in (408, 429):
         response.raise_for_status()  # a RequestException: retried
+    if status == 416:  # only ever asked for bytes inside the file (or a suffix of it)
+        raise _lie(url, f"refused {asked} (HTTP 416), bytes that lie inside the file")
     if status != 206:
-        raise DownloadError(f"HTTP {status} {response.reason} for bytes {first}- of {url}; check the "
+        raise DownloadError(f"HTTP {status} {response.reason} for bytes {max(first, 0)}- of {url}; check the "
                             f"base URL (--base-url / LIVECELL_BASE_URL) and your connection")
-    got = parse_content_range(response.headers.get("Content-Range"))
-    if got is None or (size is None and first >= 0 and got[0] != first) or (
-            size is not None and (got[0] != first or got[2] != size)):
-        raise DownloadError(f"{url} answered bytes {response.headers.get('Content-Range')} when asked "
-                            f"for bytes {first}- of a {size}-byte file; the file changed on the server "
-                            f"while downloading or the server is not a plain file server. Rerun.")
-    return got[2]
+    header = response.headers.get("Content-Range")
+    got = parse_content_range(header)
+    if got is None:
+        raise _lie(url, f"answered {asked} with Content-Range {header!r}, which is no byte range")
+    a, b, total = got
+    if first < 0:  # the last -first bytes, or the whole file when it is smaller
+        expected = (max(0, total + first), total - 1, total)
+    else:
+        known = size if size is not None else total
+        expected = (first, min(last, known - 1), known)
+    if total <= 0 or (a, b, total) != expected:
+        of = f" of the {size}-byte file" if size is not None else ""
+        raise _lie(url, f"answered {asked}{of} with Content-Range {header!r}")
+    length = response.headers.get("Content-Length")
+    identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+    if length is not None and identity and length.strip().isdigit() and int(length) != b - a + 1:
+        raise _lie(url, f"answered {asked} with Content-Range {header!r} but a {length}-byte body")
+    return a, total
 
 
 def fetch_range(url: str, start: int, end: int, size: int | None, retries: int = 3,
@@ -141,8 +180,8 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
     size: the file's size in bytes, checked against every answer (None: not known yet).
     A cut transfer is resumed at the byte where it stopped; an attempt that brings no bytes
     (connection refused, HTTP 5xx) is retried ``retries`` times.  Returns
-    ``(data, offset of data[0], file size)``.  Raises :class:`RangeNotSupported` on a 200
-    answer (the body is not read) and :class:`DownloadError` when the retries are spent.
+    ``(data, offset of data[0], file size)``.  Raises :class:`RangeNotSupported` on the
+    first answer that is not exactly the range asked for (its body is not read on) and :class:`DownloadError` when the retries are spent.
     """
     buf, failures, offset = bytearray(), 0, start
     want = end - start if start >= 0 else -start
@@ -153,15 +192,18 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
         try:
             with _session().get(url, headers={"Range": f"bytes={spec}", **_IDENTITY}, stream=True,
                                 timeout=timeout) as response:
-                size = _check_partial(response, url, first, size)
+                at, size = _check_partial(response, url, first if start >= 0 else start, end - 1, size)
                 if start < 0:  # a suffix request: now we know where it starts and ends
-                    offset = parse_content_range(response.headers["Content-Range"])[0]
+                    offset = at
                     want, start, end = size - offset, offset, size
                 # A short body ends quietly instead of losing its last chunk to urllib3's
                 # length check; the loop asks for the rest.
                 response.raw.enforce_content_length = False
                 for chunk in response.iter_content(_CHUNK):
-                    buf += chunk[: want - len(buf)]
+                    if len(chunk) > want - len(buf):
+                        raise _lie(url, f"sent more than the {want - got_before} bytes its Content-Range "
+                                        f"announced for bytes {first}-")
+                    buf += chunk
                     if on_bytes:
                         on_bytes(len(chunk))
                     if len(buf) >= want:
@@ -216,8 +258,9 @@ class _RangeReader:
 def open_remote_zip(url: str, retries: int = 3, timeout: float = 60.0) -> RemoteZip:
     """List the zip archive at ``url`` with range requests (usually one, of :data:`TAIL_BYTES`).
 
-    Raises :class:`RangeNotSupported` when the server ignores ``Range`` — detected on this
-    first request, whose body is then left unread — and :class:`DownloadError` when the
+    Raises :class:`RangeNotSupported` when the server ignores or mishandles ``Range`` —
+    detected on this first request, whose body is then left unread — and :class:`DownloadError`
+    when the listing places a member where it cannot lie, or when the
     file is not a zip archive.
     """
     tail, tail_start, size = fetch_range(url, -TAIL_BYTES, 0, None, retries, timeout)
@@ -235,7 +278,24 @@ def open_remote_zip(url: str, retries: int = 3, timeout: float = 60.0) -> Remote
     ordered = sorted(infos, key=lambda i: i.header_offset)
     ends = [i.header_offset for i in ordered[1:]] + [directory]
     members = {i.filename: Member(i, i.header_offset, e) for i, e in zip(ordered, ends)}
+    _check_layout(url, size, directory, members.values())
     return RemoteZip(url, size, members, len(tail) + reader.fetched)
+
+
+def _check_layout(url: str, size: int, directory: int, members) -> None:
+    """Raise :class:`DownloadError` unless every member's local header and data lie before the
+    central directory (at byte ``directory``) and before the next member."""
+    members = list(members)
+    past = [(m, f"past the central directory at byte {directory:,}") for m in members
+            if m.start + _LOCAL_HEADER.size + m.info.compress_size > directory]
+    over = [(m, f"over the next member at byte {m.end:,}") for m in members
+            if m.start + _LOCAL_HEADER.size + m.info.compress_size > m.end]
+    if past or over:
+        member, where = (past or over)[0]
+        raise DownloadError(
+            f"{url} is damaged or forged: its central directory places {member.info.filename} (a "
+            f"{member.info.compress_size:,}-byte member) at byte {member.start:,}, which runs {where} "
+            f"of the {size:,}-byte file. Nothing was fetched; try another mirror (--base-url).")
 
 
 def read_member(member: Member, span: bytes) -> bytes:
@@ -321,7 +381,7 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
                  disable=not progressbar or len(targets) < 100, leave=False)
     missing = [remote.members[n] for n, path in check if not _is_present(remote.members[n], path)]
     groups = plan_requests(missing, max_gap, max_request)
-    lock, counts = threading.Lock(), {"requests": 0, "bytes": 0}
+    lock, counts, refused = threading.Lock(), {"requests": 0, "bytes": 0}, threading.Event()
     bar = tqdm(total=sum(g[-1].end - g[0].start for g in groups), unit="B", unit_scale=True,
                unit_divisor=1024, desc=Path(remote.url).name, disable=not progressbar)
 
@@ -348,14 +408,22 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
                 piece = get(member.start, member.end)
 
     def run(group):
-        span, failed = get(group[0].start, group[-1].end), []
-        for member in group:  # one bad member does not cost the others
-            try:
-                data = checked(member, span[member.start - group[0].start: member.end - group[0].start])
-            except DownloadError as exc:
-                failed.append(exc)
-                continue
-            atomic.write_bytes(targets[member.info.filename], data)
+        if refused.is_set():  # the server stopped honouring Range: no more requests
+            return
+        try:
+            span, failed = get(group[0].start, group[-1].end), []
+            for member in group:  # one bad member does not cost the others
+                try:
+                    data = checked(member, span[member.start - group[0].start: member.end - group[0].start])
+                except RangeNotSupported:
+                    raise
+                except DownloadError as exc:
+                    failed.append(exc)
+                    continue
+                atomic.write_bytes(targets[member.info.filename], data)
+        except RangeNotSupported:
+            refused.set()
+            raise
         if failed:
             raise failed[0]
 
@@ -365,8 +433,8 @@ def fetch_members(remote: RemoteZip, targets: Mapping[str, Path], workers: int =
             errors = [f.exception() for f in [pool.submit(run, g) for g in groups]]
     finally:  # on Ctrl-C: drop the requests not started yet, let the running ones end
         pool.shutdown(wait=True, cancel_futures=True)
-    errors = [e for e in errors if e is not None]
-    if errors:
+    errors = sorted((e for e in errors if e is not None), key=lambda e: not isinstance(e, RangeNotSupported))
+    if errors:  # a server that stopped honouring Range first: the caller falls back to the whole file
         raise errors[0]
     return FetchStats(fetched=len(missing), kept=len(targets) - len(missing),
                       requests=counts["requests"], bytes=counts["bytes"])

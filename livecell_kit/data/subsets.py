@@ -140,13 +140,13 @@ def read_manifest(path) -> list[dict]:
     """Entries written by :func:`write_manifest` (or a bare JSON list of such entries)."""
     path = Path(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: Notepad adds a BOM
     except FileNotFoundError:
         raise FileNotFoundError(f"manifest {path} does not exist; write one with "
                                 f"data.write_manifest(data.select_subset(root), path)") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"manifest {path} is not valid JSON ({exc}); delete it and write it "
-                         f"again with data.write_manifest") from None
+        raise ValueError(f"manifest {path} is not valid JSON ({exc}); correct it there, or write "
+                         f"it again with data.write_manifest(data.select_subset(root), path)") from None
     entries = obj.get("entries") if isinstance(obj, dict) else obj
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and all(k in e for k in _MANIFEST_KEYS) for e in entries):

@@ -4,6 +4,7 @@
   per-group table, the threshold sweep (numpy only);
 * :mod:`~livecell_kit.evaluate.baselines` — the classical Otsu baseline;
 * :mod:`~livecell_kit.evaluate.cocoeval` — instance AP under LIVECell's COCO protocol;
+* :mod:`~livecell_kit.evaluate.cells` — cells counted and confluence, per frame, against the truth;
 * :mod:`~livecell_kit.evaluate.driver` — :func:`evaluate_model`: a model on a split, all of the above.
 
 Cells are split out of a probability map by :mod:`livecell_kit.instances` (it serves
@@ -11,6 +12,7 @@ Cells are split out of a probability map by :mod:`livecell_kit.instances` (it se
 ``evaluate.evaluate_model(model, root, "test")``.
 """
 from livecell_kit.evaluate.baselines import otsu_segment
+from livecell_kit.evaluate.cells import frame_cells, summarise_cells
 from livecell_kit.evaluate.cocoeval import coco_instance_ap
 from livecell_kit.evaluate.driver import (evaluate_model, model_info, per_cell_type_table,
                                           seed_comparison, sweep_split, write_metrics_json)
@@ -19,6 +21,6 @@ from livecell_kit.evaluate.metrics import (METRIC_KEYS, MetricAccumulator, Metri
 
 __all__ = [
     "METRIC_KEYS", "MetricAccumulator", "MetricsTable", "ThresholdSweep", "coco_instance_ap",
-    "confusion_metrics", "evaluate_model", "model_info", "otsu_segment", "per_cell_type_table",
-    "pixel_metrics", "seed_comparison", "sweep_split", "threshold_sweep", "write_metrics_json",
+    "confusion_metrics", "evaluate_model", "frame_cells", "model_info", "otsu_segment", "per_cell_type_table",
+    "pixel_metrics", "seed_comparison", "summarise_cells", "sweep_split", "threshold_sweep", "write_metrics_json",
 ]

@@ -11,8 +11,12 @@ anywhere; ``otsu`` is classical image processing,
 * the threshold: the one with the best IoU on the *validation* split
   (:func:`sweep_split`), then applied to the evaluated split (choosing it on
   test would flatter the model);
-* instance AP: predictions split into cells (:mod:`livecell_kit.instances`)
-  and scored with COCOeval under LIVECell's protocol (:mod:`livecell_kit.evaluate.cocoeval`).
+* instance AP: predictions split into cells (:func:`livecell_kit.instances.split_cells`:
+  distance maps, border channel or — a model without an instance head — a watershed on the
+  semantic mask, said in ``instance_source``) and scored with COCOeval under LIVECell's
+  protocol (:mod:`livecell_kit.evaluate.cocoeval`);
+* cells: per frame, cells found against annotated and confluence found against true
+  (:mod:`livecell_kit.evaluate.cells`).
 
 :func:`write_metrics_json` saves the result; :func:`seed_comparison` and
 :func:`per_cell_type_table` present it.
@@ -29,10 +33,11 @@ import numpy as np
 from livecell_kit.progress import progress_bar
 from livecell_kit import atomic, data, masks, predict
 from livecell_kit.evaluate.baselines import otsu_segment
+from livecell_kit.evaluate.cells import frame_cells, summarise_cells
 from livecell_kit.evaluate.cocoeval import coco_instance_ap
-from livecell_kit.instances import instances_to_coco_results, semantic_to_instances
+from livecell_kit.instances import instance_source, instances_to_coco_results, split_cells
 from livecell_kit.evaluate.metrics import MetricAccumulator, MetricsTable, ThresholdSweep
-from livecell_kit.presets import SEED_REPORTED
+from livecell_kit.presets import CELL_SPLITTING, SEED_REPORTED, CellSplitting
 
 
 def model_info(model) -> dict:
@@ -94,11 +99,9 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
             bar.close()
 
 
-def _channels(out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model output (H, W) or (H, W, C) → (cell probability, border probability or None)."""
-    if out.ndim == 2:
-        return out, None
-    return out[..., 0], (out[..., 1] if out.shape[-1] > 1 else None)
+def _foreground(out: np.ndarray) -> np.ndarray:
+    """Model output (H, W) or (H, W, C) → cell probability (H, W): channel 0."""
+    return out if out.ndim == 2 else out[..., 0]
 
 
 def _grouped(accs: Mapping[str, MetricAccumulator]) -> dict:
@@ -120,13 +123,14 @@ def sweep_split(model, data_root, split: str = "val", max_images: int | None = N
     sweep = ThresholdSweep()
     for _, _, out, truth in _stream(model, images, batch_size or predict.default_batch_size(), progress,
                                     f"threshold on {split}", jit_compile=jit_compile):
-        sweep.add(_channels(out)[0], truth)
+        sweep.add(_foreground(out), truth)
     return sweep
 
 
 def evaluate_model(model, data_root, split: str = "test", threshold: float | None = None,
                    val_split: str = "val", batch_size: int | None = None, instance: bool = True,
-                   progress: bool = True, max_images: int | None = None, min_size: int = 20,
+                   progress: bool = True, max_images: int | None = None,
+                   splitting: CellSplitting = CELL_SPLITTING,
                    jit_compile: bool = False, verbose: bool = False, subset_rule: str = "stratified",
                    threshold_data=None) -> dict:
     """Evaluate a segmentation model on a split of a LIVECell-layout data set.
@@ -140,7 +144,9 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
         scored on flatters the model.
     threshold_data: data root whose ``val_split`` picks the threshold, e.g. the sample a
         model was trained on when ``data_root`` holds real frames to measure.
-    instance: also split predictions into cells and compute COCO AP.
+    instance: also split predictions into cells (``splitting``: the settings of
+        :func:`livecell_kit.instances.split_cells`, its foreground threshold replaced by
+        ``threshold``), compute COCO AP and count cells.
     max_images: evaluate at most N images of each split, picked by
         :func:`livecell_kit.data.load_subset` with ``subset_rule`` ("stratified", or
         "first" — the seed project's first 512 test and 256 val images).
@@ -155,8 +161,13 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     ``p > 0.5``, over all pixels), ``per_cell_type`` {type: metrics + n_images},
     ``baselines`` {all_background, otsu}: same keys + per_cell_type, ``instance``
     {AP, AP50, AP75, AP_small/medium/large, per_cell_type: {type: {AP, AP50, AP75}}}
-    (AP over IoU .50:.95), ``n_images``, ``n_pixels``, ``split``, ``model`` info and
-    ``seconds``.
+    (AP over IoU .50:.95), ``instance_source`` (how cells were found: "distance maps",
+    "border channel" or "watershed on the semantic mask (no instance head)"), ``cells``
+    {count_median_abs_error_pct, confluence_mae_pp, confluence_max_pp, per_cell_type,
+    per_frame: [{file, cell_type, cells_true, cells_found, count_error_pct,
+    confluence_true_pct, confluence_found_pct, confluence_error_pp}],
+    split_cpu_seconds_per_frame} (see :mod:`livecell_kit.evaluate.cells`; with ``instance``
+    only), ``n_images``, ``n_pixels``, ``split``, ``model`` info and ``seconds``.
     """
     t0 = time.time()
     if batch_size is None:
@@ -189,10 +200,12 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     seed_way = MetricAccumulator(0.5, strict=True)
     per_type: dict[str, dict[str, MetricAccumulator]] = {n: {} for n in names}
     coco_results: list[dict] = []
+    cell_frames: list[dict] = []
+    n_channels, split_seconds = None, 0.0
     cell_type_of_id: dict[int, str] = {}
     for rec, image, out, truth in _stream(model, test, batch_size, progress, f"evaluate {split}",
                                            **stream_kw):
-        prob, border = _channels(out)
+        prob = _foreground(out)
         ctype = test.cell_type(rec)
         cell_type_of_id[int(rec["id"])] = ctype
         preds = {"model": prob,
@@ -204,8 +217,13 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
             overall[n].merge(one)
             per_type[n].setdefault(ctype, MetricAccumulator(threshold)).merge(one)
         if instance:
-            labels = semantic_to_instances(prob, threshold, border_prob=border, min_size=min_size)
-            coco_results.extend(instances_to_coco_results(labels, rec["id"], prob))
+            n_channels = 1 if out.ndim == 2 else out.shape[-1]
+            t_split = time.process_time()  # CPU seconds: steady when other jobs share the machine
+            labels, scores = split_cells(out, splitting, threshold=threshold)
+            split_seconds += time.process_time() - t_split
+            coco_results.extend(instances_to_coco_results(labels, rec["id"], scores))
+            cell_frames.append(frame_cells(rec["file_name"], ctype, len(test.annotations_for(rec["id"])),
+                                           labels, prob >= threshold, truth))
 
     results.update(overall["model"].result())
     results["threshold"] = threshold
@@ -223,6 +241,9 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
         results["instance"] = coco_instance_ap(test, coco_results, per_cell_type=cell_type_of_id,
                                                img_ids=sorted(cell_type_of_id), verbose=verbose)
         results["instance"]["seconds"] = round(time.time() - t1, 2)
+        results["instance_source"] = instance_source(n_channels)
+        results["cells"] = {**summarise_cells(cell_frames),
+                            "split_cpu_seconds_per_frame": split_seconds / max(len(cell_frames), 1)}
     results["seconds"] = round(time.time() - t0, 2)
     return results
 

@@ -2,7 +2,8 @@
 
 * :mod:`~livecell_kit.train.precision` — number format and devices (``choose_precision``, ``model_scope``);
 * :mod:`~livecell_kit.train.pipeline` — ``tf.data`` input: files → crops, augmentation, batches;
-* :mod:`~livecell_kit.train.losses` — losses (``bce``, ``bce_dice``, ``weighted_bce``) and pixel metrics;
+* :mod:`~livecell_kit.train.losses` — losses (``bce``, ``bce_dice``, ``weighted_bce``, the instance
+  head's ``cells_loss``) and pixel metrics;
 * :mod:`~livecell_kit.train.history` — history.json and history.csv of a run;
 * :mod:`~livecell_kit.train.backup` — crash-safe checkpoints and resume state (one rename commits an epoch);
 * :mod:`~livecell_kit.train.lock` — one ``train`` at a time per run folder;
@@ -13,9 +14,10 @@ from livecell_kit.train.backup import RunCheckpoint, RunFileWarning
 from livecell_kit.train.callbacks import PredictionSnapshots, run_callbacks
 from livecell_kit.train.history import read_history
 from livecell_kit.train.lock import RunFolderBusy
-from livecell_kit.train.losses import (LOSSES, Dice, ForegroundIoU, PixelAccuracy, bce, bce_dice, dice_loss,
-                                       get_loss, make_metrics, needs_weight_map, weighted_bce)
-from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, BorderWeights, crop_and_augment, preset_datasets,
+from livecell_kit.train.losses import (CELLS_LOSSES, LOSSES, Dice, ForegroundIoU, PixelAccuracy, bce, bce_dice,
+                                       cells_l1_loss, cells_loss, check_loss_fits, dice_loss, get_loss,
+                                       make_metrics, needs_weight_map, weighted_bce)
+from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, CELL_TARGET_LEVELS, BorderWeights, crop_and_augment, preset_datasets,
                                          read_stack, split_files, training_dataset, validation_dataset)
 from livecell_kit.train.precision import (PRECISIONS, choose_precision, choose_strategy, gpu_compute_capabilities,
                                           model_scope, read_cpu_flags)
@@ -24,9 +26,10 @@ from livecell_kit.train.run import (RunFolder, TrainResult, finish_run, is_finis
 
 __all__ = [
     "RunCheckpoint", "RunFileWarning", "PredictionSnapshots", "read_history", "run_callbacks", "RunFolderBusy",
-    "LOSSES", "Dice", "ForegroundIoU", "PixelAccuracy", "bce", "bce_dice", "dice_loss", "get_loss",
+    "CELLS_LOSSES", "LOSSES", "Dice", "ForegroundIoU", "PixelAccuracy", "bce", "bce_dice", "cells_l1_loss",
+    "cells_loss", "check_loss_fits", "dice_loss", "get_loss",
     "make_metrics", "needs_weight_map", "weighted_bce",
-    "CACHE_LIMIT_BYTES", "BorderWeights", "crop_and_augment", "preset_datasets", "read_stack", "split_files",
+    "CACHE_LIMIT_BYTES", "CELL_TARGET_LEVELS", "BorderWeights", "crop_and_augment", "preset_datasets", "read_stack", "split_files",
     "training_dataset", "validation_dataset",
     "PRECISIONS", "choose_precision", "choose_strategy", "gpu_compute_capabilities", "model_scope",
     "read_cpu_flags",

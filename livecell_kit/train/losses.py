@@ -2,7 +2,9 @@
 
 Shapes: ``y_true`` (B, H, W, C) float 0/1 targets, ``y_pred`` (B, H, W, C)
 sigmoid probabilities.  ``weighted_bce`` takes one more ``y_true`` channel,
-the per-pixel weight map.
+the per-pixel weight map.  ``cells_loss`` and ``cells_l1_loss`` take the instance
+head's three channels (C = 3: foreground, centre distance, boundary distance, each
+0..1, :func:`livecell_kit.masks.distance_targets`).
 
 Everything here is registered with Keras under ``livecell_kit>NAME`` (e.g.
 ``livecell_kit>bce_dice``, ``livecell_kit>PixelAccuracy``): a saved
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from livecell_kit.presets import CELLS_DISTANCE_WEIGHTS
 
 
 @keras.saving.register_keras_serializable(package="livecell_kit")
@@ -61,9 +65,47 @@ def weighted_bce(y_true, y_pred):
     return y_true[..., -1] * bce(y_true[..., :-1], y_pred)
 
 
-LOSSES = {"bce": bce, "bce_dice": bce_dice, "weighted_bce": weighted_bce}
+def _masked_distance_error(y_true, y_pred, power: int):
+    """Mean |error|**power of channels 1.. over the truth's cell pixels (channel 0 >= 0.5), per image → (B,).
+
+    Background pixels are left out: there the distances are 1 by convention and the
+    foreground channel already decides.  An image with no cell pixels scores 0.
+    """
+    y_true = tf.cast(y_true, tf.float32)
+    y_pred = tf.cast(y_pred, tf.float32)
+    inside = tf.cast(y_true[..., :1] >= 0.5, tf.float32)
+    error = tf.abs(y_true[..., 1:] - y_pred[..., 1:]) ** power
+    total = tf.reduce_sum(inside * error, axis=(1, 2, 3))
+    count = tf.reduce_sum(inside, axis=(1, 2, 3)) * tf.cast(tf.shape(error)[-1], tf.float32)
+    return total / tf.maximum(count, 1.0)
+
+
+def _cells(y_true, y_pred, name: str, power: int):
+    foreground = bce_dice(y_true[..., :1], y_pred[..., :1])
+    return foreground + CELLS_DISTANCE_WEIGHTS[name] * _masked_distance_error(y_true, y_pred, power)
+
+
+@keras.saving.register_keras_serializable(package="livecell_kit")
+def cells_loss(y_true, y_pred):
+    """The instance head's loss, per image → (B,): BCE + Dice on the foreground (channel 0)
+    plus ``presets.CELLS_DISTANCE_WEIGHTS["cells_loss"]`` × the mean squared error of the
+    two distance maps (channels 1-2) over the truth's cell pixels."""
+    return _cells(y_true, y_pred, "cells_loss", 2)
+
+
+@keras.saving.register_keras_serializable(package="livecell_kit")
+def cells_l1_loss(y_true, y_pred):
+    """As :func:`cells_loss`, with the mean absolute error of the distance maps
+    (weight ``presets.CELLS_DISTANCE_WEIGHTS["cells_l1_loss"]``)."""
+    return _cells(y_true, y_pred, "cells_l1_loss", 1)
+
+
+LOSSES = {"bce": bce, "bce_dice": bce_dice, "weighted_bce": weighted_bce, "cells_loss": cells_loss,
+          "cells_l1_loss": cells_l1_loss}
 #: Losses whose targets carry the weight map as an extra last channel.
 WEIGHT_MAP_LOSSES = ("weighted_bce",)
+#: Losses of the instance head (ModelConfig.outputs "cells"); the others are for the semantic outputs.
+CELLS_LOSSES = ("cells_loss", "cells_l1_loss")
 
 
 def get_loss(name: str):
@@ -78,6 +120,17 @@ def needs_weight_map(loss_name: str) -> bool:
     """True when loss ``loss_name`` expects the weight map as the targets' last channel."""
     get_loss(loss_name)  # unknown names fail here, with the choices
     return loss_name in WEIGHT_MAP_LOSSES
+
+
+def check_loss_fits(loss_name: str, outputs: str) -> None:
+    """ValueError unless loss ``loss_name`` suits a model with ``outputs`` (ModelConfig.outputs):
+    the instance head ("cells") trains with a cells loss, every other output with another loss."""
+    get_loss(loss_name)  # unknown names fail here, with the choices
+    if (outputs == "cells") != (loss_name in CELLS_LOSSES):
+        fits = (f"one of {', '.join(CELLS_LOSSES)}" if outputs == "cells" else
+                f"one of {', '.join(sorted(set(LOSSES) - set(CELLS_LOSSES)))}")
+        raise ValueError(f"loss {loss_name!r} does not fit a model with outputs {outputs!r}: choose {fits} "
+                         f"(or the preset 'cells' for the instance head)")
 
 
 class _Confusion(keras.metrics.Metric):

@@ -16,6 +16,14 @@ per-pixel loss weight (for the ``weighted_bce`` loss), computed on the whole
 frame from its instance labels before cropping, so gaps to cells outside the
 crop still count.
 
+With ``cell_targets`` (the instance head, ModelConfig.outputs "cells") the one mask
+file per image is its non-overlapping label PNG (mask kind "cells") and ``y`` holds
+:func:`livecell_kit.masks.distance_targets`' three channels, computed on the whole
+frame when it is read and kept as uint8 0..255 (``CELL_TARGET_LEVELS``; 1/255 ≈ 0.004
+resolution) so a data set cached in RAM stays a quarter of the float32 size.  They are
+normalised per cell, so a zoomed crop (nearest-neighbour resampled, like every target)
+keeps them right; ``y`` is float32 0..1.
+
 :func:`split_files` finds a split's images and cached masks;
 :func:`preset_datasets` builds both data sets of a preset, as
 :func:`livecell_kit.train.train` and notebook 04 use them.
@@ -33,9 +41,13 @@ import tensorflow as tf
 
 from livecell_kit import data, masks
 from livecell_kit.presets import Preset
-from livecell_kit.train.losses import needs_weight_map
+from livecell_kit.train.losses import check_loss_fits, needs_weight_map
 
 AUTOTUNE = tf.data.AUTOTUNE
+#: Full-scale value of the stored instance targets: 0..1 distances kept as uint8 0..255.
+CELL_TARGET_LEVELS = 255
+#: Channels of the instance targets (foreground, centre distance, boundary distance).
+CELL_TARGET_CHANNELS = 3
 #: Decoded data sets smaller than this are cached in RAM; larger ones stream from disk.
 CACHE_LIMIT_BYTES = 512 * 2**20
 
@@ -72,25 +84,42 @@ def _read_mask(path: str, image_path: str, shape) -> np.ndarray:
     return masks.read_mask_file(path, shape, image=image_path)
 
 
-def read_stack(image_path, *mask_paths, border_weights: BorderWeights | None = None) -> np.ndarray:
+def _read_labels(path: str, image_path: str, shape) -> np.ndarray:
+    labels = _read_mask(path, image_path, shape)
+    if labels.dtype == np.uint8:
+        raise ValueError(f"{path} is an 8-bit mask, not instance labels (a 16-bit label PNG); pass the "
+                         "instance mask cache (split_files(..., instance_labels=True)) or, for the "
+                         "instance head, the cells mask cache (split_files(..., outputs='cells'))")
+    return labels.astype(np.int32)
+
+
+def read_stack(image_path, *mask_paths, border_weights: BorderWeights | None = None,
+               cell_targets: bool = False) -> np.ndarray:
     """Read one image and its masks into one (H, W, 1 + C) array: grey values, then targets.
 
     Without ``border_weights``: uint8, the C masks as 0/1 (any value > 0 is foreground).
     With them: float32, and the last of the C mask files is an instance-label PNG
     (mask kind "instance") whose channel holds the weight map instead.
+    With ``cell_targets``: uint8 (H, W, 4), the one mask file is a label PNG (mask kind
+    "cells") and the targets are its :func:`livecell_kit.masks.distance_targets`
+    × ``CELL_TARGET_LEVELS``, rounded.
     """
     image_path = _decode(image_path)
     image = data.read_image(image_path)
     paths = [_decode(p) for p in mask_paths]
+    if cell_targets:
+        if len(paths) != 1:
+            raise ValueError(f"cell targets come from one label image per frame, got {len(paths)} mask files "
+                             f"for {image_path}")
+        targets = masks.distance_targets(_read_labels(paths[0], image_path, image.shape))
+        quantised = np.rint(targets * CELL_TARGET_LEVELS).astype(np.uint8)
+        return np.concatenate([image[..., None].astype(np.uint8), quantised], axis=-1)
     label_path = paths.pop() if border_weights is not None else None
     planes = [image] + [(_read_mask(p, image_path, image.shape) > 0).astype(np.uint8) for p in paths]
     if label_path is None:
         return np.stack(planes, axis=-1)
-    labels = _read_mask(label_path, image_path, image.shape)
-    if labels.dtype == np.uint8:
-        raise ValueError(f"{label_path} is an 8-bit mask, not instance labels (16-bit PNG); "
-                         "pass the instance mask cache (split_files(..., instance_labels=True))")
-    weights = masks.border_weight_map(labels.astype(np.int32), w0=border_weights.w0, sigma=border_weights.sigma)
+    labels = _read_labels(label_path, image_path, image.shape)
+    weights = masks.border_weight_map(labels, w0=border_weights.w0, sigma=border_weights.sigma)
     return np.stack([p.astype(np.float32) for p in planes] + [weights], axis=-1)
 
 
@@ -114,13 +143,17 @@ def _file_dataset(image_paths, mask_paths):
     return tf.data.Dataset.from_tensor_slices(tuple(columns)), len(images), channels
 
 
-def _loader(channels: int, border_weights: BorderWeights | None):
-    read = functools.partial(read_stack, border_weights=border_weights)
+def _target_channels(mask_files: int, cell_targets: bool) -> int:
+    return CELL_TARGET_CHANNELS if cell_targets else mask_files
+
+
+def _loader(channels: int, border_weights: BorderWeights | None, cell_targets: bool = False):
+    read = functools.partial(read_stack, border_weights=border_weights, cell_targets=cell_targets)
     dtype = tf.uint8 if border_weights is None else tf.float32
 
     def load(*paths):
         stack = tf.numpy_function(read, list(paths), dtype, stateful=False)
-        stack.set_shape([None, None, 1 + channels])
+        stack.set_shape([None, None, 1 + _target_channels(channels, cell_targets)])
         return stack
     return load
 
@@ -133,10 +166,12 @@ def _should_cache(cache, image_paths, channels: int, limit: int, bytes_per_value
     return len(image_paths) * h * w * (1 + channels) * bytes_per_value <= limit
 
 
-def _split_xy(stack, augment: bool = False):
-    """x: the grey channel (uint8, or float32 for jitter); y: the targets as float32."""
+def _split_xy(stack, augment: bool = False, target_levels: int = 1):
+    """x: the grey channel (uint8, or float32 for jitter); y: the targets as float32,
+    divided by ``target_levels`` (the stored full-scale value: 1, or ``CELL_TARGET_LEVELS``)."""
     x = tf.cast(stack[..., :1], tf.float32 if augment else tf.uint8)  # float stacks hold whole 0..255
-    return x, tf.cast(stack[..., 1:], tf.float32)
+    y = tf.cast(stack[..., 1:], tf.float32)
+    return x, (y / target_levels if target_levels != 1 else y)
 
 
 @dataclass(frozen=True)
@@ -227,12 +262,14 @@ def vary_intensity(x, seed, settings: Augmentation = AUGMENTATION):
 
 
 def crop_and_augment(stack, seed, crop_size: int | None = None, augment: bool = False,
-                     settings: Augmentation = AUGMENTATION):
+                     settings: Augmentation = AUGMENTATION, target_levels: int = 1):
     """Crop a stacked (H, W, 1 + C) image+targets tensor; with ``augment``, also zoom, flip
     and turn it (image and targets together), then vary the image's look (:func:`vary_intensity`).
 
     seed: int (2,) for the stateless random ops, so the same run seed gives the same
-    crops in any order the parallel map finishes them.  Returns x (h, w, 1), y (h, w, C).
+    crops in any order the parallel map finishes them.  target_levels: the stored targets'
+    full-scale value (``CELL_TARGET_LEVELS`` for the instance targets), y is divided by it.
+    Returns x (h, w, 1), y (h, w, C).
     """
     seeds = tf.random.experimental.stateless_split(seed, num=5)
     if crop_size and augment:
@@ -245,7 +282,7 @@ def crop_and_augment(stack, seed, crop_size: int | None = None, augment: bool = 
         if crop_size:  # 90° turns swap H and W: only for square crops
             k = tf.random.stateless_uniform([], seeds[3], 0, 4, dtype=tf.int32)
             stack = tf.image.rot90(stack, k)
-    x, y = _split_xy(stack, augment)
+    x, y = _split_xy(stack, augment, target_levels)
     if augment:
         x = vary_intensity(x, seeds[4], settings)
     return x, y
@@ -254,21 +291,24 @@ def crop_and_augment(stack, seed, crop_size: int | None = None, augment: bool = 
 def training_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: int,
                      crop_size: int | None = None, augment: bool = False, seed: int = 0,
                      cache="auto", cache_limit_bytes: int = CACHE_LIMIT_BYTES,
-                     border_weights: BorderWeights | None = None) -> tf.data.Dataset:
+                     border_weights: BorderWeights | None = None,
+                     cell_targets: bool = False) -> tf.data.Dataset:
     """Endless, shuffled, batched training data.
 
     image_paths: N image files (TIFF/PNG, grey).  mask_paths: N mask PNGs
         (any value > 0 is foreground), or N tuples of C PNGs for C channels
-        (with ``border_weights`` the last is an instance-label PNG, see :func:`read_stack`).
+        (with ``border_weights`` the last is an instance-label PNG, see :func:`read_stack`;
+        with ``cell_targets`` one label PNG of mask kind "cells" each, for the 3 instance targets).
     crop_size: side of random square crops, or None for whole frames
         (then all frames must have one size).
     Yields x (B, h, w, 1) — uint8, or float32 0..255 when ``augment`` — and
     y (B, h, w, C) float32.  Set ``steps_per_epoch`` in ``fit``.
     """
     files, n, channels = _file_dataset(image_paths, mask_paths)
-    load = _loader(channels, border_weights)
+    load = _loader(channels, border_weights, cell_targets)
     value_bytes = 1 if border_weights is None else 4
-    if _should_cache(cache, image_paths, channels, cache_limit_bytes, value_bytes):
+    if _should_cache(cache, image_paths, _target_channels(channels, cell_targets), cache_limit_bytes,
+                     value_bytes):
         ds = files.map(load, num_parallel_calls=AUTOTUNE).cache()
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
     else:
@@ -277,20 +317,26 @@ def training_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: in
         ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
-    ds = ds.map(lambda s, sd: crop_and_augment(s, sd, crop_size, augment), num_parallel_calls=AUTOTUNE)
+    levels = CELL_TARGET_LEVELS if cell_targets else 1
+    ds = ds.map(lambda s, sd: crop_and_augment(s, sd, crop_size, augment, target_levels=levels),
+                num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def validation_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: int,
                        cache="auto", cache_limit_bytes: int = CACHE_LIMIT_BYTES,
-                       border_weights: BorderWeights | None = None) -> tf.data.Dataset:
-    """Whole frames in file order, one pass: x (B, H, W, 1) uint8, y (B, H, W, C) float32."""
+                       border_weights: BorderWeights | None = None,
+                       cell_targets: bool = False) -> tf.data.Dataset:
+    """Whole frames in file order, one pass: x (B, H, W, 1) uint8, y (B, H, W, C) float32
+    (``cell_targets``: as in :func:`training_dataset`)."""
     files, n, channels = _file_dataset(image_paths, mask_paths)
-    ds = files.map(_loader(channels, border_weights), num_parallel_calls=AUTOTUNE)
+    ds = files.map(_loader(channels, border_weights, cell_targets), num_parallel_calls=AUTOTUNE)
     value_bytes = 1 if border_weights is None else 4
-    if _should_cache(cache, image_paths, channels, cache_limit_bytes, value_bytes):
+    if _should_cache(cache, image_paths, _target_channels(channels, cell_targets), cache_limit_bytes,
+                     value_bytes):
         ds = ds.cache()
-    ds = ds.map(_split_xy, num_parallel_calls=AUTOTUNE)
+    levels = CELL_TARGET_LEVELS if cell_targets else 1
+    ds = ds.map(lambda s: _split_xy(s, target_levels=levels), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
@@ -305,7 +351,8 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     instance_labels: also give each image's instance-label mask (for :class:`BorderWeights`).
     Returns (image_paths, mask_paths); a mask entry is one path, or a tuple
     (semantic[, border][, instance]) when ``outputs == "semantic+border"`` or
-    ``instance_labels``.
+    ``instance_labels``; for ``outputs == "cells"`` one path, the non-overlapping
+    label image (mask kind "cells").
     Checks every image file first (:func:`livecell_kit.data.check_image_files`: exists,
     intact header, the record's size), raising one ``data.ImageCheckError`` that lists
     the bad files.
@@ -315,7 +362,8 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     # a missing, truncated or resized frame is named here, not in a TensorFlow traceback
     data.check_image_files(sp, purpose="training")
     records = sorted(sp.images, key=lambda r: r["file_name"])
-    kinds = (["semantic"] + (["border"] if outputs == "semantic+border" else [])
+    kinds = (["cells"] if outputs == "cells" else
+             ["semantic"] + (["border"] if outputs == "semantic+border" else [])
              + (["instance"] if instance_labels else []))
     caches = [masks.build_mask_cache(sp, kind=k, progress=progress) for k in kinds]
     images = [sp.image_path(r) for r in records]
@@ -331,18 +379,22 @@ def preset_datasets(data_root, preset: Preset, progress: bool = False) -> tuple[
     Returns (train_ds, val_ds, steps_per_epoch): :func:`training_dataset` over the
     preset's training images (its crops, augmentation and seed), :func:`validation_dataset`
     over its validation images; both carry the weight map channel when the preset's
-    loss needs it.  steps_per_epoch: the preset's, else one pass over the training images.
+    loss needs it, the instance targets when its model has the instance head (outputs "cells").
+    steps_per_epoch: the preset's, else one pass over the training images.
     """
     mc, tc, dc = preset.model, preset.train, preset.data
+    check_loss_fits(tc.loss, mc.outputs)
     weights = BorderWeights(tc.border_weight_w0, tc.border_weight_sigma) if needs_weight_map(tc.loss) else None
+    cells = mc.outputs == "cells"
     files = functools.partial(split_files, data_root, outputs=mc.outputs, subset_seed=dc.subset_seed,
                               progress=progress, subset_rule=dc.subset, instance_labels=weights is not None)
     train_images, train_masks = files("train", limit=dc.train_images)
     val_images, val_masks = files("val", limit=dc.val_images)
     steps = tc.steps_per_epoch or max(1, len(train_images) // tc.batch_size)
     train_ds = training_dataset(train_images, train_masks, tc.batch_size, tc.crop_size, tc.augment, tc.seed,
-                                border_weights=weights)
-    val_ds = validation_dataset(val_images, val_masks, validation_batch_size(tc), border_weights=weights)
+                                border_weights=weights, cell_targets=cells)
+    val_ds = validation_dataset(val_images, val_masks, validation_batch_size(tc), border_weights=weights,
+                                cell_targets=cells)
     return train_ds, val_ds, steps
 
 

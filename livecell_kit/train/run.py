@@ -42,7 +42,7 @@ from livecell_kit.train.backup import BACKUP_DIR, CHECKPOINT_DIR, RunFileWarning
 from livecell_kit.train.callbacks import run_callbacks
 from livecell_kit.train.history import read_history
 from livecell_kit.train.lock import run_lock
-from livecell_kit.train.losses import get_loss, make_metrics
+from livecell_kit.train.losses import check_loss_fits, get_loss, make_metrics
 from livecell_kit.train.pipeline import preset_datasets
 from livecell_kit.train.precision import choose_precision, model_scope
 
@@ -245,6 +245,7 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
         overrides["epochs"] = epochs
     preset = resolve(preset, **overrides)
     _check_counts(preset.train)
+    check_loss_fits(preset.train.loss, preset.model.outputs)
     with run_lock(out_dir):
         return _train_locked(data_root, preset, out_dir, verbose, callbacks)
 
