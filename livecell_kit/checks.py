@@ -413,9 +413,9 @@ def check_seeds(find_seeds, splitting) -> str:
             n_seeds += int(measure.label(expected).max())
             n_cells += cells
             continue
-        if (got & ~(foreground > splitting.foreground_threshold)).any():
+        if (got & ~(foreground >= splitting.foreground_threshold)).any():
             raise NotYet("some of your seeds lie outside the foreground (debris looks like a cell's centre "
-                         "in the distance maps): also require foreground > splitting.foreground_threshold")
+                         "in the distance maps): also require foreground >= splitting.foreground_threshold")
         if (got & (centre >= splitting.centre_threshold)).any():
             raise NotYet("some of your seeds are far from their cell's centre: the centre distance is 0 at the "
                          "centre and 1 at the cell's edge, so keep pixels *below* splitting.centre_threshold")

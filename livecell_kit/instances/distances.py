@@ -43,6 +43,15 @@ def _smoothed(a: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(a, sigma) if sigma > 0 else a
 
 
+def distance_seeds(foreground: np.ndarray, centre: np.ndarray, boundary: np.ndarray,
+                   params: CellSplitting = CELL_SPLITTING) -> np.ndarray:
+    """Bool (H, W): the watershed's seed pixels — inside the foreground (``>= foreground_threshold``),
+    near a cell's centre (``centre < centre_threshold``) and far from its outline (``boundary <
+    boundary_threshold``).  The maps are taken as given (smooth them first; notebook 06's exercise)."""
+    return ((np.asarray(foreground) >= params.foreground_threshold) & (np.asarray(centre) < params.centre_threshold)
+            & (np.asarray(boundary) < params.boundary_threshold))
+
+
 def watershed_from_distances(foreground: np.ndarray, centre: np.ndarray, boundary: np.ndarray,
                              params: CellSplitting = CELL_SPLITTING) -> np.ndarray:
     """Split the foreground into cells with a seeded watershed on the two distance maps.
@@ -63,9 +72,8 @@ def watershed_from_distances(foreground: np.ndarray, centre: np.ndarray, boundar
     fg = foreground >= params.foreground_threshold
     if not fg.any():
         return np.zeros(fg.shape, np.int32)
-    centre_s = _smoothed(centre, params.smoothing_sigma)
     height = _smoothed(boundary, params.smoothing_sigma)
-    seeds = measure.label((centre_s < params.centre_threshold) & (height < params.boundary_threshold) & fg,
+    seeds = measure.label(distance_seeds(foreground, _smoothed(centre, params.smoothing_sigma), height, params),
                           connectivity=1)
     labels = segmentation.watershed(height, seeds, mask=fg).astype(np.int32)
     unreached = fg & (labels == 0)
