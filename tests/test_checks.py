@@ -169,3 +169,43 @@ def test_hit_fractions_at_the_two_iou_thresholds():
     _assert_not_yet("NOT found", checks.check_hit_fractions.verdict({0.5: 1 / 6, 0.75: 3 / 6}, ious))
     _assert_not_yet("missing", checks.check_hit_fractions.verdict({0.5: 5 / 6}, ious))
     assert checks.check_hit_fractions.verdict(..., ious).status == "your turn"
+
+
+# ---------------------------------------------------------------- exercise 06: the watershed's seeds
+
+def _seeds(foreground, centre, boundary, splitting):
+    return ((foreground >= splitting.foreground_threshold) & (centre < splitting.centre_threshold)
+            & (boundary < splitting.boundary_threshold))
+
+
+def test_seeds_checker_accepts_the_three_tests_on_fresh_frames():
+    from livecell_kit import presets
+    verdict = checks.check_seeds.verdict(_seeds, presets.CELL_SPLITTING)
+    assert verdict, verdict
+    assert "fresh frames" in verdict.message and "seeds for" in verdict.message
+
+
+def test_seeds_checker_names_each_typical_mistake():
+    from livecell_kit import presets
+    splitting = presets.CELL_SPLITTING
+    no_foreground = lambda f, c, b, s: (c < s.centre_threshold) & (b < s.boundary_threshold)  # noqa: E731
+    centre_reversed = lambda f, c, b, s: (f >= s.foreground_threshold) & (c > s.centre_threshold)  # noqa: E731
+    centre_only = lambda f, c, b, s: (f >= s.foreground_threshold) & (c < s.centre_threshold)  # noqa: E731
+    too_strict = lambda f, c, b, s: _seeds(f, c, b, s) & (c < 0.5 * s.centre_threshold)  # noqa: E731
+    numbered = lambda f, c, b, s: _seeds(f, c, b, s).astype(int) * 7  # noqa: E731
+    _assert_not_yet("outside the foreground", checks.check_seeds.verdict(no_foreground, splitting))
+    _assert_not_yet("below\\* splitting.centre_threshold", checks.check_seeds.verdict(centre_reversed, splitting))
+    _assert_not_yet("boundary_threshold", checks.check_seeds.verdict(centre_only, splitting))
+    _assert_not_yet("too few seed pixels", checks.check_seeds.verdict(too_strict, splitting))
+    _assert_not_yet("True/False mask", checks.check_seeds.verdict(numbered, splitting))
+    _assert_not_yet("shape", checks.check_seeds.verdict(lambda f, c, b, s: _seeds(f, c, b, s)[1:], splitting))
+
+
+def test_seeds_checker_says_your_turn_to_the_placeholder():
+    from livecell_kit import presets
+
+    def find_seeds(foreground, centre, boundary, splitting):
+        """True where a pixel is a seed."""
+        ...  # your code: return the result
+
+    assert checks.check_seeds.verdict(find_seeds, presets.CELL_SPLITTING).status == "your turn"
