@@ -1,5 +1,6 @@
 """Crash-safe run folders: kill -9 at any instant, torn files, bad counts, a second concurrent train."""
 import csv
+import errno
 import json
 import os
 import re
@@ -230,3 +231,76 @@ def test_a_full_disk_at_the_epoch_end_names_the_run_and_commits_nothing(tmp_path
         cb.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
     assert not backup.generations(tmp_path) and not [p for p in tmp_path.rglob(".*") if ".tmp" in p.name]
     assert backup.committed_epochs(tmp_path) == 0  # the rerun trains epoch 0 again
+
+
+def test_a_full_disk_inside_hdf5_leaves_no_hdf5_file_open(tmp_path, monkeypatch):
+    """A write that fails inside h5py (a full disk) must not leave its file open: h5py would
+    print tracebacks from __dealloc__ later and the interpreter could crash at exit."""
+    import h5py
+
+    model = _tiny_model()
+    cb = backup.RunCheckpoint(tmp_path)
+    cb.set_model(model)
+    cb.on_train_begin()
+    open_before = len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+    real_create = h5py.Group.create_dataset
+
+    calls = []
+
+    def full_after_one(self, *args, **kwargs):  # the disk fills after the first dataset
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", full_after_one)
+    with pytest.raises(OSError, match="could not save epoch 0"):
+        cb.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
+    assert len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)) == open_before
+    assert not backup.generations(tmp_path)
+
+
+# Mounts a 1 MB tmpfs, trains a tiny preset into it with the CLI and fills the disk just before
+# the backup's weights are written (HDF5 then fails inside its own writes on a kit that lets it
+# write to disk); exits with the CLI's status.
+_FULL_DISK_CHILD = textwrap.dedent("""
+    import dataclasses, os, subprocess, sys
+    import keras
+    from livecell_kit import cli, presets
+
+    mount, root = sys.argv[1:3]
+    tiny = dict(depth=2, base_filters=8, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
+    presets.PRESETS["tiny"] = dataclasses.replace(presets.get_preset("quick", **tiny), name="tiny")
+    real_save_weights = keras.Model.save_weights
+
+    def fill_disk_then_save(self, *args, **kwargs):
+        st = os.statvfs(mount)
+        with open(os.path.join(mount, "filler"), "ab") as f:
+            f.write(bytes(max(0, st.f_bavail * st.f_frsize - 8192)))
+        return real_save_weights(self, *args, **kwargs)
+
+    keras.Model.save_weights = fill_disk_then_save
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], check=True)
+    try:
+        status = cli.main(["train", "--data", root, "--out", mount + "/run", "--preset", "tiny", "--epochs", "1"])
+    finally:
+        subprocess.run(["umount", "-l", mount], check=True)
+    sys.exit(status)
+""")
+
+
+def test_a_full_disk_during_a_backup_is_a_clean_exit_2_on_a_small_tmpfs(tiny_root, tmp_path):
+    if os.geteuid() != 0 or sys.platform != "linux":
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    mount = tmp_path / "full"
+    mount.mkdir()
+    probe = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({probe.stderr.decode().strip()})")
+    subprocess.run(["umount", str(mount)], check=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(mount), str(tiny_root)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no space left on device" in proc.stderr and "rerun the same command" in proc.stderr
+    assert "Traceback" not in proc.stderr and "h5py" not in proc.stderr
