@@ -3,7 +3,7 @@
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--subset seed|course|full] [--base-url URL]  # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
-    livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
+    livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla] [--restart]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit student  --out DIR                            # notebooks without solutions
@@ -56,7 +56,7 @@ def _cmd_train(args) -> None:
     if args.xla:
         overrides["jit_compile"] = True
     result = train.train(args.data, preset=args.preset, out_dir=args.out, epochs=args.epochs,
-                         **overrides)
+                         restart=args.restart, **overrides)
     print(f"model: {Path(result.out_dir) / 'model.keras'}")
 
 
@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "float16 on GPUs with tensor cores, else float32)")
     p.add_argument("--xla", action="store_true",
                    help="compile training steps with XLA (about 2x faster for the seed U-Net on a CPU)")
+    p.add_argument("--restart", action="store_true",
+                   help="start the --out folder afresh: delete the run there (model, history, checkpoints) "
+                        "instead of resuming or reusing it; other files in it are kept")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="pixel, per-cell-type, baseline and instance metrics")

@@ -260,7 +260,7 @@ def test_a_full_disk_inside_hdf5_leaves_no_hdf5_file_open(tmp_path, monkeypatch)
     assert not backup.generations(tmp_path)
 
 
-# Mounts a 1 MB tmpfs, trains a tiny preset into it with the CLI and fills the disk just before
+# Trains a tiny preset into the 1 MB tmpfs mounted at argv[1] with the CLI and fills the disk just before
 # the backup's weights are written (HDF5 then fails inside its own writes on a kit that lets it
 # write to disk); exits with the CLI's status.
 _FULL_DISK_CHILD = textwrap.dedent("""
@@ -280,12 +280,7 @@ _FULL_DISK_CHILD = textwrap.dedent("""
         return real_save_weights(self, *args, **kwargs)
 
     keras.Model.save_weights = fill_disk_then_save
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], check=True)
-    try:
-        status = cli.main(["train", "--data", root, "--out", mount + "/run", "--preset", "tiny", "--epochs", "1"])
-    finally:
-        subprocess.run(["umount", "-l", mount], check=True)
-    sys.exit(status)
+    sys.exit(cli.main(["train", "--data", root, "--out", mount + "/run", "--preset", "tiny", "--epochs", "1"]))
 """)
 
 
@@ -294,13 +289,85 @@ def test_a_full_disk_during_a_backup_is_a_clean_exit_2_on_a_small_tmpfs(tiny_roo
         pytest.skip("mounting a tmpfs needs root on Linux")
     mount = tmp_path / "full"
     mount.mkdir()
-    probe = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({probe.stderr.decode().strip()})")
-    subprocess.run(["umount", str(mount)], check=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(mount), str(tiny_root)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    try:  # the child may crash (the fault tested): the mount is the parent's to remove
+        proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(mount), str(tiny_root)],
+                              capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "no space left on device" in proc.stderr and "rerun the same command" in proc.stderr
     assert "Traceback" not in proc.stderr and "h5py" not in proc.stderr
+
+
+@pytest.fixture
+def other_root(tmp_path):
+    from livecell_kit import sample
+
+    return sample.make_sample(tmp_path / "other", seed=1, images_per_type={"train": 1, "val": 1, "test": 1})
+
+
+def _interrupted_run(root, out, preset):
+    """A run folder of ``preset`` on ``root`` killed after committing one epoch."""
+    T.open_run(root, preset, out, verbose=0)
+    atomic.write_bytes(out / "backup" / "epoch-0001.weights.h5", b"")
+    return (out / "config.json").read_bytes()
+
+
+def test_resuming_or_reusing_a_run_with_other_data_is_refused_before_anything_is_written(
+        tiny_root, other_root, tmp_path):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    config = _interrupted_run(tiny_root, out, preset)
+    recorded = json.loads(config)["data"]
+    assert recorded["root"] == str(tiny_root.resolve()) and recorded["train"]["images"]["count"] == 8
+    with pytest.raises(ValueError, match="trained on other data") as err:
+        T.open_run(other_root, preset, out, verbose=0)
+    text = str(err.value)
+    assert str(tiny_root.resolve()) in text and str(other_root.resolve()) in text
+    assert "new --out folder" in text and "--restart" in text
+    assert (out / "config.json").read_bytes() == config
+    assert not T.open_run(tiny_root, preset, out, verbose=0).finished  # its own data resumes
+    # finished: handed back only for its own data
+    atomic.write_json(out / "config.json", {**json.loads(config), "finished": True})
+    atomic.write_bytes(out / "model.keras", b"")
+    with pytest.raises(ValueError, match="trained on other data"):
+        T.open_run(other_root, preset, out, verbose=0)
+    assert T.open_run(tiny_root, preset, out, verbose=0).finished
+
+
+def test_a_changed_annotation_file_under_the_same_root_is_other_data(tiny_root, tmp_path):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    _interrupted_run(tiny_root, out, preset)
+    ann = tiny_root / "annotations" / "livecell_coco_val.json"
+    ann.write_text(json.dumps({**json.loads(ann.read_text()), "info": {"edited": True}}))
+    with pytest.raises(ValueError, match=r"other data(.|\n)*val: \d+ bytes of annotations"):
+        T.open_run(tiny_root, preset, out, verbose=0)
+
+
+def test_an_old_config_without_a_fingerprint_gets_one_or_is_refused_for_another_root(
+        tiny_root, other_root, tmp_path, capsys):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    old = json.loads(_interrupted_run(tiny_root, out, preset))
+    del old["data"]
+    atomic.write_json(out / "config.json", old)
+    with pytest.raises(ValueError, match="no fingerprint recorded"):
+        T.open_run(other_root, preset, out, verbose=0)
+    T.open_run(tiny_root, preset, out, verbose=1)
+    assert "records no fingerprint of its data" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["data"]["root"] == str(tiny_root.resolve())
+
+
+def test_restart_starts_the_folder_afresh_on_the_new_data_and_keeps_other_files(tiny_root, other_root, tmp_path):
+    out = tmp_path / "run"
+    _interrupted_run(tiny_root, out, presets.resolve("quick", epochs=2, **TINY))
+    (out / "metrics.json").write_text("{}")
+    result = T.train(other_root, preset="quick", out_dir=out, epochs=1, verbose=0, restart=True, **TINY)
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] and config["data"]["root"] == str(other_root.resolve())
+    assert result.history["epoch"] == [0] and (out / "metrics.json").read_text() == "{}"

@@ -6,6 +6,7 @@
 * :mod:`~livecell_kit.train.history` — history.json and history.csv of a run;
 * :mod:`~livecell_kit.train.backup` — crash-safe checkpoints and resume state (one rename commits an epoch);
 * :mod:`~livecell_kit.train.lock` — one ``train`` at a time per run folder;
+* :mod:`~livecell_kit.train.binding` — a run folder bound to its data (fingerprint, ``--restart``);
 * :mod:`~livecell_kit.train.callbacks` — the callbacks of a run, and prediction snapshots;
 * :mod:`~livecell_kit.train.run` — the run folder and :func:`train`, all of the above in one call.
 """
