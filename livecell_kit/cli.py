@@ -70,10 +70,30 @@ def _run_subset_rule(model_path: Path) -> str:
         return "stratified"
 
 
+def _check_threshold_data(args) -> None:
+    """Before the model loads: --threshold and --threshold-data exclude each other, and the
+    threshold's data root has a val split when the threshold is to be chosen."""
+    if args.threshold is not None and args.threshold_data is not None:
+        raise ValueError(f"--threshold-data {args.threshold_data} chooses the threshold on its val split, but "
+                         f"--threshold {args.threshold:g} fixes it: drop one of the two flags")
+    if args.threshold is not None or (args.threshold_data is None and args.split == "val"):
+        return  # a fixed threshold, or val evaluated itself (0.5 is used, see evaluate_model)
+    root = args.threshold_data if args.threshold_data is not None else args.data
+    flag = "--threshold-data" if args.threshold_data is not None else "--data"
+    path = data.annotation_path(root, "val")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{flag} {root} has no val split to choose the threshold on ({path} does not exist); pass "
+            f"--threshold-data DIR, a data root with a val split (e.g. the one the model was trained on), "
+            f"or a fixed --threshold (e.g. 0.5)")
+
+
 def _cmd_evaluate(args) -> None:
     from livecell_kit import train
 
+    _check_threshold_data(args)
     model = train.load_model(args.model)
+    train.check_segmentation_model(model, args.model)
     rule = args.subset or _run_subset_rule(args.model)
     results = evaluate.evaluate_model(model, args.data, split=args.split, threshold=args.threshold,
                                       instance=not args.no_instance, max_images=args.images,
@@ -90,6 +110,7 @@ def _cmd_predict(args) -> None:
     from livecell_kit import train
 
     model = train.load_model(args.model)
+    train.check_segmentation_model(model, args.model)
     try:
         written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
     except predict.PredictionError as err:  # some inputs failed: say what was written, then exit non-zero

@@ -115,8 +115,9 @@ def sweep_split(model, data_root, split: str = "val", max_images: int | None = N
     try:
         images = data.load_subset(data_root, split, max_images, rule=subset_rule)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {split!r} split; "
-                                f"provide that split or pass a threshold (e.g. 0.5)") from err
+        raise FileNotFoundError(f"{err}\nchoosing the threshold needs the {split!r} split of {data_root}: "
+                                f"pass threshold_data, a data root with that split, or a fixed threshold "
+                                f"(e.g. 0.5)") from err
     sweep = ThresholdSweep()
     for _, _, out, truth in _stream(model, images, batch_size or predict.default_batch_size(), progress,
                                     f"threshold on {split}", jit_compile=jit_compile):
@@ -158,6 +159,9 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     (AP over IoU .50:.95), ``n_images``, ``n_pixels``, ``split``, ``model`` info and
     ``seconds``.
     """
+    if threshold is not None and threshold_data is not None:
+        raise ValueError(f"threshold_data={str(threshold_data)!r} chooses a threshold, but threshold={threshold} "
+                         f"is given: pass one of them")
     t0 = time.time()
     if batch_size is None:
         batch_size = predict.default_batch_size()

@@ -20,7 +20,7 @@ from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, BorderWeights, crop_
                                          read_stack, split_files, training_dataset, validation_dataset)
 from livecell_kit.train.precision import (PRECISIONS, choose_precision, choose_strategy, gpu_compute_capabilities,
                                           model_scope, read_cpu_flags)
-from livecell_kit.train.run import (RunFolder, TrainResult, finish_run, is_finished, learning_rate, load_model,
+from livecell_kit.train.run import (RunFolder, TrainResult, check_segmentation_model, finish_run, is_finished, learning_rate, load_model,
                                     open_run, reproduce_command, train)
 
 __all__ = [
@@ -31,6 +31,6 @@ __all__ = [
     "training_dataset", "validation_dataset",
     "PRECISIONS", "choose_precision", "choose_strategy", "gpu_compute_capabilities", "model_scope",
     "read_cpu_flags",
-    "RunFolder", "TrainResult", "finish_run", "is_finished", "learning_rate", "load_model", "open_run",
+    "RunFolder", "TrainResult", "check_segmentation_model", "finish_run", "is_finished", "learning_rate", "load_model", "open_run",
     "reproduce_command", "train",
 ]

@@ -230,6 +230,28 @@ def load_model(run_dir_or_file, compile: bool = True) -> keras.Model:
         raise ValueError(f"{path} is not a model the kit can load ({type(err).__name__}: {err}); {fix}") from err
 
 
+def check_segmentation_model(model: keras.Model, source) -> None:
+    """ValueError naming ``source`` unless ``model`` maps grey images (N, H, W, 1) to per-pixel
+    probabilities (N, H, W, 1 or 2) of the same height and width, as the kit's U-Nets do."""
+    try:
+        inputs, outputs = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, TypeError, ValueError):  # several inputs/outputs, or never built
+        inputs = outputs = None
+    fits = (inputs is not None and len(inputs) == 4 and inputs[-1] in (1, None)
+            and all(isinstance(d, int) or d is None for d in outputs) and len(outputs) == 4
+            and outputs[-1] in (1, 2) and all(o is None or i is None or o == i for i, o in zip(inputs[1:3], outputs[1:3])))
+    if not fits:
+        raise ValueError(f"{source} is not a segmentation model the kit can run: it maps "
+                         f"{_shape_text(inputs)} to {_shape_text(outputs)}, but the kit needs a U-Net from grey "
+                         f"images (N, H, W, 1) to cell probabilities (N, H, W, 1 or 2); pass a model.keras "
+                         f"written by `livecell-kit train` (or its run folder)")
+
+
+def _shape_text(shape) -> str:
+    return "(several tensors)" if shape is None else "(" + ", ".join("N" if i == 0 else "?" if d is None else str(d)
+                                                                     for i, d in enumerate(shape)) + ")"
+
+
 def _check_keras_archive(path: Path, fix: str) -> None:
     """Refuse a ``.keras`` file that is not a zip holding a model's config.json (truncated, or not a model)."""
     if path.suffix != ".keras":
