@@ -85,13 +85,28 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
                     outputs[j] = p
             for rec, im, out in zip(chunk, images, outputs):
                 h, w = im.shape
-                truth = masks.semantic_mask(split.annotations_for(rec["id"]), h, w)
+                anns = split.annotations_for(rec["id"])
+                _check_categories(anns, split)
+                truth = masks.semantic_mask(anns, h, w, split.index.source)
                 yield rec, im, out, truth
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_categories(anns: list[dict], split) -> None:
+    """ValueError naming the annotation file when an annotation's category is not among its categories:
+    COCOeval would leave such cells out of AP while the pixel metrics count them."""
+    known = {c.get("id") for c in split.index.categories if isinstance(c, dict)}
+    unknown = [a for a in anns if a.get("category_id") not in known]
+    if unknown:
+        a = unknown[0]
+        raise ValueError(f"{split.index.source}: annotation {a.get('id')} (image {a.get('image_id')}) has "
+                         f"category_id {a.get('category_id')!r}, which is not among the file's categories "
+                         f"{sorted(known, key=str)} ({len(unknown)} such annotation(s) on this image); set it to "
+                         f"one of those ids (LIVECell: 1, 'cell') or add its category to \"categories\"")
 
 
 def _channels(out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
