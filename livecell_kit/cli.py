@@ -3,7 +3,7 @@
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--subset seed|course|full] [--base-url URL]  # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
-    livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla] [--restart]
+    livecell-kit train    --data DIR --preset quick|seed|kit|cells|kit-cells --out RUN_DIR [--epochs N] [--xla] [--restart]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit export   --model MODEL --out DIR [--training-data livecell|sample]  # bioimage.io package
