@@ -3,7 +3,7 @@
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--subset seed|course|full] [--base-url URL]  # the real LIVECell
     livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
-    livecell-kit train    --data DIR --preset quick|seed|kit --out RUN_DIR [--epochs N] [--xla]
+    livecell-kit train    --data DIR --preset quick|seed|kit|cells|kit-cells --out RUN_DIR [--epochs N] [--xla] [--restart]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
     livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
     livecell-kit export   --model MODEL --out DIR [--training-data livecell|sample]  # bioimage.io package
@@ -58,7 +58,7 @@ def _cmd_train(args) -> None:
     if args.xla:
         overrides["jit_compile"] = True
     result = train.train(args.data, preset=args.preset, out_dir=args.out, epochs=args.epochs,
-                         **overrides)
+                         restart=args.restart, **overrides)
     print(f"model: {Path(result.out_dir) / 'model.keras'}")
 
 
@@ -72,10 +72,30 @@ def _run_subset_rule(model_path: Path) -> str:
         return "stratified"
 
 
+def _check_threshold_data(args) -> None:
+    """Before the model loads: --threshold and --threshold-data exclude each other, and the
+    threshold's data root has a val split when the threshold is to be chosen."""
+    if args.threshold is not None and args.threshold_data is not None:
+        raise ValueError(f"--threshold-data {args.threshold_data} chooses the threshold on its val split, but "
+                         f"--threshold {args.threshold:g} fixes it: drop one of the two flags")
+    if args.threshold is not None or (args.threshold_data is None and args.split == "val"):
+        return  # a fixed threshold, or val evaluated itself (0.5 is used, see evaluate_model)
+    root = args.threshold_data if args.threshold_data is not None else args.data
+    flag = "--threshold-data" if args.threshold_data is not None else "--data"
+    path = data.annotation_path(root, "val")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{flag} {root} has no val split to choose the threshold on ({path} does not exist); pass "
+            f"--threshold-data DIR, a data root with a val split (e.g. the one the model was trained on), "
+            f"or a fixed --threshold (e.g. 0.5)")
+
+
 def _cmd_evaluate(args) -> None:
     from livecell_kit import train
 
+    _check_threshold_data(args)
     model = train.load_model(args.model)
+    train.check_segmentation_model(model, args.model)
     rule = args.subset or _run_subset_rule(args.model)
     results = evaluate.evaluate_model(model, args.data, split=args.split, threshold=args.threshold,
                                       instance=not args.no_instance, max_images=args.images,
@@ -97,6 +117,7 @@ def _cmd_predict(args) -> None:
     from livecell_kit import train
 
     model = train.load_model(args.model)
+    train.check_segmentation_model(model, args.model)
     try:
         written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
     except predict.PredictionError as err:  # some inputs failed: say what was written, then exit non-zero
@@ -188,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "float16 on GPUs with tensor cores, else float32)")
     p.add_argument("--xla", action="store_true",
                    help="compile training steps with XLA (about 2x faster for the seed U-Net on a CPU)")
+    p.add_argument("--restart", action="store_true",
+                   help="start the --out folder afresh: delete the run there (model, history, checkpoints) "
+                        "instead of resuming or reusing it; other files in it are kept")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="pixel, per-cell-type, baseline and instance metrics")

@@ -349,3 +349,63 @@ def test_the_console_script_starts_at_the_launcher():
     with pytest.raises(SystemExit) as done:  # argparse's --help: the real CLI ran
         launch.main(["--help"])
     assert done.value.code == 0
+
+
+def test_threshold_data_errors_speak_in_flags(tiny_sample, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    base = ["evaluate", "--model", str(tmp_path / "m.keras"), "--data", str(tiny_sample), "--out", str(tmp_path / "o.json")]
+    assert cli.main(base + ["--threshold-data", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"--threshold-data {empty} has no val split" in err and "--threshold" in err
+    assert "threshold=None" not in err and "livecell-kit sample" not in err
+    assert cli.main(base + ["--threshold-data", str(tmp_path / "typo"), "--threshold", "0.5"]) == 2
+    assert "drop one of the two flags" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
+
+
+def _grey_conv_model(path, channels_in=1, dense=False):
+    import keras
+
+    if dense:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    else:
+        model = keras.Sequential([keras.Input((None, None, channels_in)),
+                                  keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dense", "rgb"])
+def test_a_model_that_is_not_a_grey_unet_is_named_with_the_fix(tiny_sample, tmp_path, capsys, kind):
+    model = _grey_conv_model(tmp_path / f"{kind}.keras", channels_in=3, dense=kind == "dense")
+    image = data.load_split(tiny_sample, "test")
+    path = image.image_path(image.images[0])
+    assert cli.main(["predict", "--model", str(model), "--out", str(tmp_path / "p"), str(path)]) == 2
+    assert cli.main(["evaluate", "--model", str(model), "--data", str(tiny_sample), "--threshold", "0.5",
+                     "--no-instance", "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"{model} is not a segmentation model the kit can run") == 2
+    assert "livecell-kit train" in err and "in user code" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["rle", "category"])
+def test_a_corrupt_rle_or_unknown_category_in_the_test_json_names_the_file(tiny_sample, tmp_path, capsys, damage):
+    import shutil
+
+    root = shutil.copytree(tiny_sample, tmp_path / "data")
+    path = data.annotation_path(root, "test")
+    coco = json.loads(path.read_text())
+    ann = coco["annotations"][0] if isinstance(coco["annotations"], list) else next(iter(coco["annotations"].values()))
+    if damage == "rle":
+        image = next(i for i in coco["images"] if i["id"] == ann["image_id"])
+        ann["segmentation"] = {"counts": "garbage!!~~", "size": [image["height"], image["width"]]}
+    else:
+        ann["category_id"] = 99
+    path.write_text(json.dumps(coco))
+    model = _grey_conv_model(tmp_path / "m.keras")
+    assert cli.main(["evaluate", "--model", str(model), "--data", str(root), "--threshold", "0.5",
+                     "--no-instance", "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and f"annotation {ann['id']}" in err
+    assert ("RLE string is corrupt" if damage == "rle" else "category_id 99") in err

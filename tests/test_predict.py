@@ -358,3 +358,16 @@ def test_importing_predict_loads_neither_pyplot_nor_tensorflow():
             "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_complex_valued_tiff_is_a_per_file_error_and_the_folder_goes_on(tmp_path):
+    src = tmp_path / "in"
+    good = _tif(src / "a.tif", _bright_discs())
+    _tif(src / "b.tif", _bright_discs().astype(np.complex64) * (1 + 1j))
+    good_after = _tif(src / "c.tif", _bright_discs())
+    with pytest.raises(predict.PredictionError) as err:
+        predict.predict_paths(_brightness_model(), src, tmp_path / "out")
+    assert [w["image"] for w in err.value.written] == [good, good_after]
+    [(failed, message)] = err.value.failed
+    assert failed.name == "b.tif"
+    assert "b.tif" in message and "complex64" in message and "8- or 16-bit grey" in message

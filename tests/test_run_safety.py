@@ -1,5 +1,6 @@
 """Crash-safe run folders: kill -9 at any instant, torn files, bad counts, a second concurrent train."""
 import csv
+import errno
 import json
 import os
 import re
@@ -230,3 +231,143 @@ def test_a_full_disk_at_the_epoch_end_names_the_run_and_commits_nothing(tmp_path
         cb.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
     assert not backup.generations(tmp_path) and not [p for p in tmp_path.rglob(".*") if ".tmp" in p.name]
     assert backup.committed_epochs(tmp_path) == 0  # the rerun trains epoch 0 again
+
+
+def test_a_full_disk_inside_hdf5_leaves_no_hdf5_file_open(tmp_path, monkeypatch):
+    """A write that fails inside h5py (a full disk) must not leave its file open: h5py would
+    print tracebacks from __dealloc__ later and the interpreter could crash at exit."""
+    import h5py
+
+    model = _tiny_model()
+    cb = backup.RunCheckpoint(tmp_path)
+    cb.set_model(model)
+    cb.on_train_begin()
+    open_before = len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+    real_create = h5py.Group.create_dataset
+
+    calls = []
+
+    def full_after_one(self, *args, **kwargs):  # the disk fills after the first dataset
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", full_after_one)
+    with pytest.raises(OSError, match="could not save epoch 0"):
+        cb.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
+    assert len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)) == open_before
+    assert not backup.generations(tmp_path)
+
+
+# Trains a tiny preset into the 1 MB tmpfs mounted at argv[1] with the CLI and fills the disk just before
+# the backup's weights are written (HDF5 then fails inside its own writes on a kit that lets it
+# write to disk); exits with the CLI's status.
+_FULL_DISK_CHILD = textwrap.dedent("""
+    import dataclasses, os, subprocess, sys
+    import keras
+    from livecell_kit import cli, presets
+
+    mount, root = sys.argv[1:3]
+    tiny = dict(depth=2, base_filters=8, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
+    presets.PRESETS["tiny"] = dataclasses.replace(presets.get_preset("quick", **tiny), name="tiny")
+    real_save_weights = keras.Model.save_weights
+
+    def fill_disk_then_save(self, *args, **kwargs):
+        st = os.statvfs(mount)
+        with open(os.path.join(mount, "filler"), "ab") as f:
+            f.write(bytes(max(0, st.f_bavail * st.f_frsize - 8192)))
+        return real_save_weights(self, *args, **kwargs)
+
+    keras.Model.save_weights = fill_disk_then_save
+    sys.exit(cli.main(["train", "--data", root, "--out", mount + "/run", "--preset", "tiny", "--epochs", "1"]))
+""")
+
+
+def test_a_full_disk_during_a_backup_is_a_clean_exit_2_on_a_small_tmpfs(tiny_root, tmp_path):
+    if os.geteuid() != 0 or sys.platform != "linux":
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    mount = tmp_path / "full"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:  # the child may crash (the fault tested): the mount is the parent's to remove
+        proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(mount), str(tiny_root)],
+                              capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no space left on device" in proc.stderr and "rerun the same command" in proc.stderr
+    assert "Traceback" not in proc.stderr and "h5py" not in proc.stderr
+
+
+@pytest.fixture
+def other_root(tmp_path):
+    from livecell_kit import sample
+
+    return sample.make_sample(tmp_path / "other", seed=1, images_per_type={"train": 1, "val": 1, "test": 1})
+
+
+def _interrupted_run(root, out, preset):
+    """A run folder of ``preset`` on ``root`` killed after committing one epoch."""
+    T.open_run(root, preset, out, verbose=0)
+    atomic.write_bytes(out / "backup" / "epoch-0001.weights.h5", b"")
+    return (out / "config.json").read_bytes()
+
+
+def test_resuming_or_reusing_a_run_with_other_data_is_refused_before_anything_is_written(
+        tiny_root, other_root, tmp_path):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    config = _interrupted_run(tiny_root, out, preset)
+    recorded = json.loads(config)["data"]
+    assert recorded["root"] == str(tiny_root.resolve()) and recorded["train"]["images"]["count"] == 8
+    with pytest.raises(ValueError, match="trained on other data") as err:
+        T.open_run(other_root, preset, out, verbose=0)
+    text = str(err.value)
+    assert str(tiny_root.resolve()) in text and str(other_root.resolve()) in text
+    assert "new --out folder" in text and "--restart" in text
+    assert (out / "config.json").read_bytes() == config
+    assert not T.open_run(tiny_root, preset, out, verbose=0).finished  # its own data resumes
+    # finished: handed back only for its own data
+    atomic.write_json(out / "config.json", {**json.loads(config), "finished": True})
+    atomic.write_bytes(out / "model.keras", b"")
+    with pytest.raises(ValueError, match="trained on other data"):
+        T.open_run(other_root, preset, out, verbose=0)
+    assert T.open_run(tiny_root, preset, out, verbose=0).finished
+
+
+def test_a_changed_annotation_file_under_the_same_root_is_other_data(tiny_root, tmp_path):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    _interrupted_run(tiny_root, out, preset)
+    ann = tiny_root / "annotations" / "livecell_coco_val.json"
+    ann.write_text(json.dumps({**json.loads(ann.read_text()), "info": {"edited": True}}))
+    with pytest.raises(ValueError, match=r"other data(.|\n)*val: \d+ bytes of annotations"):
+        T.open_run(tiny_root, preset, out, verbose=0)
+
+
+def test_an_old_config_without_a_fingerprint_gets_one_or_is_refused_for_another_root(
+        tiny_root, other_root, tmp_path, capsys):
+    preset = presets.resolve("quick", epochs=2, **TINY)
+    out = tmp_path / "run"
+    old = json.loads(_interrupted_run(tiny_root, out, preset))
+    del old["data"]
+    atomic.write_json(out / "config.json", old)
+    with pytest.raises(ValueError, match="no fingerprint recorded"):
+        T.open_run(other_root, preset, out, verbose=0)
+    T.open_run(tiny_root, preset, out, verbose=1)
+    assert "records no fingerprint of its data" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["data"]["root"] == str(tiny_root.resolve())
+
+
+def test_restart_starts_the_folder_afresh_on_the_new_data_and_keeps_other_files(tiny_root, other_root, tmp_path):
+    out = tmp_path / "run"
+    _interrupted_run(tiny_root, out, presets.resolve("quick", epochs=2, **TINY))
+    (out / "metrics.json").write_text("{}")
+    result = T.train(other_root, preset="quick", out_dir=out, epochs=1, verbose=0, restart=True, **TINY)
+    config = json.loads((out / "config.json").read_text())
+    assert config["finished"] and config["data"]["root"] == str(other_root.resolve())
+    assert result.history["epoch"] == [0] and (out / "metrics.json").read_text() == "{}"

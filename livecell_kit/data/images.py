@@ -44,6 +44,8 @@ from livecell_kit.data.registry import download_command
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
+#: numpy dtype kinds with grey values: bool, signed and unsigned integers, floats.
+PIXEL_KINDS = "biuf"
 
 _MAGIC = {b"II*\x00": "tiff", b"MM\x00*": "tiff", b"II+\x00": "tiff", b"MM\x00+": "tiff",
           b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg"}
@@ -124,6 +126,7 @@ def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, Im
         if n_pages == 0:
             raise _corrupt(path, "it holds no image")
         for i, raw in enumerate(raws):
+            _check_pixel_type(path, raw)
             frame, scaling = to_uint8(_grey(path, raw))
             yield frame, ImageInfo(path, i, n_pages, str(raw.dtype), compression, scaling)
 
@@ -173,6 +176,17 @@ def _check_file(path) -> tuple[Path, str]:
         raise ImageReadError(f"image {path} is a {fmt} file despite its {path.suffix} name; the "
                              "kit reads TIFF, PNG and JPEG — convert it", "unsupported")
     raise _corrupt(path, f"it does not start like a TIFF, PNG or JPEG file (first bytes {head[:8]!r})")
+
+
+def _check_pixel_type(path: Path, raw: np.ndarray) -> None:
+    """Refuse pixels that have no grey value (complex, text, records): an "unsupported" file."""
+    if raw.dtype.kind in PIXEL_KINDS:
+        return
+    what = "complex numbers" if raw.dtype.kind == "c" else f"kind {raw.dtype.kind!r}"
+    raise ImageReadError(f"image {path} has pixels of type {raw.dtype} ({what}), which have no grey value; "
+                         "the kit reads 1-bit, 8/16/32-bit integer and floating-point pixels — save the image "
+                         "as 8- or 16-bit grey (for complex data, its magnitude; Fiji: Image > Type > 16-bit)",
+                         "unsupported")
 
 
 def _grey(path: Path, raw: np.ndarray) -> np.ndarray:

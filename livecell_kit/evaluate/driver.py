@@ -90,7 +90,9 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
                     outputs[j] = p
             for rec, im, out in zip(chunk, images, outputs):
                 h, w = im.shape
-                truth = masks.semantic_mask(split.annotations_for(rec["id"]), h, w)
+                anns = split.annotations_for(rec["id"])
+                _check_categories(anns, split)
+                truth = masks.semantic_mask(anns, h, w, split.index.source)
                 yield rec, im, out, truth
                 if bar is not None:
                     bar.update(1)
@@ -102,6 +104,20 @@ def _stream(model, split, batch_size: int, progress: bool, desc: str, jit_compil
 def _foreground(out: np.ndarray) -> np.ndarray:
     """Model output (H, W) or (H, W, C) → cell probability (H, W): channel 0."""
     return out if out.ndim == 2 else out[..., 0]
+
+
+def _check_categories(anns: list[dict], split) -> None:
+    """ValueError naming the annotation file when an annotation's category is not among its categories:
+    COCOeval would leave such cells out of AP while the pixel metrics count them."""
+    known = {c.get("id") for c in split.index.categories if isinstance(c, dict)}
+    unknown = [a for a in anns if a.get("category_id") not in known]
+    if unknown:
+        a = unknown[0]
+        raise ValueError(f"{split.index.source}: annotation {a.get('id')} (image {a.get('image_id')}) has "
+                         f"category_id {a.get('category_id')!r}, which is not among the file's categories "
+                         f"{sorted(known, key=str)} ({len(unknown)} such annotation(s) on this image); set it to "
+                         f"one of those ids (LIVECell: 1, 'cell') or add its category to \"categories\"")
+
 
 
 def _grouped(accs: Mapping[str, MetricAccumulator]) -> dict:
@@ -118,8 +134,9 @@ def sweep_split(model, data_root, split: str = "val", max_images: int | None = N
     try:
         images = data.load_subset(data_root, split, max_images, rule=subset_rule)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err}\nthreshold=None picks the threshold on the {split!r} split; "
-                                f"provide that split or pass a threshold (e.g. 0.5)") from err
+        raise FileNotFoundError(f"{err}\nchoosing the threshold needs the {split!r} split of {data_root}: "
+                                f"pass threshold_data, a data root with that split, or a fixed threshold "
+                                f"(e.g. 0.5)") from err
     sweep = ThresholdSweep()
     for _, _, out, truth in _stream(model, images, batch_size or predict.default_batch_size(), progress,
                                     f"threshold on {split}", jit_compile=jit_compile):
@@ -169,6 +186,9 @@ def evaluate_model(model, data_root, split: str = "test", threshold: float | Non
     split_cpu_seconds_per_frame} (see :mod:`livecell_kit.evaluate.cells`; with ``instance``
     only), ``n_images``, ``n_pixels``, ``split``, ``model`` info and ``seconds``.
     """
+    if threshold is not None and threshold_data is not None:
+        raise ValueError(f"threshold_data={str(threshold_data)!r} chooses a threshold, but threshold={threshold} "
+                         f"is given: pass one of them")
     t0 = time.time()
     if batch_size is None:
         batch_size = predict.default_batch_size()

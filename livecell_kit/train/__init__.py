@@ -7,6 +7,7 @@
 * :mod:`~livecell_kit.train.history` — history.json and history.csv of a run;
 * :mod:`~livecell_kit.train.backup` — crash-safe checkpoints and resume state (one rename commits an epoch);
 * :mod:`~livecell_kit.train.lock` — one ``train`` at a time per run folder;
+* :mod:`~livecell_kit.train.binding` — a run folder bound to its data (fingerprint, ``--restart``);
 * :mod:`~livecell_kit.train.callbacks` — the callbacks of a run, and prediction snapshots;
 * :mod:`~livecell_kit.train.run` — the run folder and :func:`train`, all of the above in one call.
 """
@@ -21,7 +22,7 @@ from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, CELL_TARGET_LEVELS, 
                                          read_stack, split_files, training_dataset, validation_dataset)
 from livecell_kit.train.precision import (PRECISIONS, choose_precision, choose_strategy, gpu_compute_capabilities,
                                           model_scope, read_cpu_flags)
-from livecell_kit.train.run import (RunFolder, TrainResult, finish_run, is_finished, learning_rate, load_model,
+from livecell_kit.train.run import (RunFolder, TrainResult, check_segmentation_model, finish_run, is_finished, learning_rate, load_model,
                                     open_run, reproduce_command, train)
 
 __all__ = [
@@ -33,6 +34,6 @@ __all__ = [
     "training_dataset", "validation_dataset",
     "PRECISIONS", "choose_precision", "choose_strategy", "gpu_compute_capabilities", "model_scope",
     "read_cpu_flags",
-    "RunFolder", "TrainResult", "finish_run", "is_finished", "learning_rate", "load_model", "open_run",
+    "RunFolder", "TrainResult", "check_segmentation_model", "finish_run", "is_finished", "learning_rate", "load_model", "open_run",
     "reproduce_command", "train",
 ]

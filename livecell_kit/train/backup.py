@@ -25,11 +25,18 @@ generation that cannot be read (a disk fault) falls back to the one before.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
+import os
 import re
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import keras
 
 from livecell_kit import atomic
@@ -119,9 +126,83 @@ def restore(model: keras.Model, out_dir) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def keras_file(path: Path, suffix: str) -> Iterator[Path]:
+    """:func:`livecell_kit.atomic.atomic_path` for a Keras writer that cleans up after a failed write.
+
+    Keras does not close its HDF5 files when a write fails (a full disk): h5py's flush then
+    fails inside ``__dealloc__`` (tracebacks the CLI cannot catch), and a file left open
+    crashes the interpreter at exit (a segmentation fault, exit 139).  On an error the HDF5
+    files opened inside the block are closed, and h5py's failing ``__dealloc__`` is kept quiet
+    while the write unwinds: the error itself still propagates.
+    """
+    before = _open_h5_files()
+    outer_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_quiet_h5py_dealloc, outer_hook)
+    written = None
+    try:
+        with atomic.atomic_path(path, suffix=suffix) as tmp:
+            written = tmp
+            yield tmp
+    except BaseException:
+        for key, file_id in _open_h5_files().items():
+            if key not in before:
+                _close_h5_file(file_id, discard=str(written))
+        raise
+    finally:
+        sys.unraisablehook = outer_hook
+
+
+def _open_h5_files() -> dict:
+    """{HDF5 identifier: FileID} of every HDF5 file open in this process."""
+    return {fid.id: fid for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)}
+
+
+def _quiet_h5py_dealloc(outer_hook, unraisable) -> None:
+    """sys.unraisablehook that drops h5py's failed closes (reported by the write itself) and passes on the rest."""
+    if "h5py" in repr(unraisable.object) or "ObjectID" in repr(unraisable.object):
+        return
+    outer_hook(unraisable)
+
+
+def _close_h5_file(file_id, discard: str) -> None:
+    """Close HDF5 file ``file_id`` and everything open in it, ignoring errors.
+
+    When it is the temporary file ``discard`` its contents are thrown away first (truncated to
+    0 bytes): on a full disk that frees the space HDF5's closing flush needs.
+    """
+    with contextlib.suppress(Exception):
+        if file_id.name in (discard, os.fsencode(discard)):
+            os.ftruncate(file_id.get_vfd_handle(), 0)
+    for kinds in (~h5py.h5f.OBJ_FILE, h5py.h5f.OBJ_FILE):
+        with contextlib.suppress(Exception):
+            for obj in h5py.h5f.get_obj_ids(file_id, kinds):
+                with contextlib.suppress(Exception):
+                    while obj.valid:
+                        h5py.h5i.dec_ref(obj)
+
+
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory file that Keras' ``save_weights`` accepts (it checks the name's ending)."""
+
+    def __str__(self) -> str:
+        return "in-memory.weights.h5"
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """Save ``model``'s weights and optimizer state as a .weights.h5 file at ``path``, atomically.
+
+    HDF5 writes into memory and Python writes the bytes: a full disk is then a plain OSError,
+    never a failed HDF5 write (h5py cannot close such a file, and crashes at exit).
+    """
+    buffer = _WeightsBuffer()
+    model.save_weights(buffer)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
 def save_model(model: keras.Model, path: Path) -> None:
     """Save ``model`` as a .keras file at ``path``, atomically."""
-    with atomic.atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
+    with keras_file(path, suffix=".keras") as tmp:  # Keras insists on the .keras suffix
         model.save(tmp)
 
 
@@ -186,8 +267,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         candidate = self.backup / f"best-{finished:04d}.keras"
         if improved:
             save_model(self.model, candidate)                                       # step 2
-        with atomic.atomic_path(self.backup / f"epoch-{finished:04d}.weights.h5", suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp)                                             # step 3: commit
+        save_weights(self.model, self.backup / f"epoch-{finished:04d}.weights.h5")  # step 3: commit
         if improved:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             candidate.replace(self.checkpoints / "best.keras")                       # step 4

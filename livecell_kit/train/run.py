@@ -2,7 +2,8 @@
 
 Run folder::
 
-    out_dir/config.json      preset, precision, data root, kit version, finished flag
+    out_dir/config.json      preset, precision, data root and fingerprint (the run's data:
+                             :mod:`~livecell_kit.train.binding`), kit version, finished flag
     out_dir/model.keras      the best model (lowest val_loss), written at the end
     out_dir/history.json, history.csv, checkpoints/, backup/   written while fitting
                              (see :mod:`livecell_kit.train.backup`)
@@ -38,6 +39,7 @@ import tensorflow as tf
 from livecell_kit import __version__, atomic
 from livecell_kit.model import build_unet
 from livecell_kit.presets import Preset, get_preset, resolve
+from livecell_kit.train import binding
 from livecell_kit.train.backup import BACKUP_DIR, CHECKPOINT_DIR, RunFileWarning, committed_epochs, save_model
 from livecell_kit.train.callbacks import run_callbacks
 from livecell_kit.train.history import read_history
@@ -115,22 +117,40 @@ def is_finished(out_dir) -> bool:
 def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
     """Start, resume or reopen the run of ``preset`` on ``data_root`` in folder ``out_dir``.
 
-    A new or interrupted run gets (again) a config.json with ``"finished": false`` and
-    the precision chosen for this machine; a finished one is left as it is.  Raises
-    ValueError when ``out_dir`` holds a run with other settings that finished an epoch;
-    one that finished none (it failed or was stopped early) is replaced.
+    A new or interrupted run gets (again) a config.json with ``"finished": false``, the
+    precision chosen for this machine and the fingerprint of its data
+    (:func:`~livecell_kit.train.binding.data_fingerprint`); a finished one is left as it is.
+    Raises ValueError, before anything is written, when ``out_dir`` holds a run with other
+    settings or on other data that finished an epoch; one that finished none (it failed or
+    was stopped early) is replaced.  A config.json of an older kit, without a fingerprint,
+    gets this data's, with a note, unless it names another data root.
     """
     out_dir, data_root = Path(out_dir), Path(data_root)
     config_path = out_dir / "config.json"
     prior = _read_config(out_dir)
+    fingerprint = binding.data_fingerprint(data_root, preset)
     if prior is not None:
         same = _with_new_defaults(prior.get("preset")) == _as_json(preset.to_dict())
-        if not same and not prior.get("finished") and committed_epochs(out_dir) == 0:
+        recorded = prior.get("data") or {"root": prior.get("data_root")}
+        unfingerprinted = "data" not in prior
+        if unfingerprinted:  # an older kit's config.json: only its data root can be compared
+            same_data = recorded["root"] is None or Path(recorded["root"]) == Path(fingerprint["root"])
+        else:
+            same_data = binding.same_data(recorded, fingerprint)
+        if not (same and same_data) and not prior.get("finished") and committed_epochs(out_dir) == 0:
             if verbose:
                 print(f"{out_dir}: the earlier run there finished no epoch; starting this one in its place")
         elif not same:
             raise ValueError(f"{out_dir} holds a run with other settings (see {config_path}); "
-                             "rerun with the same preset and options, or choose a new --out folder")
+                             "rerun with the same preset and options, choose a new --out folder, or pass "
+                             "--restart to start this folder afresh")
+        elif not same_data:
+            raise ValueError(binding.other_data_message(out_dir, recorded, fingerprint))
+        elif unfingerprinted:
+            if verbose:
+                print(f"{config_path} records no fingerprint of its data (an older kit wrote it); recorded "
+                      f"the data of {fingerprint['root']} now: later reruns must train on the same")
+            atomic.write_json(config_path, {**prior, "data": fingerprint})
         if is_finished(out_dir):
             if verbose:
                 print(f"{out_dir}: run already finished; loading model.keras")
@@ -140,9 +160,9 @@ def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
         print(f"precision: {precision}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_json(config_path, {
-        "preset": preset.to_dict(), "precision": precision, "data_root": str(data_root.resolve()),
-        "kit_version": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-        "finished": False})
+        "preset": preset.to_dict(), "precision": precision, "data_root": fingerprint["root"],
+        "data": fingerprint, "kit_version": __version__, "tensorflow": tf.__version__,
+        "keras": keras.__version__, "finished": False})
     return RunFolder(out_dir, preset, precision, finished=False)
 
 
@@ -210,6 +230,29 @@ def load_model(run_dir_or_file, compile: bool = True) -> keras.Model:
         raise ValueError(f"{path} is not a model the kit can load ({type(err).__name__}: {err}); {fix}") from err
 
 
+def check_segmentation_model(model: keras.Model, source) -> None:
+    """ValueError naming ``source`` unless ``model`` maps grey images (N, H, W, 1) to per-pixel
+    maps (N, H, W, C) of the same height and width, C = 1, 2 or 3 (semantic, semantic+border,
+    cells), as the kit's U-Nets do."""
+    try:
+        inputs, outputs = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, TypeError, ValueError):  # several inputs/outputs, or never built
+        inputs = outputs = None
+    fits = (inputs is not None and len(inputs) == 4 and inputs[-1] in (1, None)
+            and all(isinstance(d, int) or d is None for d in outputs) and len(outputs) == 4
+            and outputs[-1] in (1, 2, 3) and all(o is None or i is None or o == i for i, o in zip(inputs[1:3], outputs[1:3])))
+    if not fits:
+        raise ValueError(f"{source} is not a segmentation model the kit can run: it maps "
+                         f"{_shape_text(inputs)} to {_shape_text(outputs)}, but the kit needs a U-Net from grey "
+                         f"images (N, H, W, 1) to per-pixel maps (N, H, W, 1, 2 or 3); pass a model.keras "
+                         f"written by `livecell-kit train` (or its run folder)")
+
+
+def _shape_text(shape) -> str:
+    return "(several tensors)" if shape is None else "(" + ", ".join("N" if i == 0 else "?" if d is None else str(d)
+                                                                     for i, d in enumerate(shape)) + ")"
+
+
 def _check_keras_archive(path: Path, fix: str) -> None:
     """Refuse a ``.keras`` file that is not a zip holding a model's config.json (truncated, or not a model)."""
     if path.suffix != ".keras":
@@ -225,7 +268,7 @@ def _check_keras_archive(path: Path, fix: str) -> None:
 
 
 def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, verbose: int = 1,
-          callbacks: Sequence[keras.callbacks.Callback] = (), **overrides) -> TrainResult:
+          callbacks: Sequence[keras.callbacks.Callback] = (), restart: bool = False, **overrides) -> TrainResult:
     """Train a U-Net preset on ``data_root``'s train split, validating on its val split.
 
     data_root: LIVECell folder (real or :func:`livecell_kit.sample.make_sample`).
@@ -235,6 +278,8 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
         resumes an interrupted run; a finished run is loaded, not retrained.
     epochs: overrides the preset's epochs.
     callbacks: extra Keras callbacks, run after the kit's own.
+    restart: start ``out_dir`` afresh: the files the kit wrote there (config, model, history,
+        checkpoints, backup) are deleted first, others (e.g. metrics.json) are kept.
     Raises ValueError before anything is written when epochs, batch_size or steps_per_epoch
     is not a whole number >= 1, and :class:`~livecell_kit.train.lock.RunFolderBusy` when
     another ``train`` is running in ``out_dir``.
@@ -247,6 +292,11 @@ def train(data_root, preset="quick", out_dir=None, epochs: int | None = None, ve
     _check_counts(preset.train)
     check_loss_fits(preset.train.loss, preset.model.outputs)
     with run_lock(out_dir):
+        if restart:
+            kept = binding.clear_run(out_dir)
+            if verbose:
+                print(f"{out_dir}: --restart: the earlier run there is deleted" +
+                      (f" (kept: {', '.join(p.name for p in kept)})" if kept else ""))
         return _train_locked(data_root, preset, out_dir, verbose, callbacks)
 
 
