@@ -31,7 +31,9 @@ trained (:class:`TrainConfig`) and which data it sees (:class:`DataConfig`).
   learn the bundled sample data set in a couple of minutes on a 2-core CPU.
 * ``cells`` — ``quick``'s size with the instance head: besides "cell / not cell" the
   U-Net predicts each cell's centre and boundary distance maps, from which a seeded
-  watershed splits touching cells; ``kit-cells`` — the same at ``kit``'s scale (GPU).
+  watershed splits touching cells; ``kit-cells`` — the same at ``kit``'s scale (GPU);
+  ``cells-border`` — the same network predicting a touching-border channel instead of
+  the distance maps, to compare the two ways (notebook 06's experiment).
 * ``borders`` — ``quick`` with the U-Net paper's border-weighted BCE
   (Ronneberger et al. 2015, eq. 2): background pixels in the narrow gaps between
   cells weigh up to 1 + w0 = 11 times more, to teach the network to keep
@@ -220,7 +222,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# --- instance head presets (issue 21, i21-core) ---------------------------------------------------
+# --- presets that split touching cells ----------------------------------------------------------
 PRESETS["cells"] = Preset(
     name="cells",
     description=(
@@ -243,7 +245,15 @@ PRESETS["kit-cells"] = dataclasses.replace(
     model=dataclasses.replace(PRESETS["kit"].model, outputs="cells"),
     train=dataclasses.replace(PRESETS["kit"].train, loss="cells_loss"),
 )
-# --- end instance head presets ---------------------------------------------------------------------
+PRESETS["cells-border"] = dataclasses.replace(
+    PRESETS["cells"], name="cells-border",
+    description=(
+        "The cells preset with the older way to split cells, for comparison (notebook 06): the same "
+        "U-Net predicting cell and touching-border maps (notebook 02's border mask), BCE + Dice."
+    ),
+    model=dataclasses.replace(PRESETS["cells"].model, outputs="semantic+border"),
+    train=dataclasses.replace(PRESETS["cells"].train, loss="bce_dice"),
+)
 
 
 def get_preset(name: str, **overrides) -> Preset:

@@ -232,8 +232,8 @@ fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75")
 # ## Where the model fails, and what to try
 #
 # * **Touching cells** merge into one blob: pixel metrics barely notice, instance AP does.
-#   A border output (`ModelConfig(outputs="semantic+border")`, notebook 02's border masks)
-#   or a distance-map target helps split them.
+#   **Notebook 06** teaches the U-Net where one cell ends and the next begins (per-cell
+#   distance maps and a seeded watershed) and measures cell counts and confluence.
 # * **Halos**: the bright rim around a cell is not cell; models trained briefly often include it.
 # * **Thresholds** trade precision for recall; choose them on validation data, as done here.
 #

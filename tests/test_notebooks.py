@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-EXPECTED = ["01_data", "02_masks", "03_model", "04_training", "05_evaluation"]
+EXPECTED = ["01_data", "02_masks", "03_model", "04_training", "05_evaluation", "06_cells"]
 
 
-def test_the_five_notebooks_exist_in_order():
+def test_the_six_notebooks_exist_in_order():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
