@@ -244,7 +244,8 @@ def quick_run(root: Path | None = None, preset: str = "quick", verbose: int = 2,
     root = Path(root) if root is not None else training_root()
     out_dir = quick_run_dir(root, preset)
     if train.is_finished(out_dir):
-        print(f"{shown_path(out_dir)} in the work folder: trained already (notebook 04); loading its model")
+        where = "notebook 04" if preset == "quick" else "an earlier run"
+        print(f"{shown_path(out_dir)} in the work folder: trained already ({where}); loading its model")
         return train.train(root, preset=preset, out_dir=out_dir, verbose=0, callbacks=callbacks)
     print(f"training preset {preset!r} now, into {shown_path(out_dir)} in the work folder "
           f"({presets.get_preset(preset).description})")

@@ -242,12 +242,14 @@ fig = cell_plots.counts_and_confluence(cells["per_frame"], title=f"{eval_split} 
 
 # %%
 compared = "cells"  # change this: "cells-border"
-print(presets.get_preset(compared).description)
-other = course.quick_run(train_root, preset=compared, verbose=2).model   # trains it the first time
+table = {"cells (distance maps)": results}
+if compared != "cells":
+    print(presets.get_preset(compared).description)
+    other = course.quick_run(train_root, preset=compared, verbose=2).model   # trains it the first time
+    table[compared] = evaluate.evaluate_model(other, root, split=eval_split, progress=False, threshold_data=train_root)
 
 # %%
-other_results = evaluate.evaluate_model(other, root, split=eval_split, progress=False, threshold_data=train_root)
-for name, r in {"cells (distance maps)": results, compared: other_results}.items():
+for name, r in table.items():
     print(f"{name:>22}: AP {r['instance']['AP']:.3f}  count error {r['cells']['count_median_abs_error_pct']:.1f} %  "
           f"confluence error {r['cells']['confluence_mae_pp']:.1f} points  ({r['instance_source']})")
 
