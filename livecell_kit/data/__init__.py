@@ -3,7 +3,9 @@
 * :mod:`~livecell_kit.data.registry` — the official files and their hashes (pooch registry);
 * :mod:`~livecell_kit.data.download` — fetch them into a cache and lay them out
   (:mod:`~livecell_kit.data.cache`, checked by :mod:`~livecell_kit.data.download_checks`,
-  copied in by :mod:`~livecell_kit.data.placed`);
+  copied in by :mod:`~livecell_kit.data.placed`); subsets' frames come out of images.zip by
+  range requests (:mod:`~livecell_kit.data.remote_zip`, each answer checked by
+  :mod:`~livecell_kit.data.range_checks`);
 * :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules;
 * :mod:`~livecell_kit.data.images` — read one frame as uint8 (H, W): formats, colour, pages;
 * :mod:`~livecell_kit.data.intensity` — the rule that maps any pixel type to uint8;
