@@ -88,7 +88,7 @@ class TrainConfig:
     learning_rate: Adam's initial learning rate.
     crop_size: side of the random square training crops in pixels, or
         ``None`` to train on whole 520×704 frames (the seed's way).
-    augment: random zoom, flips, 90° rotations and intensity changes (``train.pipeline.Augmentation``).
+    augment: random zoom, flips, 90° rotations and intensity changes (``train.augment.Augmentation``).
     loss: ``"bce"`` (the seed's binary cross-entropy), ``"bce_dice"``
         (BCE + soft Dice, robust to the many background pixels) or
         ``"weighted_bce"`` (BCE weighted by the U-Net paper's border weight map);

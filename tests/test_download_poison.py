@@ -22,7 +22,7 @@ import pytest
 
 import livecell_kit
 from livecell_kit import atomic, cli, data
-from livecell_kit.data import cache, download, download_checks, placed
+from livecell_kit.data import cache, download_checks, extract, placed
 from livecell_kit.data.registry import annotation_name
 
 VAL = annotation_name("val")
@@ -270,7 +270,7 @@ def test_a_zip_bomb_is_refused_before_extraction(server, tmp_path, monkeypatch):
 
 def test_an_archive_larger_than_the_free_space_is_not_extracted_nor_deleted(tmp_path, monkeypatch):
     (tmp_path / "a.zip").write_bytes(_zip(GOOD_ZIP))
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=1000))
+    monkeypatch.setattr(extract.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=1000))
     with pytest.raises(data.DownloadError, match="needs 0.00 GB .* free some space"):
         data.safe_extract_zip(tmp_path / "a.zip", tmp_path / "out")
     assert (tmp_path / "a.zip").exists() and not list((tmp_path / "out").glob(".extract-*"))

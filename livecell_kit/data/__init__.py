@@ -3,7 +3,10 @@
 * :mod:`~livecell_kit.data.registry` — the official files and their hashes (pooch registry);
 * :mod:`~livecell_kit.data.download` — fetch them into a cache and lay them out
   (:mod:`~livecell_kit.data.cache`, checked by :mod:`~livecell_kit.data.download_checks`,
-  copied in by :mod:`~livecell_kit.data.placed`);
+  copied in by :mod:`~livecell_kit.data.placed`, images.zip extracted by
+  :mod:`~livecell_kit.data.extract`); subsets' frames come out of images.zip by
+  range requests (:mod:`~livecell_kit.data.remote_zip`, each answer checked by
+  :mod:`~livecell_kit.data.range_checks`);
 * :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules;
 * :mod:`~livecell_kit.data.images` — read one frame as uint8 (H, W): formats, colour, pages;
 * :mod:`~livecell_kit.data.intensity` — the rule that maps any pixel type to uint8;
@@ -19,8 +22,8 @@ The names below are re-exported so callers write ``data.load_split(root, "train"
 ``data.read_image`` is :func:`livecell_kit.data.images.read_image`.
 """
 from livecell_kit.data.annotations import Split, available_splits, load_annotations, load_split, to_coco
-from livecell_kit.data.download import (DOWNLOAD_PARTS, DownloadError, ResumableDownloader,
-                                        download_livecell, fetch, safe_extract_zip)
+from livecell_kit.data.download import DOWNLOAD_PARTS, DownloadError, ResumableDownloader, download_livecell, fetch
+from livecell_kit.data.extract import safe_extract_zip
 from livecell_kit.data.image_check import ImageCheckError, check_image_files, read_header
 from livecell_kit.data.images import ImageReadError, read_image
 from livecell_kit.data.index import AnnotationIndex, file_sha256, index_root, open_index

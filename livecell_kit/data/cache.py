@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from livecell_kit import atomic
 from livecell_kit.data.download_checks import InvalidDownload, check_content_type, check_file, kind_of
+from livecell_kit.data.range_checks import DownloadError, parse_content_range
 from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS
-from livecell_kit.data.remote_zip import DownloadError, parse_content_range
 
 LOCK_DIR = ".locks"  # under the cache folder: one lock file per cached name
 _HASH_CHUNK = 1 << 20

@@ -22,23 +22,15 @@ only once checked, so an interrupted run is resumed by the next one.  Files reac
 root as copies, and a rerun keeps any file changed since the kit wrote it
 (:mod:`~livecell_kit.data.placed`).
 
-:func:`safe_extract_zip` is the kit's own because ``pooch.Unzip`` extracts in place and
-counts an archive as done when its member files exist, so a file half-written by an
-interrupted run passes; the kit extracts into a temp folder, moves the result into place and
-writes a stamp last; the next extraction removes a temp folder a kill left behind.  It also
-refuses zip-slip members instead of silently rewriting their paths, and archives that would
-expand implausibly or beyond the free disk space (:func:`~livecell_kit.data.download_checks.check_zip`).
+:func:`safe_extract_zip` (:mod:`~livecell_kit.data.extract`) extracts the full images.zip
+safely and at most once.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import shutil
 import sys
-import tempfile
 import zipfile
-import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
@@ -47,7 +39,8 @@ from livecell_kit import atomic
 from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, known_hash,
                                      locked, resolve_base_url, resolve_cache_dir)
 from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_names
-from livecell_kit.data.download_checks import InvalidDownload, check_member_name, check_zip
+from livecell_kit.data.download_checks import check_member_name
+from livecell_kit.data.extract import clear_stale_extractions, safe_extract_zip
 from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
                                       split_image_dir)
 from livecell_kit.data.placed import damaged_files, place_copy, sweep_temp_files, write_file
@@ -64,98 +57,6 @@ DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 #: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.
 DOWNLOAD_SUBSETS = ("full", "seed", "course")
 _IMAGE_FOLDERS = ("livecell_train_val_images", "livecell_test_images")
-
-
-def _remove_stale_extractions(dest: Path) -> None:
-    """Delete temp folders that a killed extraction left in ``dest`` (the caller holds its lock)."""
-    for stale in dest.glob(".extract-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _clear_stale_extractions(dest: Path) -> None:
-    """Remove what a killed extraction into ``dest`` or ``dest/images`` left (no extraction may follow)."""
-    for folder in (dest, dest / "images"):
-        if any(folder.glob(".extract-*")):
-            with locked(folder / ".extract.lock", f"another extraction into {folder}"):
-                _remove_stale_extractions(folder)
-
-
-def _check_free_space(dest: Path, needed: int, zip_path: Path) -> None:
-    free = shutil.disk_usage(dest).free
-    if needed > free:
-        raise DownloadError(f"extracting {zip_path} needs {needed / 1e9:.2f} GB in {dest}, which has "
-                            f"{free / 1e9:.2f} GB free; free some space or choose another --out.")
-
-
-def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool = False) -> Path:
-    """Extract ``zip_path`` into ``dest`` safely and at most once; return ``dest``.
-
-    Members with absolute paths or ``..``, and archives that would expand implausibly
-    (:func:`~livecell_kit.data.download_checks.check_zip`), are refused with
-    ``UnsafeArchive`` (a ``ValueError``); one larger than the free space raises
-    ``DownloadError`` and is kept.
-    Extraction goes to a temp folder inside ``dest`` whose top-level entries are then moved
-    into place, so an interrupted run never leaves a half-extracted tree that looks done, and
-    the next call removes a temp folder a kill left behind; a stamp file
-    ``dest/.<zip name>.extracted`` (zip size and mtime) skips repeat runs.  A truncated or
-    corrupt archive raises ``DownloadError`` and, with ``delete_bad``, deletes the archive
-    so the next download fetches it again.  ``progressbar`` shows the bytes extracted.
-    """
-    zip_path, dest = Path(zip_path), Path(dest)
-    stamp = dest / f".{zip_path.name}.extracted"
-    st = zip_path.stat()
-    signature = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    if atomic.read_stamp(stamp) == signature:
-        return dest
-    try:
-        total = check_zip(zip_path)  # UnsafeArchive (not damaged: its message says what to do) passes
-        dest.mkdir(parents=True, exist_ok=True)
-        with locked(dest / ".extract.lock", f"another extraction into {dest}"):
-            _remove_stale_extractions(dest)
-            _check_free_space(dest, total, zip_path)
-            _extract(zip_path, dest, progressbar)
-    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, InvalidDownload) as exc:
-        if isinstance(exc, ValueError):
-            raise
-        if delete_bad:
-            zip_path.unlink(missing_ok=True)
-            fix = "it has been deleted; rerun the download to fetch it again"
-        else:
-            fix = "delete it and rerun the download"
-        reason = exc if isinstance(exc, InvalidDownload) else \
-            f"{zip_path} is not a complete zip archive ({exc})"
-        raise DownloadError(f"{reason}; {fix}.") from None
-    atomic.write_stamp(stamp, signature)
-    return dest
-
-
-def _extract(zip_path: Path, dest: Path, progressbar: bool) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = archive.infolist()
-            with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True,
-                      unit_divisor=1024, desc=f"extracting {zip_path.name}",
-                      disable=not progressbar) as bar:
-                for info in members:
-                    archive.extract(info, tmp)  # raises BadZipFile on CRC errors
-                    bar.update(info.file_size)
-        _move_into(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _move_into(src: Path, dst: Path) -> None:
-    """Move ``src``'s children into existing ``dst``: folders merge, anything else is replaced."""
-    for entry in sorted(src.iterdir()):
-        target = dst / entry.name
-        if entry.is_dir() and target.is_dir():
-            _move_into(entry, target)
-            continue
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
 
 
 def _place(name: str, dest: Path, target: Path, kw: dict) -> None:
@@ -201,7 +102,7 @@ def download_livecell(dest, files=("images", "annotations"), base_url=None, cell
     partial = subset != "full" and ("images" in parts or "annotations" in parts)
 
     with locked(dest / ".download.lock", "another livecell-kit download into this folder"):
-        _clear_stale_extractions(dest)
+        clear_stale_extractions(dest)
         if subset == "course" and partial:
             frames = _course_annotations(dest, kw)
         elif "annotations" in parts or partial:

@@ -26,7 +26,7 @@ import ijson
 from tqdm.auto import tqdm
 
 from livecell_kit.data.coco_stream import DepthGuard
-from livecell_kit.data.remote_zip import DownloadError
+from livecell_kit.data.range_checks import DownloadError
 from livecell_kit.data.validation import AnnotationError
 
 #: Most bytes an archive may expand to.  LIVECell's images.zip (1.24 GB) holds well under this.

@@ -12,7 +12,8 @@ at the byte where it stopped; files already on disk with the right size and CRC 
 Nothing a server says is taken on trust: every answer must be a 206 whose ``Content-Range``
 (span and total) and ``Content-Length`` are exactly the range asked for, else
 :class:`RangeNotSupported` at that first answer (200 with the whole file, a 416 inside the
-file, a shifted, garbage or over-long answer, a wrong total) — also midway, when a server
+file, a shifted, garbage or over-long answer, a wrong total; :mod:`~livecell_kit.data.range_checks`)
+— also midway, when a server
 stops honouring ``Range`` after the listing; the caller then downloads the whole file.  The
 listing's member offsets and sizes are checked against the central directory's position
 before any member is asked for, so a forged directory is refused at once.
@@ -36,6 +37,7 @@ import requests
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
+from livecell_kit.data.range_checks import DownloadError, RangeNotSupported, check_partial, lie
 
 #: The first request asks for the last MiB: end records plus LIVECell's whole central
 #: directory (5,239 entries, about 0.5 MB), so listing the archive takes one request.
@@ -58,20 +60,6 @@ RETRY_WAIT_S = 1.0  # after a failed attempt that brought no bytes (times the fa
 _CHUNK = 1 << 16
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature ... name length, extra length
 _IDENTITY = {"Accept-Encoding": "identity"}  # a compressed answer would break byte offsets
-
-
-class DownloadError(OSError):
-    """A download failed or a checksum did not match; the message says what to do."""
-
-
-#: How a range download's errors name the way round a server that mishandles ``Range``.
-USE_FULL = "`--subset full` downloads the whole images.zip instead, without range requests"
-
-
-class RangeNotSupported(DownloadError):
-    """The server does not answer ``Range`` requests as a file server must: the whole file
-    (HTTP 200), a 416 for bytes inside the file, or a 206 whose ``Content-Range`` or body
-    is not the range asked for.  Raised at the first such answer; its body is left unread."""
 
 
 @dataclass(frozen=True)
@@ -117,60 +105,6 @@ def _session() -> requests.Session:
     return _local.session
 
 
-def parse_content_range(value) -> tuple[int, int, int] | None:
-    """``"bytes 100-199/200"`` -> ``(100, 199, 200)``; None if absent, malformed or of unknown length."""
-    try:
-        unit, spec = value.split()
-        span, total = spec.split("/")
-        first, last = span.split("-")
-        return (int(first), int(last), int(total)) if unit == "bytes" else None
-    except (AttributeError, ValueError):
-        return None
-
-
-def _lie(url: str, what: str) -> RangeNotSupported:
-    return RangeNotSupported(f"{url} {what}: the server does not honour HTTP Range requests as a file "
-                             f"server must (or the file changed on it while downloading); {USE_FULL}.")
-
-
-def _check_partial(response, url: str, first: int, last: int, size: int | None) -> tuple[int, int]:
-    """Raise unless ``response`` is a 206 for bytes ``first..last`` of a ``size``-byte file.
-
-    first < 0: a suffix request for the last ``-first`` bytes of a file of unknown ``size``
-    (None).  Every answer is held to what was asked: the span and total of its
-    ``Content-Range`` and its ``Content-Length``.  Returns ``(offset of the first byte, file size)``.
-    """
-    status = response.status_code
-    asked = f"bytes={first}" if first < 0 else f"bytes={first}-{last}"
-    if status == 200:
-        raise RangeNotSupported(f"{url} ignores HTTP Range requests (answered {asked} with the whole "
-                                f"file, HTTP 200); {USE_FULL}.")
-    if status >= 500 or status in (408, 429):
-        response.raise_for_status()  # a RequestException: retried
-    if status == 416:  # only ever asked for bytes inside the file (or a suffix of it)
-        raise _lie(url, f"refused {asked} (HTTP 416), bytes that lie inside the file")
-    if status != 206:
-        raise DownloadError(f"HTTP {status} {response.reason} for bytes {max(first, 0)}- of {url}; check the "
-                            f"base URL (--base-url / LIVECELL_BASE_URL) and your connection")
-    header = response.headers.get("Content-Range")
-    got = parse_content_range(header)
-    if got is None:
-        raise _lie(url, f"answered {asked} with Content-Range {header!r}, which is no byte range")
-    a, b, total = got
-    if first < 0:  # the last -first bytes, or the whole file when it is smaller
-        expected = (max(0, total + first), total - 1, total)
-    else:
-        known = size if size is not None else total
-        expected = (first, min(last, known - 1), known)
-    if total <= 0 or (a, b, total) != expected:
-        of = f" of the {size}-byte file" if size is not None else ""
-        raise _lie(url, f"answered {asked}{of} with Content-Range {header!r}")
-    length = response.headers.get("Content-Length")
-    identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
-    if length is not None and identity and length.strip().isdigit() and int(length) != b - a + 1:
-        raise _lie(url, f"answered {asked} with Content-Range {header!r} but a {length}-byte body")
-    return a, total
-
 
 def fetch_range(url: str, start: int, end: int, size: int | None, retries: int = 3,
                 timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
@@ -192,7 +126,7 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
         try:
             with _session().get(url, headers={"Range": f"bytes={spec}", **_IDENTITY}, stream=True,
                                 timeout=timeout) as response:
-                at, size = _check_partial(response, url, first if start >= 0 else start, end - 1, size)
+                at, size = check_partial(response, url, first if start >= 0 else start, end - 1, size)
                 if start < 0:  # a suffix request: now we know where it starts and ends
                     offset = at
                     want, start, end = size - offset, offset, size
@@ -201,7 +135,7 @@ def fetch_range(url: str, start: int, end: int, size: int | None, retries: int =
                 response.raw.enforce_content_length = False
                 for chunk in response.iter_content(_CHUNK):
                     if len(chunk) > want - len(buf):
-                        raise _lie(url, f"sent more than the {want - got_before} bytes its Content-Range "
+                        raise lie(url, f"sent more than the {want - got_before} bytes its Content-Range "
                                         f"announced for bytes {first}-")
                     buf += chunk
                     if on_bytes:

@@ -2,6 +2,7 @@
 
 * :mod:`~livecell_kit.train.precision` — number format and devices (``choose_precision``, ``model_scope``);
 * :mod:`~livecell_kit.train.pipeline` — ``tf.data`` input: files → crops, augmentation, batches;
+* :mod:`~livecell_kit.train.augment` — the random crops and augmentation of each training frame;
 * :mod:`~livecell_kit.train.losses` — losses (``bce``, ``bce_dice``, ``weighted_bce``, the instance
   head's ``cells_loss``) and pixel metrics;
 * :mod:`~livecell_kit.train.history` — history.json and history.csv of a run;
@@ -11,6 +12,7 @@
 * :mod:`~livecell_kit.train.callbacks` — the callbacks of a run, and prediction snapshots;
 * :mod:`~livecell_kit.train.run` — the run folder and :func:`train`, all of the above in one call.
 """
+from livecell_kit.train.augment import crop_and_augment
 from livecell_kit.train.backup import RunCheckpoint, RunFileWarning
 from livecell_kit.train.callbacks import PredictionSnapshots, run_callbacks
 from livecell_kit.train.history import read_history
@@ -18,7 +20,7 @@ from livecell_kit.train.lock import RunFolderBusy
 from livecell_kit.train.losses import (CELLS_LOSSES, LOSSES, Dice, ForegroundIoU, PixelAccuracy, bce, bce_dice,
                                        cells_l1_loss, cells_loss, check_loss_fits, dice_loss, get_loss,
                                        make_metrics, needs_weight_map, weighted_bce)
-from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, CELL_TARGET_LEVELS, BorderWeights, crop_and_augment, preset_datasets,
+from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, CELL_TARGET_LEVELS, BorderWeights, preset_datasets,
                                          read_stack, split_files, training_dataset, validation_dataset)
 from livecell_kit.train.precision import (PRECISIONS, choose_precision, choose_strategy, gpu_compute_capabilities,
                                           model_scope, read_cpu_flags)
