@@ -102,6 +102,11 @@ print("targets:", targets.shape, targets.dtype, "| range", float(targets.min()),
 fig = cell_plots.targets(image, true_cells, targets, outline)
 
 # %% [markdown]
+# Every cell, whatever its size, gets a dark centre in the middle map and a dark core with a
+# bright rim in the right-hand map; the bright ridges between touching cells are what the
+# network must learn to see.
+
+# %% [markdown]
 # ## An instance head, trained in the open
 #
 # The U-Net is notebook 03's, with **three** sigmoid outputs instead of one
@@ -173,9 +178,10 @@ def find_seeds(foreground, centre, boundary, splitting):
 checks.check_seeds(find_seeds, splitting)
 
 # %% [markdown]
-# **Step 2 — smooth, then number the seeds.** Predictions are noisy pixel to pixel, so the two
-# distance maps are first blurred a little (`splitting.smoothing_sigma` px); each connected
-# group of seed pixels then gets its own number.
+# **Step 2 — smooth, then number the seeds.** Predictions can be noisy pixel to pixel; a
+# Gaussian blur of `splitting.smoothing_sigma` px evens the two distance maps out before seeding
+# (0 here: on the sample's validation frames the trained maps were smooth enough, and blurring
+# merged small neighbours). Each connected group of seed pixels then gets its own number.
 
 # %%
 smooth_centre = ndimage.gaussian_filter(centre, splitting.smoothing_sigma)
@@ -192,6 +198,10 @@ print(f"{seeds.max()} seeds for {len(annotations)} annotated cells")
 flooded = segmentation.watershed(smooth_boundary, seeds, mask=foreground >= splitting.foreground_threshold)
 found = instances.relabel(flooded, splitting.min_size)   # drop specks, number the cells 1..n
 fig = cell_plots.watershed_steps(image, smooth_boundary, seeds, found)
+
+# %% [markdown]
+# A good split has one cyan seed in every dark basin and none on the bright ridges between
+# cells; each flooded cell then follows the outline you would draw by eye.
 
 # %% [markdown]
 # The package's `instances.split_cells` does these three steps for any model (and for models
