@@ -168,13 +168,12 @@ fig = cell_plots.targets(image, true_cells, output, None, title="predicted")
 # Hint: each test is one comparison of a whole array; `&` combines them.
 
 # %%
+### BEGIN SOLUTION
 def find_seeds(foreground, centre, boundary, splitting):
     """True where a pixel is inside the foreground, near its cell's centre and far from its outline."""
-    ### BEGIN SOLUTION
     return ((foreground >= splitting.foreground_threshold) & (centre < splitting.centre_threshold)
             & (boundary < splitting.boundary_threshold))
-    ### END SOLUTION
-
+### END SOLUTION
 checks.check_seeds(find_seeds, splitting)
 
 # %% [markdown]
@@ -210,11 +209,14 @@ fig = cell_plots.watershed_steps(image, smooth_boundary, seeds, found)
 # nearly every cell found here by hand should be found there too:
 
 # %%
-# NBVAL_CHECK_OUTPUT
 labels, scores = instances.split_cells(output, splitting)
 same = instances.best_match_ious(found, labels) >= 0.9
 print(f"by hand {found.max()} cells, split_cells {labels.max()}; {same.mean():.0%} of the hand-made cells "
       f"are also the package's (IoU >= 0.9); annotated: {len(annotations)}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("the package agrees with the hand-made split on at least 90 % of the cells:", bool(same.mean() >= 0.9))
 
 # %% [markdown]
 # ## Cells against the truth: AP, counts and confluence
@@ -228,11 +230,16 @@ results = evaluate.evaluate_model(model, root, split=eval_split, progress=False,
 cells = results["cells"]
 
 # %%
-# NBVAL_CHECK_OUTPUT
 instance = results["instance"]
 print(f"instance AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}   ({source})")
 print(f"cell count: median error {cells['count_median_abs_error_pct']:.1f} %")
 print(f"confluence: mean error {cells['confluence_mae_pp']:.1f} points, worst frame {cells['confluence_max_pp']:.1f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("instance AP above 0.3:", instance["AP"] > 0.3)
+print("cell counts within 25 % (median):", cells["count_median_abs_error_pct"] < 25)
+print("confluence within 3 points (mean):", cells["confluence_mae_pp"] < 3)
 
 # %%
 fig = cell_plots.counts_and_confluence(cells["per_frame"], title=f"{eval_split} frames ({source})")
