@@ -74,13 +74,12 @@ def test_thin_foreground_without_h_maxima_stays_one_cell():
 
 
 def test_instance_counts_on_the_sample_truth_masks(tmp_path):
-    """Watershed on the union of a sample frame's annotated cells recovers the cell count.
+    """The watershed of a perfect mask finds most cells of the sample but merges sheets.
 
-    The 16 test frames of the seed-0 sample (generator v3) hold 3218 annotated cells;
-    scikit-image's h_maxima and watershed find 3027 (-5.9 %), 85-102 % of the annotated
-    count per frame.  Touching cells whose neck is shallower than h stay merged, so
-    fewer cells than annotated is expected — more so in the sample's packed sheets,
-    where neighbours meet on straight edges; the bounds leave a few cells of slack.
+    Since sample generator v4 touching cells share their border without a gap (as in real
+    LIVECell), a watershed on the distance transform of the *true* mask merges neighbours
+    that meet on straight edges: the ceiling notebook 06 shows. Per frame it still finds at
+    least half of the annotated cells and never invents many more.
     """
     root = sample.make_sample(tmp_path, seed=0, images_per_type={"train": 0, "val": 0, "test": 2})
     split = data.load_split(root, "test")
@@ -89,7 +88,7 @@ def test_instance_counts_on_the_sample_truth_masks(tmp_path):
         anns = split.annotations_for(rec["id"])
         truth = masks.semantic_mask(anns, rec["height"], rec["width"])
         n = int(instances.semantic_to_instances(truth.astype(np.float32)).max())
-        assert 0.85 * len(anns) <= n <= 1.2 * len(anns), rec["file_name"]
+        assert 0.5 * len(anns) <= n <= 1.2 * len(anns), rec["file_name"]
         annotated, found = annotated + len(anns), found + n
     assert annotated == 3218 and 3000 <= found <= 3060
 

@@ -104,9 +104,11 @@ def test_course_tools_live_in_extras_and_dev_includes_course():
     assert 'pip install -q -e ".[dev]"' in makefile
 
 
-def test_ci_installs_the_export_extra_so_the_export_test_runs():
-    # tests/test_export.py skips without bioimageio.core; `make test` (CI) installs dev, which holds export.
-    assert "livecell-kit[export]" in _meta()["optional-dependencies"]["dev"]
+def test_the_export_extra_stays_out_of_the_runtime_and_dev_installs():
+    # Installing bioimageio.core/tf2onnx beside the dev set changed Keras' tree backend on a fresh
+    # clone (notebooks failed importing torch), so `make test` leaves the extra out and
+    # tests/test_export.py skips its bioimageio checks; `pip install .[export]` runs them.
+    assert "livecell-kit[export]" not in _meta()["optional-dependencies"]["dev"]
     assert {"bioimageio.core", "tf2onnx", "onnx", "onnxruntime"} <= extra("export")
     assert not extra("export") & runtime_dependencies(), "the export tools stay out of the runtime install"
 
