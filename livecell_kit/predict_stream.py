@@ -54,11 +54,19 @@ def _failed(key, error: BaseException) -> Future:
     return done
 
 
-def _batches(items: Iterable, batch_size: int) -> Iterator[list]:
+def _batches(items: Iterator, batch_size: int) -> Iterator[list]:
     """Runs of up to ``batch_size`` consecutive (key, image) pairs of one shape; an image that
-    is an exception or not a valid grey image comes alone as (key, None, error)."""
+    is an exception or not a valid grey image comes alone as (key, None, error).  When
+    ``items`` itself raises, the run read so far comes first."""
     run: list = []
-    for key, image in items:
+    while True:
+        try:
+            key, image = next(items)
+        except StopIteration:
+            break
+        except BaseException:
+            yield from ([run] if run else [])
+            raise
         try:
             if isinstance(image, BaseException):
                 raise image
@@ -66,12 +74,15 @@ def _batches(items: Iterable, batch_size: int) -> Iterator[list]:
         except (ValueError, OSError) as err:
             yield from ([run] if run else [])
             run = []
-            yield [(key, None, image if isinstance(image, BaseException) else err)]
+            yield [(key, None, err)]
             continue
-        if run and (len(run) == batch_size or run[0][1].shape != image.shape):
+        if run and run[0][1].shape != image.shape:
             yield run
             run = []
         run.append((key, image, None))
+        if len(run) == batch_size:
+            yield run
+            run = []
     if run:
         yield run
 
