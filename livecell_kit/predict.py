@@ -30,7 +30,7 @@ from PIL import Image
 from livecell_kit.progress import progress_bar
 from livecell_kit import atomic, cell_table
 from livecell_kit.data.images import ImageReadError, iter_pages
-from livecell_kit.instances import cell_statistics, instance_source, split_cells
+from livecell_kit.instances import cell_statistics, instance_source, split_any_size
 from livecell_kit.predict_inputs import (  # list_images: kept here for callers of predict
     OUTPUT_SUFFIXES, PredictionError, expand_inputs, list_images, output_stems)
 from livecell_kit.overlay import overlay_image
@@ -77,7 +77,7 @@ def predict_array(model, image: np.ndarray, threshold: float | None = None, out_
     out = predict_image(model, image, tile=tile)
     out = out[..., None] if out.ndim == 2 else out
     threshold = splitting.foreground_threshold if threshold is None else float(threshold)
-    labels, _ = split_cells(out, splitting, threshold=threshold)
+    labels, _ = split_any_size(out, splitting, threshold=threshold)
     pred = _prediction(out, labels, threshold)
     if out_dir is not None:
         write_prediction(pred, image, out_dir, stem)

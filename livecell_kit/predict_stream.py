@@ -3,8 +3,8 @@
 :func:`stream_cells` runs three stages at once, so the rate approaches the slowest stage
 rather than the sum of all: a producer thread reads the inputs and runs the model
 (TensorFlow releases the GIL), a pool of ``workers`` threads runs
-:func:`livecell_kit.instances.split_cells` (its numpy/scipy/scikit-image calls release the
-GIL in large parts), and the caller consumes the results (writing files, say) in input
+:func:`livecell_kit.instances.split_cells` (numpy, scipy and scikit-image release the GIL
+in large parts; big frames tile by tile, ``split_any_size``), and the caller consumes the results (writing files, say) in input
 order.  At most ``pending`` frames are in flight, so memory does not grow with the number
 of inputs.
 """
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from livecell_kit.instances import split_cells
+from livecell_kit.instances import split_any_size
 from livecell_kit.predict_core import as_model_input, default_batch_size, predict_batch
 from livecell_kit.presets import CELL_SPLITTING, CellSplitting
 
@@ -30,7 +30,8 @@ class StreamedFrame(NamedTuple):
     key: what the input iterable paired with the image; output: float32 (H, W, C) model
     output (C = 1 for a semantic model); labels: int32 (H, W) cells, 0 = background;
     scores: {label: score} (:func:`split_cells`).  error: the input's exception (then
-    labels and scores are None, and output too unless split_cells refused it) — a bad input does not stop the others.
+    labels and scores are None, and output too unless split_cells refused it) — a bad
+    input does not stop the others.
     """
 
     key: Any
@@ -42,7 +43,7 @@ class StreamedFrame(NamedTuple):
 
 def _cells(key, output: np.ndarray, splitting: CellSplitting, threshold) -> StreamedFrame:
     try:
-        labels, scores = split_cells(output, splitting, threshold=threshold)
+        labels, scores = split_any_size(output, splitting, threshold=threshold)
     except ValueError as err:  # split_cells refused this output: that frame's error
         return StreamedFrame(key, output, None, None, err)
     return StreamedFrame(key, output, labels, scores)

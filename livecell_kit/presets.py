@@ -340,3 +340,14 @@ class CellSplitting:
 #: val split (16 frames): AP 0.31 there, against 0.23 at the defaults above (torch-em's).
 CELL_SPLITTING = CellSplitting(foreground_threshold=0.6, centre_threshold=0.4, boundary_threshold=0.6,
                                smoothing_sigma=1.0, min_size=20, scoring="foreground_shape")
+
+
+# --- big frames -----------------------------------------------------------------------------------
+#: Outputs with more pixels than this are split into cells tile by tile
+#: (:func:`livecell_kit.instances.split_cells_tiled`): a seeded watershed over a whole
+#: 4000×4000 output takes ~0.6 GB on top of the output, tiles of ``SPLIT_TILE`` px ~50 MB each.
+SPLIT_TILE_PIXELS = 2048 * 2048
+#: Side of the tiles (px) and the context each sees on every side (px): a cell belongs to the
+#: tile holding its centroid and is found whole when it is smaller than the margin.
+SPLIT_TILE = 1024
+SPLIT_TILE_MARGIN = 96

@@ -10,7 +10,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from livecell_kit import predict, predict_core  # noqa: E402
-from livecell_kit.instances import split_cells  # noqa: E402
+from livecell_kit.instances import split_cells, split_cells_tiled  # noqa: E402
+from livecell_kit.masks import distance_targets  # noqa: E402
 from livecell_kit.presets import CELL_SPLITTING  # noqa: E402
 
 
@@ -103,3 +104,31 @@ def test_tiles_cover_every_pixel_of_a_3_channel_output(monkeypatch):
     (frame,) = predict.stream_cells(model, [("big", image)])
     assert frame.output.shape == (90, 131, 3) and np.isfinite(frame.output).all()
     assert np.abs(frame.output - whole).max() < 0.05
+
+
+def _disc_cells(shape=(150, 170), radius=9, step=23):
+    """Touching-free discs on a grid: labels int32 (H, W)."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate((y, x) for y in range(12, shape[0] - 8, step) for x in range(12, shape[1] - 8, step)):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] = i + 1
+    return labels
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = {(int(x), int(y)) for x, y in zip(a.ravel(), b.ravel())}
+    return (len(pairs) == len({p[0] for p in pairs}) == len({p[1] for p in pairs})
+            and all((x == 0) == (y == 0) for x, y in pairs))
+
+
+def test_tiled_splitting_finds_the_cells_of_splitting_at_once():
+    truth = _disc_cells()
+    output = distance_targets(truth)  # what a perfect cells model outputs
+    whole, whole_scores = split_cells(output, CELL_SPLITTING)
+    assert whole.max() == truth.max()
+    tiled, tiled_scores = split_cells_tiled(output, CELL_SPLITTING, tile=40, margin=24)
+    assert tiled.dtype == np.int32 and _same_partition(tiled, whole)
+    assert sorted(tiled_scores) == list(range(1, truth.max() + 1))
+    # one tile (with its margins) is split_cells itself
+    alone, _ = split_cells_tiled(output, CELL_SPLITTING, tile=170, margin=0)
+    np.testing.assert_array_equal(alone, whole)
