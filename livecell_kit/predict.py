@@ -77,7 +77,7 @@ def predict_array(model, image: np.ndarray, threshold: float | None = None, out_
     out = predict_image(model, image, tile=tile)
     out = out[..., None] if out.ndim == 2 else out
     threshold = splitting.foreground_threshold if threshold is None else float(threshold)
-    labels, _ = split_any_size(out, splitting, threshold=threshold)
+    labels, _ = split_any_size(out, splitting, threshold=threshold, scores=False)
     pred = _prediction(out, labels, threshold)
     if out_dir is not None:
         write_prediction(pred, image, out_dir, stem)
@@ -140,7 +140,7 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
     failed: list[tuple[Path, str]] = []
     pages: list[dict] = []  # the current file's pages: kept once its last page is written
     frames = stream_cells(model, _pages(inputs, out_dir), workers=workers, tile=tile, splitting=splitting,
-                          threshold=threshold)
+                          threshold=threshold, scores=False)
     with progress_bar(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
         for (f, stem, info, image), output, labels, _, error in frames:
             if failed and failed[-1][0] == f:

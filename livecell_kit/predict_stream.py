@@ -41,12 +41,12 @@ class StreamedFrame(NamedTuple):
     error: BaseException | None = None
 
 
-def _cells(key, output: np.ndarray, splitting: CellSplitting, threshold) -> StreamedFrame:
+def _cells(key, output: np.ndarray, splitting: CellSplitting, threshold, scores: bool) -> StreamedFrame:
     try:
-        labels, scores = split_any_size(output, splitting, threshold=threshold)
+        labels, found = split_any_size(output, splitting, threshold=threshold, scores=scores)
     except ValueError as err:  # split_cells refused this output: that frame's error
         return StreamedFrame(key, output, None, None, err)
-    return StreamedFrame(key, output, labels, scores)
+    return StreamedFrame(key, output, labels, found)
 
 
 def _failed(key, error: BaseException) -> Future:
@@ -89,7 +89,7 @@ def _batches(items: Iterator, batch_size: int) -> Iterator[list]:
 
 
 def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: ThreadPoolExecutor,
-             batch_size: int, tile, splitting, threshold) -> None:
+             batch_size: int, tile, splitting, threshold, scores: bool) -> None:
     """Predict batches and hand each frame's split to ``pool``; futures go into ``out`` in order."""
     def put(item) -> bool:
         while not stop.is_set():
@@ -112,7 +112,7 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: Thread
                 futures = [_failed(key, err) for key, _, _ in run]
             else:
                 outputs = outputs[..., None] if outputs.ndim == 3 else outputs
-                futures = [pool.submit(_cells, key, output, splitting, threshold)
+                futures = [pool.submit(_cells, key, output, splitting, threshold, scores)
                            for (key, _, _), output in zip(run, outputs)]
             for future in futures:
                 if not put(future):
@@ -124,8 +124,8 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: Thread
 
 def stream_cells(model, images: Iterable, batch_size: int | None = None, workers: int = 1,
                  pending: int | None = None, tile: int | None = None,
-                 splitting: CellSplitting = CELL_SPLITTING, threshold: float | None = None
-                 ) -> Iterator[StreamedFrame]:
+                 splitting: CellSplitting = CELL_SPLITTING, threshold: float | None = None,
+                 scores: bool = True) -> Iterator[StreamedFrame]:
     """Model output and cells of every image, in input order, overlapping the stages.
 
     images: iterable of ``(key, image)`` pairs, image (H, W) uint8 0–255 (any size; an
@@ -137,6 +137,7 @@ def stream_cells(model, images: Iterable, batch_size: int | None = None, workers
         bounds memory at about ``pending`` × (image + output + labels); default
         ``2 * (workers + batch_size)``.
     tile, splitting, threshold: as in :func:`livecell_kit.predict.predict_array`.
+    scores: False leaves each frame's ``scores`` empty, a third less post-processing.
     Yields :class:`StreamedFrame`.  A bad image or a failed prediction or split becomes
     that frame's ``error``; an exception raised by the ``images`` iterable itself is
     raised here after the frames before it.  Closing the generator early stops the work.
@@ -149,7 +150,7 @@ def stream_cells(model, images: Iterable, batch_size: int | None = None, workers
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="split_cells") as pool:
         producer = threading.Thread(target=_produce, name="predict", daemon=True,
                                     args=(model, iter(images), futures, stop, pool, batch_size, tile,
-                                          splitting, threshold))
+                                          splitting, threshold, scores))
         producer.start()
         try:
             while (item := futures.get()) is not _DONE:

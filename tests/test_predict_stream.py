@@ -42,6 +42,8 @@ def test_stream_yields_in_input_order_what_the_serial_path_gives():
         labels, scores = split_cells(output, CELL_SPLITTING)
         np.testing.assert_array_equal(frame.labels, labels)
         assert frame.scores.keys() == scores.keys()
+    labels_only = list(predict.stream_cells(model, zip(keys, images), scores=False))
+    assert all(f.scores == {} and np.array_equal(f.labels, g.labels) for f, g in zip(labels_only, frames))
 
 
 def test_the_stream_runs_at_most_pending_frames_ahead_of_its_consumer():
@@ -129,6 +131,9 @@ def test_tiled_splitting_finds_the_cells_of_splitting_at_once():
     tiled, tiled_scores = split_cells_tiled(output, CELL_SPLITTING, tile=40, margin=24)
     assert tiled.dtype == np.int32 and _same_partition(tiled, whole)
     assert sorted(tiled_scores) == list(range(1, truth.max() + 1))
+    labels_only, no_scores = split_cells_tiled(output, CELL_SPLITTING, tile=40, margin=24, scores=False)
+    np.testing.assert_array_equal(labels_only, tiled)
+    assert no_scores == {}
     # one tile (with its margins) is split_cells itself
     alone, _ = split_cells_tiled(output, CELL_SPLITTING, tile=170, margin=0)
     np.testing.assert_array_equal(alone, whole)
