@@ -32,7 +32,7 @@ os.environ.setdefault("LIVECELL_KIT_WORKDIR", str(ROOT / "build" / "work"))  # a
 import numpy as np  # noqa: E402
 
 from livecell_kit import course, data, predict, presets  # noqa: E402
-from livecell_kit.instances import split_cells  # noqa: E402
+from livecell_kit.instances import split_cells, split_labels  # noqa: E402
 
 tf, _ = course.import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -70,17 +70,27 @@ def frames(folder: Path | None, n: int) -> list[np.ndarray]:
     return [out[i % len(out)] for i in range(n)]
 
 
-def rate(run, n: int, repeats: int = 2) -> float:
-    """Best frames/s of ``repeats`` timed calls of ``run()`` (which processes n frames), after a warm-up."""
-    run()
-    best = min(_timed(run) for _ in range(repeats))
-    return n / best
+def compare(runs: dict, n: int, rounds: int = 3) -> dict:
+    """{label: (best frames/s, CPU seconds per frame of all threads in that round)} of ``runs``
+    ({label: run() processing n frames, or None}), after a warm-up each, timed round-robin so
+    that a change in the machine's load hits every row alike."""
+    for run in runs.values():
+        if run is not None:
+            run()
+    best: dict = {label: None for label in runs}
+    for _ in range(rounds):
+        for label, run in runs.items():
+            if run is not None:
+                wall, cpu = _timed(run)
+                if best[label] is None or n / wall > best[label][0]:
+                    best[label] = (n / wall, cpu / n)
+    return best
 
 
-def _timed(run) -> float:
-    start = time.perf_counter()
+def _timed(run) -> tuple[float, float]:
+    start, start_cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def onnx_runner(model, batch_size: int):
@@ -101,24 +111,31 @@ def onnx_runner(model, batch_size: int):
     return run, f"onnxruntime {ort.__version__}"
 
 
+BIG_FRAME_CODE = """
+import sys, time
+import numpy as np
+sys.path.insert(0, {bench!r})
+import throughput as t
+def peak_mb():  # this process's own high-water mark (ru_maxrss would include the parent's at fork)
+    return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+model, _ = t.load_model({model!r})
+image = np.tile(t.frames(t.DEFAULT_IMAGES, 1)[0], (8, 6))[:{side}, :{side}]
+loaded, start = peak_mb(), time.perf_counter()
+(frame,) = t.predict.stream_cells(model, [("big", image)], scores=False)
+print(loaded, peak_mb(), round(time.perf_counter() - start, 1), frame.labels.max())
+"""
+
+
 def big_frame_rss(model_path: str | None) -> None:
-    """Peak RSS of predicting one 4000×4000 frame (and its cells) in a fresh process."""
-    code = (f"import sys, resource, time; sys.argv = ['x'] + {[model_path] if model_path else []!r}\n"
-            "sys.path.insert(0, %r)\n" % str(ROOT / "bench") +
-            "import throughput as t, numpy as np\n"
-            "m, _ = t.load_model(sys.argv[1] if len(sys.argv) > 1 else None)\n"
-            f"img = np.tile(t.frames(t.DEFAULT_IMAGES, 1)[0], (8, 6))[:{BIG_SIDE}, :{BIG_SIDE}]\n"
-            "mb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "base = mb(); s = time.perf_counter(); out = t.predict.predict_image(m, img); p = time.perf_counter() - s\n"
-            "after_predict = mb(); s = time.perf_counter(); labels, _ = t.split_cells(out, t.predict.CELL_SPLITTING)\n"
-            "print(f'{base:.0f} {after_predict:.0f} {mb():.0f} {p:.1f} {time.perf_counter() - s:.1f} {labels.max()}')\n")
+    """Peak RSS of one 4000×4000 frame through stream_cells (tiled prediction and cells) in a fresh process."""
+    code = BIG_FRAME_CODE.format(bench=str(ROOT / "bench"), model=model_path, side=BIG_SIDE)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     if result.returncode:
-        print(f"4000x4000: failed\n{result.stderr[-2000:]}")
+        print(f"{BIG_SIDE}x{BIG_SIDE}: failed\n{result.stderr[-2000:]}")
         return
-    base, after_predict, after_cells, t_predict, t_cells, cells = result.stdout.split()[-6:]
-    print(f"4000x4000 frame, fresh process: peak RSS {base} MB after loading the model, {after_predict} MB "
-          f"after predict_image ({t_predict} s), {after_cells} MB after split_cells ({t_cells} s, {cells} cells)")
+    loaded, peak, seconds, cells = result.stdout.split()[-4:]
+    print(f"{BIG_SIDE}x{BIG_SIDE} frame through stream_cells in a fresh process: {seconds} s, {cells} cells; "
+          f"peak RSS {peak} MB ({loaded} MB with TensorFlow and the model loaded)")
 
 
 def main() -> None:
@@ -134,7 +151,8 @@ def main() -> None:
     images = np.stack(frames(args.images, args.frames))
     n = len(images)
     batch = predict.default_batch_size()
-    print(f"model {name} ({model.dtype_policy.name}); {n} frames {FRAME_SHAPE[0]}x{FRAME_SHAPE[1]}, "
+    policies = "/".join(sorted({layer.dtype_policy.name for layer in model.layers}))
+    print(f"model {name} (layers {policies}); {n} frames {FRAME_SHAPE[0]}x{FRAME_SHAPE[1]}, "
           f"batch {batch}")
 
     plain = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
@@ -143,34 +161,39 @@ def main() -> None:
     def tf_run(fn):
         return lambda: [fn(images[i:i + batch, ..., None]).numpy() for i in range(0, n, batch)]
 
-    rows = [("kit predict_batch", rate(lambda: predict.predict_batch(model, images, batch_size=batch), n)),
-            ("plain tf.function", rate(tf_run(plain), n)),
-            ("tf.function(jit_compile=True)", rate(tf_run(xla), n))]
     runner, why = onnx_runner(model, batch)
-    rows.append((f"ONNX Runtime ({why})", rate(lambda: runner(images), n) if runner else None))
-    best = max(r for _, r in rows[1:] if r)
-    print(f"\n{'prediction':<46}{'frames/s':>9}{'vs best other':>15}")
-    for label, r in rows:
-        print(f"{label:<46}" + (f"{r:9.2f}{r / best:14.0%} " if r else f"{'-':>9}   {why}"))
+    rows = compare({"kit predict_batch": lambda: predict.predict_batch(model, images, batch_size=batch),
+                    "plain tf.function": tf_run(plain), "tf.function(jit_compile=True)": tf_run(xla),
+                    f"ONNX Runtime ({why})": (lambda: runner(images)) if runner else None}, n)
+    best = max(r[0] for label, r in rows.items() if r and label != "kit predict_batch")
+    print(f"\n{'prediction':<46}{'frames/s':>9}{'CPU s/frame':>12}{'vs best other':>15}")
+    for label, r in rows.items():
+        print(f"{label:<46}" + (f"{r[0]:9.2f}{r[1]:12.3f}{r[0] / best:14.0%} " if r else f"{'-':>9}"))
 
     outputs = predict.predict_batch(model, images, batch_size=batch)
-    split_rate = rate(lambda: [split_cells(o, presets.CELL_SPLITTING) for o in outputs], n)
 
-    def serial():
-        for image in images:
-            split_cells(predict.predict_batch(model, image[None], batch_size=batch)[0], presets.CELL_SPLITTING)
+    def serial(split):
+        def run():
+            for image in images:
+                split(predict.predict_batch(model, image[None], batch_size=batch)[0], presets.CELL_SPLITTING)
+        return run
 
-    def streamed(workers):
+    def streamed(workers, scores=False):
         return lambda: sum(1 for _ in predict.stream_cells(model, enumerate(images), batch_size=batch,
-                                                           workers=workers))
-    e2e = [("split_cells alone", split_rate), ("serial: predict then split_cells", rate(serial, n)),
-           ("stream_cells, 1 split worker", rate(streamed(1), n)),
-           ("stream_cells, 2 split workers", rate(streamed(2), n))]
+                                                           workers=workers, scores=scores))
+    e2e = compare({"split_cells alone": lambda: [split_cells(o, presets.CELL_SPLITTING) for o in outputs],
+                   "split_labels alone (no scores)": lambda: [split_labels(o, presets.CELL_SPLITTING) for o in outputs],
+                   "serial: predict then split_cells": serial(split_cells),
+                   "serial: predict then split_labels": serial(split_labels),
+                   "stream_cells, 1 worker, with scores": streamed(1, scores=True),
+                   "stream_cells, 1 worker, no scores": streamed(1),
+                   "stream_cells, 2 workers, no scores": streamed(2)}, n)
     note = "" if args.model else "  (untrained model: cells unlike a trained one's)"
-    print(f"\n{'end to end (prediction + cells)':<46}{'frames/s':>9}{note}")
-    for label, r in e2e:
-        print(f"{label:<46}{r:9.2f}")
-    print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"\n{'end to end (prediction + cells)':<46}{'frames/s':>9}{'CPU s/frame':>12}{note}")
+    for label, (r, cpu) in e2e.items():
+        print(f"{label:<46}{r:9.2f}{cpu:12.3f}")
+    print(f"\npeak RSS of this process (TensorFlow, XLA and ONNX Runtime loaded together): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if not args.skip_big:
         big_frame_rss(args.model)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -14,7 +14,7 @@
 from livecell_kit.instances.coco import best_match_ious, instances_to_coco_results
 from livecell_kit.instances.counts import cell_statistics, confluence_pct
 from livecell_kit.instances.distances import (INSTANCE_SOURCES, SCORINGS, cell_scores, instance_source,
-                                              split_cells, watershed_from_distances)
+                                              split_cells, split_labels, watershed_from_distances)
 from livecell_kit.instances.semantic import (h_maxima_markers, relabel, remove_small_objects,
                                              semantic_to_instances, watershed_split)
 from livecell_kit.instances.tiled import split_any_size, split_cells_tiled
@@ -22,7 +22,7 @@ from livecell_kit.instances.tiled import split_any_size, split_cells_tiled
 __all__ = [
     "INSTANCE_SOURCES", "SCORINGS", "best_match_ious", "cell_scores", "cell_statistics",
     "confluence_pct", "h_maxima_markers", "instance_source", "instances_to_coco_results", "relabel",
-    "remove_small_objects", "semantic_to_instances", "split_any_size", "split_cells", "split_cells_tiled",
+    "remove_small_objects", "semantic_to_instances", "split_any_size", "split_cells", "split_cells_tiled", "split_labels",
     "watershed_from_distances",
     "watershed_split",
 ]
