@@ -19,6 +19,7 @@ confluence per frame (:mod:`livecell_kit.cell_table`).
 """
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -141,7 +142,7 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
     pages: list[dict] = []  # the current file's pages: kept once its last page is written
     frames = stream_cells(model, _pages(inputs, out_dir), workers=workers, tile=tile, splitting=splitting,
                           threshold=threshold, scores=False)
-    with progress_bar(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
+    with closing(frames), progress_bar(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
         for (f, stem, info, image), output, labels, _, error in frames:
             if failed and failed[-1][0] == f:
                 continue  # a later page of a file that failed

@@ -5,8 +5,8 @@ rather than the sum of all: a producer thread reads the inputs and runs the mode
 (TensorFlow releases the GIL), a pool of ``workers`` threads runs
 :func:`livecell_kit.instances.split_cells` (numpy, scipy and scikit-image release the GIL
 in large parts; big frames tile by tile, ``split_any_size``), and the caller consumes the results (writing files, say) in input
-order.  At most ``pending`` frames are in flight, so memory does not grow with the number
-of inputs.
+order.  At most ``pending`` frames (and ``pending_pixels`` pixels) are in flight, so memory
+does not grow with the number of inputs.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from livecell_kit.instances import split_any_size
 from livecell_kit.predict_core import as_model_input, default_batch_size, predict_batch
-from livecell_kit.presets import CELL_SPLITTING, CellSplitting
+from livecell_kit.presets import CELL_SPLITTING, STREAM_PENDING_PIXELS, CellSplitting
 
 _DONE = object()  # the producer's last item
 
@@ -88,9 +88,33 @@ def _batches(items: Iterator, batch_size: int) -> Iterator[list]:
         yield run
 
 
-def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: ThreadPoolExecutor,
-             batch_size: int, tile, splitting, threshold, scores: bool) -> None:
-    """Predict batches and hand each frame's split to ``pool``; futures go into ``out`` in order."""
+class _PixelBudget:
+    """Pixels of the frames in flight: :meth:`take` waits while the others hold more than
+    ``limit`` together (a frame alone always may go), or until ``stop``."""
+
+    def __init__(self, limit: int, stop: threading.Event):
+        self.limit, self.stop, self.used = limit, stop, 0
+        self.changed = threading.Condition()
+
+    def take(self, pixels: int) -> bool:
+        with self.changed:
+            while self.used and self.used + pixels > self.limit:
+                if self.stop.is_set():
+                    return False
+                self.changed.wait(0.1)
+            self.used += pixels
+            return True
+
+    def give(self, pixels: int) -> None:
+        with self.changed:
+            self.used -= pixels
+            self.changed.notify_all()
+
+
+def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _PixelBudget,
+             pool: ThreadPoolExecutor, batch_size: int, tile, splitting, threshold, scores: bool) -> None:
+    """Predict batches and hand each frame's split to ``pool``; ``(future, pixels)`` go into
+    ``out`` in order."""
     def put(item) -> bool:
         while not stop.is_set():
             try:
@@ -103,9 +127,12 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: Thread
     try:
         for run in _batches(items, batch_size):
             if run[0][1] is None:  # an input that failed before the model
-                if not put(_failed(run[0][0], run[0][2])):
+                if not put((_failed(run[0][0], run[0][2]), 0)):
                     return
                 continue
+            pixels = [image.size for _, image, _ in run]
+            if not budget.take(sum(pixels)):
+                return
             try:
                 outputs = predict_batch(model, [image for _, image, _ in run], batch_size=batch_size, tile=tile)
             except ValueError as err:  # e.g. an image smaller than the model accepts
@@ -114,8 +141,8 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: Thread
                 outputs = outputs[..., None] if outputs.ndim == 3 else outputs
                 futures = [pool.submit(_cells, key, output, splitting, threshold, scores)
                            for (key, _, _), output in zip(run, outputs)]
-            for future in futures:
-                if not put(future):
+            for future, frame_pixels in zip(futures, pixels):
+                if not put((future, frame_pixels)):
                     return
         put(_DONE)
     except BaseException as err:  # the inputs themselves broke: the consumer re-raises it
@@ -123,7 +150,8 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, pool: Thread
 
 
 def stream_cells(model, images: Iterable, batch_size: int | None = None, workers: int = 1,
-                 pending: int | None = None, tile: int | None = None,
+                 pending: int | None = None, pending_pixels: int = STREAM_PENDING_PIXELS,
+                 tile: int | None = None,
                  splitting: CellSplitting = CELL_SPLITTING, threshold: float | None = None,
                  scores: bool = True) -> Iterator[StreamedFrame]:
     """Model output and cells of every image, in input order, overlapping the stages.
@@ -136,6 +164,8 @@ def stream_cells(model, images: Iterable, batch_size: int | None = None, workers
     pending: frames in flight at most (predicted or being split, not yet consumed):
         bounds memory at about ``pending`` × (image + output + labels); default
         ``2 * (workers + batch_size)``.
+    pending_pixels: image pixels in flight at most, the same way (a frame alone always
+        goes): big frames (4000×4000, tiled) go one at a time.
     tile, splitting, threshold: as in :func:`livecell_kit.predict.predict_array`.
     scores: False leaves each frame's ``scores`` empty, a third less post-processing.
     Yields :class:`StreamedFrame`.  A bad image or a failed prediction or split becomes
@@ -147,16 +177,23 @@ def stream_cells(model, images: Iterable, batch_size: int | None = None, workers
     pending = 2 * (workers + batch_size) if pending is None else max(1, int(pending))
     futures: queue.Queue = queue.Queue(maxsize=pending)
     stop = threading.Event()
+    budget = _PixelBudget(int(pending_pixels), stop)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="split_cells") as pool:
         producer = threading.Thread(target=_produce, name="predict", daemon=True,
-                                    args=(model, iter(images), futures, stop, pool, batch_size, tile,
+                                    args=(model, iter(images), futures, stop, budget, pool, batch_size, tile,
                                           splitting, threshold, scores))
         producer.start()
+        held = 0  # pixels of the frame the caller had: given back when it asks for the next
         try:
-            while (item := futures.get()) is not _DONE:
+            while True:
+                budget.give(held)
+                item = futures.get()
+                if item is _DONE:
+                    break
                 if isinstance(item, BaseException):
                     raise item
-                yield item.result()
+                future, held = item
+                yield future.result()
         finally:
             stop.set()
             while producer.is_alive():  # unblock a producer waiting on a full queue

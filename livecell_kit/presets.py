@@ -351,3 +351,7 @@ SPLIT_TILE_PIXELS = 2048 * 2048
 #: tile holding its centroid and is found whole when it is smaller than the margin.
 SPLIT_TILE = 1024
 SPLIT_TILE_MARGIN = 96
+#: Image pixels :func:`livecell_kit.predict.stream_cells` holds in flight at most (a frame alone
+#: always goes): ~23 frames of 520×704, while 4000×4000 frames go one at a time (each holds
+#: ~0.3 GB: image, 3-channel output, labels).
+STREAM_PENDING_PIXELS = 2 * 2048 * 2048

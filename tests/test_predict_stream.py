@@ -67,6 +67,13 @@ def test_the_stream_runs_at_most_pending_frames_ahead_of_its_consumer():
     pulled_at_close = len(seen)
     time.sleep(0.2)
     assert len(seen) == pulled_at_close
+    # a pixel budget of one frame: the next frame waits until the caller is done with this one
+    seen.clear()
+    stream = predict.stream_cells(_cells_like_model(), endless(), pending=10, pending_pixels=16 * 16)
+    first = [next(stream) for _ in range(2)]
+    time.sleep(0.5)
+    assert len(seen) <= 3  # consumed 2, one read and waiting for the budget
+    stream.close()
 
 
 def test_a_bad_image_is_that_frames_error_and_the_others_go_on():
