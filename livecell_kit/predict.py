@@ -38,7 +38,7 @@ from livecell_kit.overlay import overlay_image
 from livecell_kit.predict_core import (  # noqa: F401  (re-exported: the public prediction functions)
     AUTO_TILE, AUTO_TILE_PIXELS, default_batch_size, input_scale, predict_batch, predict_image, size_multiple)
 from livecell_kit.predict_stream import StreamedFrame, stream_cells  # noqa: F401  (re-exported)
-from livecell_kit.presets import CELL_SPLITTING, CellSplitting
+from livecell_kit.presets import CELL_SPLITTING, OVERLAY_STRIP_ROWS, CellSplitting
 
 # ----------------------------------------------------------------------------
 # Files
@@ -102,9 +102,24 @@ def write_prediction(pred: Prediction, image: np.ndarray, out_dir, stem: str) ->
     _atomic_write(paths["mask"], lambda p: Image.fromarray(mask255).save(p, format="PNG"))
     labels = pred.labels.astype(np.uint16 if pred.labels.max(initial=0) <= 65535 else np.int32)
     _atomic_write(paths["labels"], lambda p: tifffile.imwrite(p, labels, compression="zlib"))
-    rgb = overlay_image(image, pred.mask, pred.labels)
+    rgb = _overlay_in_strips(image, pred.mask, pred.labels)
     _atomic_write(paths["overlay"], lambda p: Image.fromarray(rgb).save(p, format="PNG"))
     return paths
+
+
+def _overlay_in_strips(image: np.ndarray, mask: np.ndarray, labels: np.ndarray,
+                       rows: int = OVERLAY_STRIP_ROWS) -> np.ndarray:
+    """:func:`overlay_image` drawn ``rows`` rows at a time (one grey range for the whole image),
+    so a 4000×4000 frame needs ~50 MB of float scratch rather than ~0.8 GB."""
+    if image.shape[0] <= rows:
+        return overlay_image(image, mask, labels)
+    value_range = tuple(float(v) for v in np.percentile(image, [1, 99]))
+    rgb = np.empty(image.shape + (3,), np.uint8)
+    for top in range(0, image.shape[0], rows):
+        a, b = max(top - 1, 0), min(top + rows + 1, image.shape[0])  # 1 row of context: outlines
+        strip = overlay_image(image[a:b], mask[a:b], labels[a:b], value_range=value_range)
+        rgb[top:top + rows] = strip[top - a:top - a + min(rows, image.shape[0] - top)]
+    return rgb
 
 
 def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: int | None = None,

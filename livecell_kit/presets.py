@@ -355,3 +355,5 @@ SPLIT_TILE_MARGIN = 96
 #: always goes): ~23 frames of 520×704, while 4000×4000 frames go one at a time (each holds
 #: ~0.3 GB: image, 3-channel output, labels).
 STREAM_PENDING_PIXELS = 2 * 2048 * 2048
+#: Rows of a frame's overlay drawn at a time by ``predict`` (memory of big frames).
+OVERLAY_STRIP_ROWS = 1024

@@ -12,6 +12,8 @@ keras = pytest.importorskip("keras")
 from livecell_kit import predict, predict_core  # noqa: E402
 from livecell_kit.instances import split_cells, split_cells_tiled  # noqa: E402
 from livecell_kit.masks import distance_targets  # noqa: E402
+from livecell_kit.overlay import overlay_image  # noqa: E402
+from livecell_kit.predict import _overlay_in_strips  # noqa: E402
 from livecell_kit.presets import CELL_SPLITTING  # noqa: E402
 
 
@@ -144,3 +146,11 @@ def test_tiled_splitting_finds_the_cells_of_splitting_at_once():
     # one tile (with its margins) is split_cells itself
     alone, _ = split_cells_tiled(output, CELL_SPLITTING, tile=170, margin=0)
     np.testing.assert_array_equal(alone, whole)
+
+
+def test_a_big_frames_overlay_drawn_in_strips_is_the_whole_overlay():
+    labels = _disc_cells((150, 170))
+    image = (np.random.default_rng(5).integers(0, 120, labels.shape) + 100 * (labels > 0)).astype(np.uint8)
+    whole = overlay_image(image, labels > 0, labels,
+                          value_range=tuple(float(v) for v in np.percentile(image, [1, 99])))
+    np.testing.assert_array_equal(_overlay_in_strips(image, labels > 0, labels, rows=16), whole)
