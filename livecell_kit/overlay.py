@@ -71,9 +71,10 @@ def outcome_layers(truth: np.ndarray, prediction: np.ndarray) -> dict[str, np.nd
 
 
 def overlay_image(image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
-                  alpha: float = 0.35) -> np.ndarray:
-    """uint8 RGB (H, W, 3): grey image, predicted cells tinted, instance outlines drawn opaque."""
-    rgb = overlay(np.asarray(image, np.float32), {"prediction": mask}, alpha=alpha)
+                  alpha: float = 0.35, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 RGB (H, W, 3): grey image, predicted cells tinted, instance outlines drawn opaque;
+    ``value_range`` as in :func:`grey_rgb`."""
+    rgb = overlay(np.asarray(image, np.float32), {"prediction": mask}, alpha=alpha, value_range=value_range)
     if labels is not None:
         # outline = labelled pixels with a differently-labelled 8-neighbour
         lab = np.asarray(labels)

@@ -351,3 +351,20 @@ class CellSplitting:
 #: No smoothing: the trained maps are smooth already, and blurring merged small neighbours.
 CELL_SPLITTING = CellSplitting(foreground_threshold=0.6, centre_threshold=0.5, boundary_threshold=0.5,
                                smoothing_sigma=0.0, min_size=20, scoring="foreground_shape")
+
+
+# --- big frames -----------------------------------------------------------------------------------
+#: Outputs with more pixels than this are split into cells tile by tile
+#: (:func:`livecell_kit.instances.split_cells_tiled`): a seeded watershed over a whole
+#: 4000×4000 output takes ~0.6 GB on top of the output, tiles of ``SPLIT_TILE`` px ~50 MB each.
+SPLIT_TILE_PIXELS = 2048 * 2048
+#: Side of the tiles (px) and the context each sees on every side (px): a cell belongs to the
+#: tile holding its centroid and is found whole when it is smaller than the margin.
+SPLIT_TILE = 1024
+SPLIT_TILE_MARGIN = 96
+#: Image pixels :func:`livecell_kit.predict.stream_cells` holds in flight at most (a frame alone
+#: always goes): ~23 frames of 520×704, while 4000×4000 frames go one at a time (each holds
+#: ~0.3 GB: image, 3-channel output, labels).
+STREAM_PENDING_PIXELS = 2 * 2048 * 2048
+#: Rows of a frame's overlay drawn at a time by ``predict`` (memory of big frames).
+OVERLAY_STRIP_ROWS = 1024

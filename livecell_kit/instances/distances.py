@@ -137,8 +137,17 @@ def split_cells(output: np.ndarray, params: CellSplitting = CELL_SPLITTING,
     params: the splitting settings (:data:`~livecell_kit.presets.CELL_SPLITTING`).
     threshold: foreground cut-off overriding ``params.foreground_threshold`` (e.g. the
         one evaluate chose on val), so cells and the foreground mask agree.
-    Scores: :func:`cell_scores` with ``params.scoring``.
+    Scores: :func:`cell_scores` with ``params.scoring``; :func:`split_labels` skips them
+    (a third of the time with ``"foreground_shape"``).
     """
+    out = np.asarray(output, np.float32)
+    labels = split_labels(out, params, threshold)
+    return labels, cell_scores(labels, out, params.scoring, params.smoothing_sigma)
+
+
+def split_labels(output: np.ndarray, params: CellSplitting = CELL_SPLITTING,
+                 threshold: float | None = None) -> np.ndarray:
+    """The labels of :func:`split_cells` (int32 (H, W), 0 = background) without the scores."""
     out = np.asarray(output, np.float32)
     out = out[..., None] if out.ndim == 2 else out
     if out.ndim != 3:
@@ -148,9 +157,7 @@ def split_cells(output: np.ndarray, params: CellSplitting = CELL_SPLITTING,
     if threshold is not None:
         params = dataclasses.replace(params, foreground_threshold=float(threshold))
     if n_channels == 3:
-        labels = watershed_from_distances(out[..., 0], out[..., 1], out[..., 2], params)
-    else:
-        labels = semantic_to_instances(out[..., 0], params.foreground_threshold,
-                                       border_prob=out[..., 1] if n_channels == 2 else None,
-                                       min_size=params.min_size)
-    return labels, cell_scores(labels, out, params.scoring, params.smoothing_sigma)
+        return watershed_from_distances(out[..., 0], out[..., 1], out[..., 2], params)
+    return semantic_to_instances(out[..., 0], params.foreground_threshold,
+                                 border_prob=out[..., 1] if n_channels == 2 else None,
+                                 min_size=params.min_size)
