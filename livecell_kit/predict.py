@@ -124,7 +124,7 @@ def _overlay_in_strips(image: np.ndarray, mask: np.ndarray, labels: np.ndarray,
 
 def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: int | None = None,
                   splitting: CellSplitting = CELL_SPLITTING, progress: bool = False,
-                  workers: int = 1) -> list[dict]:
+                  workers: int = 1, channels: str = "auto") -> list[dict]:
     """Predict image files: three files per image (per page of a stack) under ``out_dir``, and
     ``cells.csv`` (:mod:`livecell_kit.cell_table`: this run's frames, earlier rows of others kept).
 
@@ -137,6 +137,8 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
     rerun with ``out_dir`` inside an input folder) are not predicted again.
     threshold, splitting: as in :func:`predict_array`.  workers: threads splitting cells
     while the model predicts the next frames and this thread writes (:func:`stream_cells`).
+    channels: how colour channels that differ are read (:mod:`livecell_kit.data.channels`; the
+    reading is printed).
     Returns one ``{"image", "page", "pages",
     "scaling", "mask", "labels", "overlay", "cells", "method", "threshold"}`` dict per page:
     ``page`` 0-based, ``scaling`` the rule that reached uint8 (16-bit/float inputs, printed once
@@ -155,8 +157,8 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
     written: list[dict] = []
     failed: list[tuple[Path, str]] = []
     pages: list[dict] = []  # the current file's pages: kept once its last page is written
-    frames = stream_cells(model, _pages(inputs, out_dir), workers=workers, tile=tile, splitting=splitting,
-                          threshold=threshold, scores=False)
+    frames = stream_cells(model, _pages(inputs, out_dir, channels), workers=workers, tile=tile,
+                          splitting=splitting, threshold=threshold, scores=False)
     with closing(frames), progress_bar(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
         for (f, stem, info, image), output, labels, _, error in frames:
             if failed and failed[-1][0] == f:
@@ -167,6 +169,8 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
                 pages = []
                 bar.update(1)
                 continue
+            if info.reading and info.page == 0:  # colour channels that differ: say how they were read
+                print(f"{f}: {info.reading}")
             if info.scaling and info.page == 0:  # one line per file, not per page
                 print(f"{f}{page}: {info.scaling}" + (" (each page scaled on its own)" if page else ""))
             pred = _prediction(output, labels, threshold)
@@ -188,7 +192,8 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
     return written
 
 
-def _pages(inputs, out_dir: Path) -> Iterator[tuple[tuple, np.ndarray | BaseException]]:
+def _pages(inputs, out_dir: Path,
+           channels: str = "auto") -> Iterator[tuple[tuple, np.ndarray | BaseException]]:
     """``((file, output stem, ImageInfo, image), image)`` per page of every ``(file, stem under out_dir)``
     input;
     ``((file, None, None, None), error)`` where a file cannot be read (its message names it).
@@ -197,7 +202,7 @@ def _pages(inputs, out_dir: Path) -> Iterator[tuple[tuple, np.ndarray | BaseExce
     for f, relative in inputs:
         base = out_dir / relative
         try:
-            for image, info in iter_pages(f, allow_pages=True):  # (uint8 (H, W), ImageInfo) per page
+            for image, info in iter_pages(f, allow_pages=True, channels=channels):  # uint8 (H, W), ImageInfo
                 stem = base.with_name(f"{base.name}_p{info.page + 1:03d}") if info.pages > 1 else base
                 key = str(stem).casefold()
                 if claimed.get(key, f) != f:

@@ -10,9 +10,10 @@ Formats (chosen by the file's first bytes; the name must end in one of :data:`SU
   their top 8 bits).
 
 Shapes: every frame comes back as uint8 (H, W) = (rows, columns); LIVECell is
-520 x 704.  Colour (RGB/RGBA, 8 or 16 bit) becomes grey by ITU-R 601 luma
-Y = 0.299 R + 0.587 G + 0.114 B; alpha is dropped (grey+alpha keeps the grey).
-Palette TIFFs go through their colour map; MINISWHITE TIFFs are inverted.
+520 x 704.  Colour (RGB/RGBA, 8 or 16 bit) whose channels are equal is grey; when they
+differ, ``channels`` chooses luma or one frame per channel and :attr:`ImageInfo.reading`
+says which was assumed (:mod:`livecell_kit.data.channels`).  Alpha is dropped (grey+alpha
+keeps the grey).  Palette TIFFs go through their colour map; MINISWHITE TIFFs are inverted.
 
 Intensities: :func:`livecell_kit.data.intensity.to_uint8`, decided per frame; the rule
 applied is returned as :attr:`ImageInfo.scaling` (None when values were kept).
@@ -34,16 +35,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image
 
+from livecell_kit.data.channels import choose_reading, pillow_array, to_frames, to_grey
 from livecell_kit.data.intensity import to_uint8
 from livecell_kit.data.registry import download_command
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 #: numpy dtype kinds with grey values: bool, signed and unsigned integers, floats.
 PIXEL_KINDS = "biuf"
 
@@ -79,7 +79,8 @@ class ImageInfo:
     page: 0-based index of this frame; pages: frames in the file.
     source_dtype: pixel type in the file (e.g. ``"uint16"``); compression: e.g.
     ``"lzw+horizontal"``, ``"none"``, ``"png"``.  scaling: the intensity rule
-    applied to reach uint8, or None when the values were kept.
+    applied to reach uint8, or None when the values were kept.  reading: how colour
+    channels that differ were read (``data.channels.choose_reading``), None for grey files.
     """
 
     path: Path
@@ -88,6 +89,7 @@ class ImageInfo:
     source_dtype: str
     compression: str
     scaling: str | None
+    reading: str | None = None
 
 
 # --------------------------------------------------------------------------- public API
@@ -108,27 +110,37 @@ def read_pages(path) -> list[np.ndarray]:
     return [frame for frame, _ in iter_pages(path, allow_pages=True)]
 
 
-def iter_pages(path, allow_pages: bool = False) -> Iterator[tuple[np.ndarray, ImageInfo]]:
+def iter_pages(path, allow_pages: bool = False, channels: str = "auto") -> Iterator[tuple[np.ndarray, ImageInfo]]:
     """Yield ``(uint8 (H, W) frame, ImageInfo)`` per page, decoding one page at a time.
 
     allow_pages: False (what :func:`read_image` uses) raises ImageReadError for
-        files with more than one page before decoding any of them.
+        files with more than one page before decoding any but the first.
+    channels: how colour channels that differ are read, ``"auto"``, ``"grey"`` or
+        ``"separate"`` (each channel a page; see :mod:`livecell_kit.data.channels`).
     """
     path, kind = _check_file(path)
     opener = _tiff if kind == "tiff" else _pillow
-    with opener(path) as (n_pages, compression, raws):
+    with opener(path) as (n_pages, compression, raws, planar):
+        if n_pages == 0:
+            raise _corrupt(path, "it holds no image")
+        raws = iter(raws)
+        first = next(raws)
+        reading, note = choose_reading(first, planar, channels)
+        n_pages *= 3 if reading == "separate" and note else 1
         if n_pages > 1 and not allow_pages:
             raise ImageReadError(
                 f"image {path} is a stack of {n_pages} pages, but read_image reads one frame; "
                 "use livecell_kit.data.images.read_pages(path) (or iter_pages) for all pages, "
                 "`livecell-kit predict`, which predicts page by page, or save the page you "
-                "want as its own file", "unsupported")
-        if n_pages == 0:
-            raise _corrupt(path, "it holds no image")
-        for i, raw in enumerate(raws):
+                "want as its own file" + (f" ({note})" if note else ""),
+                "unsupported")
+        page = 0
+        for raw in itertools.chain([first], raws):
             _check_pixel_type(path, raw)
-            frame, scaling = to_uint8(_grey(path, raw))
-            yield frame, ImageInfo(path, i, n_pages, str(raw.dtype), compression, scaling)
+            for plane in to_frames(raw, reading if note else "grey"):
+                frame, scaling = to_uint8(_grey(path, plane))
+                yield frame, ImageInfo(path, page, n_pages, str(raw.dtype), compression, scaling, note)
+                page += 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -190,15 +202,11 @@ def _check_pixel_type(path: Path, raw: np.ndarray) -> None:
 
 
 def _grey(path: Path, raw: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, S) with S = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA -> grey (H, W)."""
-    if raw.ndim == 2:
-        return raw
-    if raw.ndim == 3 and raw.shape[-1] in (1, 2):
-        return raw[..., 0]
-    if raw.ndim == 3 and raw.shape[-1] in (3, 4):
-        y = raw[..., :3].astype(np.float64) @ LUMA
-        # back to the source type, so to_uint8 applies the same rules as for grey files
-        return (np.rint(y) if np.issubdtype(raw.dtype, np.integer) else y).astype(raw.dtype)
+    """(H, W) or (H, W, S) -> grey (H, W): :func:`livecell_kit.data.channels.to_grey`."""
+    try:
+        return to_grey(raw)
+    except ValueError:
+        pass
     raise ImageReadError(f"image {path} has a frame of shape {raw.shape}; the kit reads grey, "
                          "grey+alpha, RGB or RGBA planes — save one channel as its own file "
                          "(Fiji: Image > Color > Split Channels)", "unsupported")
@@ -311,7 +319,8 @@ def _parse_tiff(path: Path):
 
 @contextlib.contextmanager
 def _tiff(path: Path):
-    """Yield ``(pages, compression, raw frames)``; raw frames are (H, W[, S]) arrays."""
+    """Yield ``(pages, compression, raw frames, planar)``; raw frames are (H, W[, S]) arrays;
+    planar: colour stored as separate planes (a stack saved as RGB, say)."""
     try:
         tif, series, layouts = _parse_tiff(path)
     except ImageReadError:
@@ -321,9 +330,11 @@ def _tiff(path: Path):
     else:
         missing = next(filter(None, (_missing_decoder(s.keyframe) for s in series)), None)
         if not missing:
+            planar = any(mode == "colour" and s.keyframe.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+                         for s, (_, mode) in zip(series, layouts))
             with tif:
                 yield (sum(n for n, _ in layouts), _compression_name(series[0].keyframe),
-                       _tiff_frames(path, tif, series, layouts))
+                       _tiff_frames(path, tif, series, layouts), planar)
             return
         tif.close()
         fallback = ImageReadError(f"image {path} is a valid TIFF that needs the {missing} "
@@ -360,21 +371,6 @@ def _tiff_frames(path: Path, tif, series, layouts) -> Iterator[np.ndarray]:
 
 # --------------------------------------------------------------------------- Pillow
 
-def _pillow_array(path: Path, im) -> np.ndarray:
-    if im.mode in ("P", "PA", "RGBa", "RGBX"):
-        im = im.convert("RGBA")
-    elif im.mode == "La":
-        im = im.convert("LA")
-    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        im = im.convert("RGB")
-    if im.format == "PNG" and im.mode in ("RGB", "RGBA", "LA"):
-        # Pillow keeps only the top 8 bits of 16-bit colour/LA PNGs; IHDR byte 24 is the bit depth
-        with open(path, "rb") as fh:
-            if fh.read(25)[24:25] == b"\x10":
-                return imagecodecs.png_decode(path.read_bytes())
-    return np.asarray(im)
-
-
 def _pillow_error(path: Path, exc: Exception) -> ImageReadError:
     """Classify a Pillow failure on a PNG/JPEG."""
     if isinstance(exc, Image.DecompressionBombError):
@@ -388,7 +384,7 @@ def _pillow_error(path: Path, exc: Exception) -> ImageReadError:
 
 @contextlib.contextmanager
 def _pillow(path: Path, error: ImageReadError | None = None):
-    """Yield ``(pages, compression, raw frames)`` via Pillow; ``error`` replaces Pillow's failures.
+    """Yield ``(pages, compression, raw frames, planar=False)`` via Pillow; ``error`` replaces Pillow's failures.
 
     Only TIFFs count frames; a PNG/JPEG is one frame (ignores APNG/MPO extras).
     """
@@ -403,7 +399,7 @@ def _pillow(path: Path, error: ImageReadError | None = None):
         def decode(page: int) -> np.ndarray:
             try:
                 im.seek(page)
-                return _pillow_array(path, im)
+                return pillow_array(path, im)
             except Exception as exc:
                 raise fail(exc) from exc
 
@@ -411,4 +407,4 @@ def _pillow(path: Path, error: ImageReadError | None = None):
         n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
         compression = (str(im.info.get("compression", "tiff")) + " (read by Pillow)"
                        if im.format == "TIFF" else im.format.lower())
-        yield n, compression, itertools.chain([first], map(decode, range(1, n)))
+        yield n, compression, itertools.chain([first], map(decode, range(1, n))), False
