@@ -111,6 +111,24 @@ def onnx_runner(model, batch_size: int):
     return run, f"onnxruntime {ort.__version__}"
 
 
+def measure_runner(model, images: np.ndarray):
+    """A function running :func:`livecell_kit.measure.measure_frames` end to end on ``images``
+    written once as LIVECell-named TIFFs (files read, cells found, record, tables and growth
+    curves written), into a fresh output folder each time."""
+    import tifffile
+    from livecell_kit.measure import measure_frames
+    folder = Path(tempfile.mkdtemp(prefix="throughput-measure-"))
+    (folder / "frames").mkdir()
+    for i, image in enumerate(images):  # 2 wells x 4 time points x crops
+        name = f"A172_Phase_{'AB'[i % 2]}1_1_{(i // 2) % 4:02d}d00h00m_{i // 8 + 1}.tif"
+        tifffile.imwrite(folder / "frames" / name, image)
+    runs = iter(range(10**6))
+
+    def run():
+        measure_frames(model, [folder / "frames"], folder / f"out{next(runs)}", progress=False)
+    return run
+
+
 BIG_FRAME_CODE = """
 import sys, time
 import numpy as np
@@ -178,6 +196,8 @@ def main() -> None:
                 split(predict.predict_batch(model, image[None], batch_size=batch)[0], presets.CELL_SPLITTING)
         return run
 
+    measure_run = measure_runner(model, images)
+
     def streamed(workers, scores=False):
         return lambda: sum(1 for _ in predict.stream_cells(model, enumerate(images), batch_size=batch,
                                                            workers=workers, scores=scores))
@@ -187,7 +207,8 @@ def main() -> None:
                    "serial: predict then split_labels": serial(split_labels),
                    "stream_cells, 1 worker, with scores": streamed(1, scores=True),
                    "stream_cells, 1 worker, no scores": streamed(1),
-                   "stream_cells, 2 workers, no scores": streamed(2)}, n)
+                   "stream_cells, 2 workers, no scores": streamed(2),
+                   "measure: TIFF files -> frames.csv, wells.csv, curves": measure_run}, n)
     note = "" if args.model else "  (untrained model: cells unlike a trained one's)"
     print(f"\n{'end to end (prediction + cells)':<46}{'frames/s':>9}{'CPU s/frame':>12}{note}")
     for label, (r, cpu) in e2e.items():

@@ -2,10 +2,11 @@
 
     livecell-kit sample   --out DIR [--seed N]                 # offline LIVECell-like data
     livecell-kit download --out DIR [--subset seed|course|full] [--base-url URL]  # the real LIVECell
-    livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border]
+    livecell-kit masks    --annotations JSON --out DIR [--kind semantic|instance|border|cells]
     livecell-kit train    --data DIR --preset quick|seed|kit|cells|kit-cells --out RUN_DIR [--epochs N] [--xla] [--restart]
     livecell-kit evaluate --model MODEL --data DIR --split test --out metrics.json
-    livecell-kit predict  --model MODEL --out DIR IMAGE_OR_DIR...
+    livecell-kit predict  [--model MODEL] --out DIR IMAGE_OR_DIR... [--channels auto|grey|separate]
+    livecell-kit measure  [--model MODEL] --out DIR IMAGE_OR_DIR... [--pattern REGEX] [--labels]  # growth curves
     livecell-kit export   --model MODEL --out DIR [--training-data livecell|sample]  # bioimage.io package
     livecell-kit student  --out DIR                            # notebooks without solutions
 
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
+from livecell_kit.data.channels import CHANNEL_READINGS
 from livecell_kit.data.download import DOWNLOAD_SUBSETS
 from livecell_kit.export import provenance
 
@@ -113,17 +115,36 @@ def _cmd_evaluate(args) -> None:
     print(f"metrics written to {args.out}")
 
 
-def _cmd_predict(args) -> None:
-    from livecell_kit import train
+def _model_or_pretrained(args):
+    """The model of ``--model``, or the shipped pretrained one (said in one line) without it."""
+    from livecell_kit import pretrained, train
 
+    if args.model is None:
+        print(f"no --model: using the {pretrained.describe()} (--model RUN for your own)")
+        return pretrained.load_pretrained()
     model = train.load_model(args.model)
     train.check_segmentation_model(model, args.model)
+    return model
+
+
+def _cmd_predict(args) -> None:
+    model = _model_or_pretrained(args)
     try:
-        written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold)
+        written = predict.predict_paths(model, args.images, args.out, threshold=args.threshold,
+                                        channels=args.channels)
     except predict.PredictionError as err:  # some inputs failed: say what was written, then exit non-zero
         print(f"wrote predictions for {len(err.written)} images to {args.out}")
         raise
     print(f"wrote predictions for {len(written)} images to {args.out}")
+
+
+def _cmd_measure(args) -> None:
+    from livecell_kit.measure import measure_frames, name_reader
+
+    name_reader(args.pattern)  # a bad --pattern fails before the model loads
+    model = _model_or_pretrained(args)
+    measure_frames(model, args.images, args.out, pattern=args.pattern, threshold=args.threshold,
+                   channels=args.channels, labels=args.labels)
 
 
 def _cmd_export(args) -> None:
@@ -163,6 +184,23 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be between 0 and 1 (a cell probability; 0.5 is the usual choice), got {text!r}")
     return value
+
+
+def _add_image_flags(p: argparse.ArgumentParser) -> None:
+    """--threshold, the image arguments and --channels: what predict and measure share."""
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="cell-probability cut-off in [0, 1] (default "
+                        f"{presets.CELL_SPLITTING.foreground_threshold}: presets.CELL_SPLITTING)")
+    p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
+    p.add_argument("--channels", choices=CHANNEL_READINGS, default="auto",
+                   help="colour files whose channels differ (grey saved as RGB is always grey): grey = one "
+                        "frame, blended by luma; separate = each channel its own frame (a stack saved as "
+                        "RGB planes); auto (default) = separate for TIFFs with separate planes, else grey; "
+                        "the reading used is printed")
+
+
+_PRETRAINED_HELP = (f"model.keras or a run folder (default: the shipped {presets.PRETRAINED_MODEL!r} model, "
+                    "trained on the synthetic sample only: see the README before trusting its counts)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,13 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="masks, cell labels and overlays for images, and cells.csv")
-    p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
+    p.add_argument("--model", type=Path, help=_PRETRAINED_HELP)
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--threshold", type=probability, default=None,
-                   help="cell-probability cut-off in [0, 1] (default "
-                        f"{presets.CELL_SPLITTING.foreground_threshold}: presets.CELL_SPLITTING)")
-    p.add_argument("images", nargs="+", type=Path, help="TIFF/PNG files or folders")
+    _add_image_flags(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("measure", help="cells and confluence per frame, per well and time point, "
+                                       "and growth curves; rerun the same command to resume")
+    p.add_argument("--model", type=Path, help=_PRETRAINED_HELP + "; a cells model counts cells")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: frames.csv, wells.csv, growth_*.png, measured.jsonl (the resume record)")
+    p.add_argument("--pattern", default=None,
+                   help="regular expression for your file names, searched in each name, with named groups "
+                        "well and time (hours) and optionally cell_type, location, crop, ...: e.g. "
+                        r"'(?P<well>[A-H]\d+)_t(?P<time>[\d.]+)h' (default: LIVECell names "
+                        "<CellType>_Phase_<Well>_<Location>_<DDdHHhMMm>_<Crop>.tif)")
+    p.add_argument("--labels", action="store_true", help="also write labels/<name>_labels.tif (16-bit cell labels)")
+    _add_image_flags(p)
+    p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("export", help="a BioImage Model Zoo package (Fiji/deepImageJ, QuPath, napari)")
     p.add_argument("--model", required=True, type=Path, help="model.keras or a run folder")
@@ -262,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported up front, with its C++ start-up logs silenced.
-_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "export"}
+_TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "measure", "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

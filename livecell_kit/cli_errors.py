@@ -39,6 +39,7 @@ RESUME_HINTS = {
     "train": "rerun the same command to resume from the last finished epoch",
     "evaluate": "no metrics were written; rerun the same command",
     "predict": "the predictions written so far are complete; rerun the same command",
+    "measure": "frames measured so far are kept; rerun the same command to measure the rest",
     "student": "rerun the same command",
 }
 

@@ -368,3 +368,9 @@ SPLIT_TILE_MARGIN = 96
 STREAM_PENDING_PIXELS = 2 * 2048 * 2048
 #: Rows of a frame's overlay drawn at a time by ``predict`` (memory of big frames).
 OVERLAY_STRIP_ROWS = 1024
+
+
+# --- the model shipped with the package (livecell_kit.pretrained) -----------------------------------
+#: What ``predict`` and ``measure`` use when no ``--model`` is given, and notebooks 05/06 on Colab
+#: instead of retraining: a ``cells`` model trained on the seed-0 sample only (no LIVECell pixels).
+PRETRAINED_MODEL = "cells-sample"
