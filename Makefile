@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The `export` extra lives in a venv of its own: installed beside the course's packages it changed
+# what a fresh resolve picked for them (the notebooks then failed to import Keras' backend).
+EXPORT_VENV  := .venv-export
+EXPORT_STAMP := $(EXPORT_VENV)/.installed
 # Artifacts handed from notebook to notebook (sample data, masks, trained runs).
 export LIVECELL_KIT_WORKDIR ?= $(CURDIR)/build/work
 # TensorFlow's C++ logs below FATAL off: CPU-specific notes ("oneDNN supports DT_UINT8 only on
@@ -17,7 +21,7 @@ export TQDM_DISABLE ?= 1
 export LIVECELL_KIT_STATIC_PLOTS ?= 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install demo test unit nbval sync outputs student bench browser-test reproduce-seed clean
+.PHONY: install demo test unit nbval export-test sync outputs student bench browser-test reproduce-seed clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +45,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(MAKE) nbval
 	$(BIN)/python -m pytest tests
+	$(MAKE) export-test
+
+$(EXPORT_STAMP): pyproject.toml
+	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EXPORT_VENV)/bin/python -m pip install -q -e ".[export]" pytest pyyaml  # pyyaml: the test reads rdf.yaml
+	touch $(EXPORT_STAMP)
+
+# `livecell-kit export` checked by bioimageio.core's test_model, every weight format (tests/test_export.py).
+export-test: $(EXPORT_STAMP)
+	LIVECELL_KIT_REQUIRE_EXPORT=1 $(EXPORT_VENV)/bin/python -m pytest tests/test_export.py -p no:cacheprovider
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -1,9 +1,12 @@
 """livecell-kit export: a bioimage.io package that bioimageio.core tests green for every weight format.
 
 The package tests need the `export` extra (bioimageio.core, tf2onnx, onnx, onnxruntime) and skip
-without it; the training-data/licence rules need nothing beyond the kit.
+without it (`make export-test` installs it in .venv-export and fails if it is missing); the
+training-data/licence rules need nothing beyond the kit.
 """
+import importlib
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -102,6 +105,8 @@ def test_standalone_copy_of_a_mixed_precision_model_is_float32_with_the_same_wei
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     for module in ("bioimageio.core", "tf2onnx", "onnx", "onnxruntime"):
+        if os.environ.get("LIVECELL_KIT_REQUIRE_EXPORT"):  # make export-test: a missing extra fails
+            importlib.import_module(module)
         pytest.importorskip(module, reason="the `export` extra is not installed (pip install -e '.[export]')")
     root = tmp_path_factory.mktemp("export")
     run = _run_folder(root, _sample_root(root))
