@@ -42,10 +42,10 @@ demo: $(STAMP)
 
 # nbval first: it fills the work folder (sample, masks, quick run) that the
 # student-notebook test in tests/ then reuses instead of training again.
+# The export test (its own venv: a download and ~1 min of CPU) runs beside nbval.
 test: $(STAMP)
-	$(MAKE) nbval
-	$(BIN)/python -m pytest tests
-	$(MAKE) export-test
+	$(MAKE) -j2 --output-sync=target nbval export-test
+	$(BIN)/python -m pytest tests --durations=12
 
 $(EXPORT_STAMP): pyproject.toml
 	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)

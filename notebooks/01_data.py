@@ -64,7 +64,7 @@ info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) sta
 # synthetic sample was drawn with, hence its folder name `sample-seed0`.
 
 # %%
-from livecell_kit import data, plot, checks
+from livecell_kit import data, exercises, plot
 
 root = course.data_root()
 splits = {name: data.load_split(root, name) for name in data.available_splits(root)}
@@ -191,7 +191,7 @@ for image_record in train.images:
     cells_per_image.setdefault(cell_type, []).append(len(train.annotations_for(image_record["id"])))
 answer = {cell_type: sum(counts) / len(counts) for cell_type, counts in cells_per_image.items()}
 ### END SOLUTION
-checks.check_cells_per_type(answer, train)
+exercises.check_cells_per_type(answer, train)
 
 # %% [markdown]
 # ## LIVECell's quirks

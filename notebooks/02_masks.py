@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from livecell_kit import checks, concept_plots, data, masks, plot
+from livecell_kit import concept_plots, data, exercises, masks, plot
 
 root = course.data_root()
 # the training images of notebook 04's `quick` preset (on the sample: the whole split)
@@ -108,7 +108,7 @@ def rle_area(counts):
     """Pixels set to 1 in the mask whose uncompressed RLE run lengths are ``counts``."""
     return sum(counts[1::2])
 ### END SOLUTION
-checks.check_rle_area(rle_area, plain_rle, cell["area"])
+exercises.check_rle_area(rle_area, plain_rle, cell["area"])
 
 # %% [markdown]
 # ## Decoding: all cells of the image at once

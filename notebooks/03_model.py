@@ -50,7 +50,7 @@ info = course.setup()
 # %%
 import dataclasses
 
-from livecell_kit import checks, concept_plots, data, model, plot, presets
+from livecell_kit import concept_plots, data, exercises, model, plot, presets
 
 root = course.data_root()
 split = data.load_split(root, course.explored_split(root))
@@ -248,7 +248,7 @@ def conv_params(kernel, in_channels, filters):
     """Weights and biases of a kernel×kernel convolution from in_channels to filters channels."""
     return kernel * kernel * in_channels * filters + filters
 ### END SOLUTION
-checks.check_conv_params(conv_params, my_unet)
+exercises.check_conv_params(conv_params, my_unet)
 
 # %% [markdown]
 # ## The package's builder

@@ -45,7 +45,7 @@ info = course.setup()
 import inspect
 import keras
 import numpy as np
-from livecell_kit import data, masks, plot, presets, train, checks
+from livecell_kit import data, exercises, masks, plot, presets, train
 from livecell_kit.model import build_unet
 
 root = course.training_root()  # the sample, or real LIVECell when it annotates train and val
@@ -92,7 +92,7 @@ source = course.data_label(root)  # "synthetic sample" or "real LIVECell": said 
 ### BEGIN SOLUTION
 crops_seen = quick.train.epochs * steps * quick.train.batch_size
 ### END SOLUTION
-checks.check_crops_seen(crops_seen, quick.train.epochs, steps, quick.train.batch_size)
+exercises.check_crops_seen(crops_seen, quick.train.epochs, steps, quick.train.batch_size)
 
 # %% [markdown]
 # **Augmentation** shows the network a slightly different version of every crop each time —
@@ -140,7 +140,7 @@ train_masks = [masks.load_mask(mask_dir, img["file_name"]) for img in train_spli
 background = sum(int((m == 0).sum()) for m in train_masks)
 answer = background / sum(m.size for m in train_masks)
 ### END SOLUTION
-checks.check_background_accuracy(answer, train_masks)
+exercises.check_background_accuracy(answer, train_masks)
 
 # %% [markdown]
 # ## The loss

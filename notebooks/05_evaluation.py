@@ -43,7 +43,7 @@ from livecell_kit import course
 info = course.setup()
 
 # %%
-from livecell_kit import data, evaluate, masks, plot, predict, checks
+from livecell_kit import data, evaluate, exercises, masks, plot, predict
 
 root = course.data_root()              # the sample, or real LIVECell frames when configured
 train_root = course.training_root()   # where notebook 04 trained
@@ -135,7 +135,7 @@ intersection = (truth.astype(bool) & prediction).sum()
 union = (truth.astype(bool) | prediction).sum()
 answer = intersection / union
 ### END SOLUTION
-checks.check_iou(answer, truth, prediction)
+exercises.check_iou(answer, truth, prediction)
 
 # %% [markdown]
 # ## Look at the errors
@@ -209,7 +209,7 @@ print(f"{len(best_ious)} predicted cells, {annotated_cells.max()} annotated cell
 ### BEGIN SOLUTION
 hits = {q: float((best_ious >= q).mean()) for q in (0.5, 0.75)}
 ### END SOLUTION
-checks.check_hit_fractions(hits, best_ious)
+exercises.check_hit_fractions(hits, best_ious)
 
 # %% [markdown]
 # LIVECell's own anchor-free instance model reaches **47.8 mask AP** on LIVECell's real test

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch"}
 #: Stages a notebook or the CLI imports before any model exists.
 LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
-         "livecell_kit.course", "livecell_kit.checks", "livecell_kit.cli")
+         "livecell_kit.course", "livecell_kit.exercises", "livecell_kit.cli")
 
 
 def _module_name(path: Path) -> str:

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from livecell_kit import checks
+from livecell_kit import exercises
 
 
 def _assert_not_yet(pattern, verdict):
@@ -18,26 +18,26 @@ def _rle_area(counts):
 
 
 def test_rle_area_accepts_a_genuine_function_and_shows_no_stored_answer():
-    verdict = checks.check_rle_area.verdict(_rle_area, _CELL_RLE, 6.0)
+    verdict = exercises.check_rle_area.verdict(_rle_area, _CELL_RLE, 6.0)
     assert verdict, verdict
     assert "6 px" in verdict.message and "area field" in verdict.message
 
 
 def test_rle_area_rejects_the_stored_area_and_other_constants():
     stored = lambda counts: 6.0  # noqa: E731 - the annotation's area, right for this cell only
-    _assert_not_yet("stored area", checks.check_rle_area.verdict(stored, _CELL_RLE, 6.0))
-    verdict = checks.check_rle_area.verdict(stored, _CELL_RLE)
+    _assert_not_yet("stored area", exercises.check_rle_area.verdict(stored, _CELL_RLE, 6.0))
+    verdict = exercises.check_rle_area.verdict(stored, _CELL_RLE)
     _assert_not_yet("test mask", verdict)
-    _assert_not_yet("should be a function", checks.check_rle_area.verdict(6, _CELL_RLE))
+    _assert_not_yet("should be a function", exercises.check_rle_area.verdict(6, _CELL_RLE))
 
 
 def test_rle_area_explains_common_mistakes_without_the_answer():
-    background = checks.check_rle_area.verdict(lambda c: sum(c[0::2]), _CELL_RLE)
+    background = exercises.check_rle_area.verdict(lambda c: sum(c[0::2]), _CELL_RLE)
     _assert_not_yet("background runs", background)
-    _assert_not_yet("every pixel", checks.check_rle_area.verdict(sum, _CELL_RLE))
-    _assert_not_yet("single number", checks.check_rle_area.verdict(lambda c: str(sum(c[1::2])), _CELL_RLE))
+    _assert_not_yet("every pixel", exercises.check_rle_area.verdict(sum, _CELL_RLE))
+    _assert_not_yet("single number", exercises.check_rle_area.verdict(lambda c: str(sum(c[1::2])), _CELL_RLE))
     # the function must also be right when the first run is an empty background run (a cell at pixel 0)
-    _assert_not_yet("too", checks.check_rle_area.verdict(lambda c: sum(c[1::2]) - (c[0] == 0), _CELL_RLE))
+    _assert_not_yet("too", exercises.check_rle_area.verdict(lambda c: sum(c[1::2]) - (c[0] == 0), _CELL_RLE))
     assert not re.search(r"\b6\b", background.message)  # the right area is never shown
 
 
@@ -46,12 +46,12 @@ def test_a_function_left_as_its_placeholder_gets_your_turn():
         """Area in pixels."""
         ...  # your code: return the result
 
-    assert checks.check_rle_area.verdict(rle_area, _CELL_RLE).status == "your turn"
+    assert exercises.check_rle_area.verdict(rle_area, _CELL_RLE).status == "your turn"
 
     def forgot_return(counts):
         sum(counts[1::2])
 
-    _assert_not_yet("returned None", checks.check_rle_area.verdict(forgot_return, _CELL_RLE))
+    _assert_not_yet("returned None", exercises.check_rle_area.verdict(forgot_return, _CELL_RLE))
 
 
 def _conv_params(kernel, in_channels, filters):
@@ -79,32 +79,32 @@ class _FakeModel:
 
 
 def test_conv_params_accepts_a_genuine_function_on_fresh_cases_and_the_model():
-    verdict = checks.check_conv_params.verdict(_conv_params, _FakeModel())
+    verdict = exercises.check_conv_params.verdict(_conv_params, _FakeModel())
     assert verdict, verdict
     assert "2 convolutions of tiny" in verdict.message  # the layer without a bias is not counted
 
 
 def test_conv_params_rejects_the_number_from_the_summary_and_explains_mistakes():
-    _assert_not_yet("should be a function", checks.check_conv_params.verdict(160))
-    _assert_not_yet("too", checks.check_conv_params.verdict(lambda k, c, f: 160))
-    _assert_not_yet("one bias", checks.check_conv_params.verdict(lambda k, c, f: k * k * c * f))
-    _assert_not_yet("per input channel", checks.check_conv_params.verdict(lambda k, c, f: k * k * f + f))
+    _assert_not_yet("should be a function", exercises.check_conv_params.verdict(160))
+    _assert_not_yet("too", exercises.check_conv_params.verdict(lambda k, c, f: 160))
+    _assert_not_yet("one bias", exercises.check_conv_params.verdict(lambda k, c, f: k * k * c * f))
+    _assert_not_yet("per input channel", exercises.check_conv_params.verdict(lambda k, c, f: k * k * f + f))
     wrong_on_model = lambda k, c, f: _conv_params(k, c, f) + (c == 1)  # noqa: E731 - off on the 1-channel layer
-    _assert_not_yet("in_channels=1", checks.check_conv_params.verdict(wrong_on_model, _FakeModel()))
+    _assert_not_yet("in_channels=1", exercises.check_conv_params.verdict(wrong_on_model, _FakeModel()))
 
 
 def test_background_accuracy():
     masks = [np.array([[0, 1], [0, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
-    assert checks.check_background_accuracy.verdict(7 / 8, masks)
-    _assert_not_yet("foreground fraction", checks.check_background_accuracy.verdict(1 / 8, masks))
-    _assert_not_yet("fraction between 0 and 1", checks.check_background_accuracy.verdict(87.5, masks))
+    assert exercises.check_background_accuracy.verdict(7 / 8, masks)
+    _assert_not_yet("foreground fraction", exercises.check_background_accuracy.verdict(1 / 8, masks))
+    _assert_not_yet("fraction between 0 and 1", exercises.check_background_accuracy.verdict(87.5, masks))
 
 
 def test_iou_and_dice_confusion():
     truth = np.zeros((4, 4), np.uint8); truth[:2] = 1          # 8 px
     pred = np.zeros((4, 4), np.uint8); pred[1:3] = 1           # 8 px, 4 shared
-    assert checks.check_iou.verdict(4 / 12, truth, pred)
-    _assert_not_yet("Dice", checks.check_iou.verdict(0.5, truth, pred))
+    assert exercises.check_iou.verdict(4 / 12, truth, pred)
+    _assert_not_yet("Dice", exercises.check_iou.verdict(0.5, truth, pred))
 
 
 class _FakeSplit:
@@ -123,52 +123,52 @@ class _FakeSplit:
 
 
 def test_cells_per_type():
-    assert checks.check_cells_per_type.verdict({"A172": 3.0, "BV2": 9.0}, _FakeSplit())
-    _assert_not_yet("missing", checks.check_cells_per_type.verdict({"A172": 3.0}, _FakeSplit()))
-    _assert_not_yet("A172: 7.00 is too high", checks.check_cells_per_type.verdict({"A172": 7, "BV2": 9}, _FakeSplit()))
-    _assert_not_yet("A172: that is the total", checks.check_cells_per_type.verdict({"A172": 6.0, "BV2": 9}, _FakeSplit()))
+    assert exercises.check_cells_per_type.verdict({"A172": 3.0, "BV2": 9.0}, _FakeSplit())
+    _assert_not_yet("missing", exercises.check_cells_per_type.verdict({"A172": 3.0}, _FakeSplit()))
+    _assert_not_yet("A172: 7.00 is too high", exercises.check_cells_per_type.verdict({"A172": 7, "BV2": 9}, _FakeSplit()))
+    _assert_not_yet("A172: that is the total", exercises.check_cells_per_type.verdict({"A172": 6.0, "BV2": 9}, _FakeSplit()))
 
 
 def test_a_checker_shows_one_styled_message_and_returns_nothing(capsys):
-    assert checks.check_conv_params(_conv_params) is None
+    assert exercises.check_conv_params(_conv_params) is None
     assert capsys.readouterr().out.startswith("Correct!")
-    assert checks.check_conv_params(lambda k, c, f: k * k * c * f) is None
+    assert exercises.check_conv_params(lambda k, c, f: k * k * c * f) is None
     out = capsys.readouterr().out
     assert out.startswith("Not yet:") and "Traceback" not in out and "return" not in out
 
 
 def test_the_placeholder_gets_your_turn_and_html_is_styled():
-    verdict = checks.check_conv_params.verdict(...)
+    verdict = exercises.check_conv_params.verdict(...)
     assert verdict.status == "your turn" and not verdict
-    assert "border-left" in checks.check_conv_params.verdict(lambda k, c, f: 0)._repr_html_()
+    assert "border-left" in exercises.check_conv_params.verdict(lambda k, c, f: 0)._repr_html_()
 
 
 def test_call_student_reports_the_students_error_briefly():
     def broken(counts):
         return counts["nope"]
 
-    with pytest.raises(checks.NotYet, match="raised TypeError"):
-        checks.call_student(broken, [1, 2])
-    with pytest.raises(checks.NotYet, match="returned None"):
-        checks.call_student(lambda counts: None, [1])
+    with pytest.raises(exercises.NotYet, match="raised TypeError"):
+        exercises.call_student(broken, [1, 2])
+    with pytest.raises(exercises.NotYet, match="returned None"):
+        exercises.call_student(lambda counts: None, [1])
 
 
 def test_crops_seen_counts_epochs_batches_and_crops():
-    assert checks.check_crops_seen.verdict(5 * 30 * 8, epochs=5, steps_per_epoch=30, batch_size=8)
-    _assert_not_yet("counts batches", checks.check_crops_seen.verdict(150, 5, 30, 8))
-    _assert_not_yet("one epoch", checks.check_crops_seen.verdict(240, 5, 30, 8))
-    _assert_not_yet("too low", checks.check_crops_seen.verdict(100, 5, 30, 8))
-    assert "1200" not in checks.check_crops_seen.verdict(100, 5, 30, 8).message  # never the answer
+    assert exercises.check_crops_seen.verdict(5 * 30 * 8, epochs=5, steps_per_epoch=30, batch_size=8)
+    _assert_not_yet("counts batches", exercises.check_crops_seen.verdict(150, 5, 30, 8))
+    _assert_not_yet("one epoch", exercises.check_crops_seen.verdict(240, 5, 30, 8))
+    _assert_not_yet("too low", exercises.check_crops_seen.verdict(100, 5, 30, 8))
+    assert "1200" not in exercises.check_crops_seen.verdict(100, 5, 30, 8).message  # never the answer
 
 
 def test_hit_fractions_at_the_two_iou_thresholds():
     ious = [0.9, 0.8, 0.75, 0.6, 0.5, 0.2]
-    assert checks.check_hit_fractions.verdict({0.5: 5 / 6, 0.75: 3 / 6}, ious)
-    _assert_not_yet(r">=, not >", checks.check_hit_fractions.verdict({0.5: 4 / 6, 0.75: 3 / 6}, ious))
-    _assert_not_yet("not a count", checks.check_hit_fractions.verdict({0.5: 5, 0.75: 3}, ious))
-    _assert_not_yet("NOT found", checks.check_hit_fractions.verdict({0.5: 1 / 6, 0.75: 3 / 6}, ious))
-    _assert_not_yet("missing", checks.check_hit_fractions.verdict({0.5: 5 / 6}, ious))
-    assert checks.check_hit_fractions.verdict(..., ious).status == "your turn"
+    assert exercises.check_hit_fractions.verdict({0.5: 5 / 6, 0.75: 3 / 6}, ious)
+    _assert_not_yet(r">=, not >", exercises.check_hit_fractions.verdict({0.5: 4 / 6, 0.75: 3 / 6}, ious))
+    _assert_not_yet("not a count", exercises.check_hit_fractions.verdict({0.5: 5, 0.75: 3}, ious))
+    _assert_not_yet("NOT found", exercises.check_hit_fractions.verdict({0.5: 1 / 6, 0.75: 3 / 6}, ious))
+    _assert_not_yet("missing", exercises.check_hit_fractions.verdict({0.5: 5 / 6}, ious))
+    assert exercises.check_hit_fractions.verdict(..., ious).status == "your turn"
 
 
 # ---------------------------------------------------------------- exercise 06: the watershed's seeds
@@ -180,7 +180,7 @@ def _seeds(foreground, centre, boundary, splitting):
 
 def test_seeds_checker_accepts_the_three_tests_on_fresh_frames():
     from livecell_kit import presets
-    verdict = checks.check_seeds.verdict(_seeds, presets.CELL_SPLITTING)
+    verdict = exercises.check_seeds.verdict(_seeds, presets.CELL_SPLITTING)
     assert verdict, verdict
     assert "fresh frames" in verdict.message and "seeds for" in verdict.message
 
@@ -193,12 +193,12 @@ def test_seeds_checker_names_each_typical_mistake():
     centre_only = lambda f, c, b, s: (f >= s.foreground_threshold) & (c < s.centre_threshold)  # noqa: E731
     too_strict = lambda f, c, b, s: _seeds(f, c, b, s) & (c < 0.5 * s.centre_threshold)  # noqa: E731
     numbered = lambda f, c, b, s: _seeds(f, c, b, s).astype(int) * 7  # noqa: E731
-    _assert_not_yet("outside the foreground", checks.check_seeds.verdict(no_foreground, splitting))
-    _assert_not_yet("below\\* splitting.centre_threshold", checks.check_seeds.verdict(centre_reversed, splitting))
-    _assert_not_yet("boundary_threshold", checks.check_seeds.verdict(centre_only, splitting))
-    _assert_not_yet("too few seed pixels", checks.check_seeds.verdict(too_strict, splitting))
-    _assert_not_yet("True/False mask", checks.check_seeds.verdict(numbered, splitting))
-    _assert_not_yet("shape", checks.check_seeds.verdict(lambda f, c, b, s: _seeds(f, c, b, s)[1:], splitting))
+    _assert_not_yet("outside the foreground", exercises.check_seeds.verdict(no_foreground, splitting))
+    _assert_not_yet("below\\* splitting.centre_threshold", exercises.check_seeds.verdict(centre_reversed, splitting))
+    _assert_not_yet("boundary_threshold", exercises.check_seeds.verdict(centre_only, splitting))
+    _assert_not_yet("too few seed pixels", exercises.check_seeds.verdict(too_strict, splitting))
+    _assert_not_yet("True/False mask", exercises.check_seeds.verdict(numbered, splitting))
+    _assert_not_yet("shape", exercises.check_seeds.verdict(lambda f, c, b, s: _seeds(f, c, b, s)[1:], splitting))
 
 
 def test_seeds_checker_says_your_turn_to_the_placeholder():
@@ -208,4 +208,4 @@ def test_seeds_checker_says_your_turn_to_the_placeholder():
         """True where a pixel is a seed."""
         ...  # your code: return the result
 
-    assert checks.check_seeds.verdict(find_seeds, presets.CELL_SPLITTING).status == "your turn"
+    assert exercises.check_seeds.verdict(find_seeds, presets.CELL_SPLITTING).status == "your turn"
