@@ -5,8 +5,8 @@ compiled tf.function and ONNX Runtime, and prediction + cells end to end, serial
     .venv/bin/python bench/throughput.py [--model MODEL] [--images DIR] [--frames N] [--skip-big]
 
 --model: a trained ``cells`` model (model.keras or run folder; the post-processing's speed
-depends on what the model finds, so use a trained one); without it an untrained ``cells``
-U-Net is built and the end-to-end rows say so.  --images: grey frames (default
+depends on what the model finds, so use a trained one); without it the shipped pretrained
+``cells`` model (:mod:`livecell_kit.pretrained`).  --images: grey frames (default
 ``../shared/livecell-real-dev/images``, else the kit's sample), cycled to N frames and cut or
 padded to 520×704.  ONNX Runtime is timed when it and tf2onnx are importable (the ``export``
 extra).  The machine's load average is printed first: on a shared machine prefer the ratios
@@ -43,16 +43,12 @@ BIG_SIDE = 4000
 
 def load_model(path: str | None):
     if path is None:
-        return presets_model(), "untrained cells U-Net"
+        from livecell_kit import pretrained
+        return pretrained.load_pretrained(), pretrained.describe().split(" (")[0]
     path = Path(path)
     path = path / "model.keras" if path.is_dir() else path
     from livecell_kit import train
     return train.load_model(path, compile=False), str(path)
-
-
-def presets_model():
-    from livecell_kit.model import build_unet
-    return build_unet(presets.get_preset("cells").model)
 
 
 def frames(folder: Path | None, n: int) -> list[np.ndarray]:
