@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from livecell_kit import data
 from livecell_kit.evaluate.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
@@ -105,12 +106,28 @@ def annotation_stats(split, suptitle: str | None = None):
     return fig
 
 
+#: Plain names of the metrics Keras logs during training: (panel title, y-axis label).
+METRIC_LABELS = {
+    "loss": ("Loss", "loss (lower is better)"),
+    "pixel_accuracy": ("Pixel accuracy", "fraction of pixels right"),
+    "iou": ("IoU", "IoU (0–1, higher is better)"),
+    "dice": ("Dice", "Dice (0–1, higher is better)"),
+}
+
+
+def metric_label(metric: str) -> tuple[str, str]:
+    """(title, y-axis label) for a logged metric key: ``"pixel_accuracy"`` -> ("Pixel accuracy", ...)."""
+    plain = metric.replace("_", " ")
+    return METRIC_LABELS.get(metric, (plain[:1].upper() + plain[1:], plain))
+
+
 def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[str] = ("loss", "pixel_accuracy", "iou"),
                     title: str = ""):
     """Train vs validation curves for each metric in ``history`` (keys ``m`` and ``val_m``).
 
     Train values are averages over each epoch's batches (augmented crops, weights still
-    changing); validation values are measured after the epoch, on whole frames.
+    changing); validation values are measured after the epoch, on whole frames. Each panel
+    is titled with the metric's plain name and labels its axes (x: epoch, 1-based).
     """
     present = [m for m in metrics if m in history]
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
@@ -119,8 +136,11 @@ def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[st
         ax.plot(epochs, history[metric], "o-", label="train")
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "s-", label="val")
+        panel_title, ylabel = metric_label(metric)
         ax.set_xlabel("epoch")
-        ax.set_title(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, no "epoch 1.5"
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
         ax.legend()
     if title:
         fig.suptitle(title)
@@ -128,28 +148,35 @@ def learning_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[st
     return fig
 
 
-def training_snapshots(snapshots, images, max_columns: int = 5):
-    """Rows: the snapshot images; columns: the cell probability after selected epochs.
+def training_snapshots(snapshots, images, max_columns: int = 5, truths=None):
+    """Rows: the snapshot images; columns: the image, its ground truth, then the cell
+    probability after selected epochs, with one colourbar (0–1) for the probabilities.
 
     ``snapshots`` is a :class:`livecell_kit.train.PredictionSnapshots` that ran during training;
-    ``images`` the same (H, W) crops it predicted.
+    ``images`` the same (H, W) crops it predicted; ``truths`` their (H, W) 0/1 masks, by default
+    the ones the snapshots were given (no ground-truth column when neither has them).
     """
     if not snapshots.epochs:
         print("No snapshots: the run was loaded, not trained in this session "
               "(delete its run folder to watch it train).")
         return None
+    truths = getattr(snapshots, "truths", None) if truths is None else truths
     picks = np.unique(np.linspace(0, len(snapshots.epochs) - 1, min(max_columns, len(snapshots.epochs))).astype(int))
-    n = len(images)
-    fig, axes = plt.subplots(n, len(picks) + 1, figsize=(2.4 * (len(picks) + 1), 2.4 * n), squeeze=False)
+    n, first = len(images), 1 if truths is None else 2  # first: the column of the first probability map
+    fig, axes = plt.subplots(n, len(picks) + first, figsize=(2.4 * (len(picks) + first) + 0.8, 2.4 * n),
+                             squeeze=False, layout="constrained")
     for row in range(n):
         axes[row, 0].imshow(grey_rgb(images[row]))
         axes[row, 0].set_title("image")
-        for col, k in enumerate(picks, start=1):
-            axes[row, col].imshow(snapshots.probabilities[k][row], vmin=0, vmax=1, cmap="magma")
+        if truths is not None:
+            axes[row, 1].imshow(overlay(images[row], {"truth": truths[row]}))
+            axes[row, 1].set_title("ground truth")
+        for col, k in enumerate(picks, start=first):
+            shown = axes[row, col].imshow(snapshots.probabilities[k][row], vmin=0, vmax=1, cmap="magma")
             axes[row, col].set_title(f"after epoch {snapshots.epochs[k]}")
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
+    fig.colorbar(shown, ax=axes[:, first:].ravel().tolist(), shrink=0.8, label="cell probability")
     return fig
 
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -27,8 +27,9 @@
 # * see what a convolution, ReLU, max-pooling, up-sampling and batch normalisation do, with a
 #   figure each, and what a receptive field is;
 # * read the U-Net's shape: encoder, bottleneck, decoder and skip connections;
-# * build the seed U-Net with `keras.layers` and confirm the kit builds exactly the same network;
-# * write a function that counts a convolution's parameters (exercise 3) and see how depth and
+# * build the seed U-Net with `keras.layers` — writing its decoder block yourself (exercise 3a) —
+#   and confirm the kit builds exactly the same network;
+# * write a function that counts a convolution's parameters (exercise 3b) and see how depth and
 #   width change the network's size (experiment).
 
 # %%
@@ -170,8 +171,14 @@ for name, preset in presets.PRESETS.items():
 #
 # Now the seed U-Net itself, written plainly with `keras.layers`, one block per cell. The unit
 # every level repeats is a pair of 3×3 convolutions, each followed by a ReLU. `padding="same"`
-# pads the border so the feature map keeps its height and width. No `kernel_initializer` is
-# given: the seed used Keras' default (Glorot-uniform).
+# pads the border so the feature map keeps its height and width.
+#
+# **Weight initialisation.** Before training, every kernel holds small random numbers and every
+# bias 0: were the kernels equal, all filters of a layer would compute, and learn, the same thing.
+# No `kernel_initializer` is given, so Keras' default draws them, as the seed did: Glorot-uniform,
+# uniform in ±√(6 / (fan_in + fan_out)) with fan_in = 3·3·C_in and fan_out = 3·3·F, a range that
+# keeps each layer's outputs about as spread out as its inputs. The kit's other presets use
+# He-normal, scaled for layers followed by a ReLU (`kernel_initializer` in `presets.py`).
 
 # %%
 import keras
@@ -200,25 +207,49 @@ def encoder_block(x, filters):
 
 
 # %% [markdown]
-# A **decoder block** goes the other way. A 2×2 transposed convolution with stride 2 doubles
-# the height and width (it learns how to spread each pixel over a 2×2 patch); the encoder's
-# features of the same size are concatenated along the channel axis (the skip connection);
-# two 3×3 convolutions then mix the coarse "what" with the fine "where".
+# ### Exercise 3a — the decoder block
+#
+# A **decoder block** goes the other way, in three steps:
+#
+# 1. **up-sample** `x`: a 2×2 transposed convolution with stride 2,
+#    `layers.Conv2DTranspose(filters, 2, strides=2, padding="same")`, doubles the height and
+#    width (it learns how to spread each pixel over a 2×2 patch);
+# 2. **concatenate** the result with `skip`, the encoder's features of the same size, along the
+#    channel axis — up-sampled features first, then the skip: `layers.Concatenate()([..., skip])`.
+#    This is the skip connection;
+# 3. two 3×3 **convolutions** with ReLU, which mix the coarse "what" with the fine "where".
+#
+# Complete `decoder_block(x, skip, filters)` in the next cell; every layer in it has `filters`
+# filters. The checker builds your block on fresh shapes and filter counts and compares its
+# layers, parameters and output with the kit's block (`_decoder_block` in `livecell_kit/model.py`).
+#
+# **Hint:** a Keras layer is created, then called on a tensor: `layers.Conv2DTranspose(...)(x)`
+# returns the new tensor. `two_convs` above does step 3; the whole body is three lines.
 
 # %%
+### BEGIN SOLUTION
 def decoder_block(x, skip, filters):
     """(B, h/2, w/2, ·) and skip (B, h, w, filters) -> (B, h, w, filters)."""
     x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
     x = layers.Concatenate()([x, skip])  # channels: filters (up-sampled) + filters (skip)
     return two_convs(x, filters)
+### END SOLUTION
+exercises.check_decoder_block(decoder_block)
 
+# %% [markdown]
+# Your block goes into the U-Net below, at each of the three decoder levels. Until it checks
+# out, the kit's own block stands in, so the rest of the notebook still runs.
+
+# %%
+block = decoder_block if exercises.check_decoder_block.verdict(decoder_block) else exercises.kit_decoder_block
+print("decoder block in the U-Net:", "yours" if block is decoder_block else "the kit's stand-in")
 
 # %% [markdown]
 # The **assembly**. The input is a grey image of any size (`None × None`, a multiple of 8)
 # holding raw values 0…255; the first layer divides by 255, so the model takes images exactly
 # as they are read from disk. Three encoder levels (16, 32, 64 filters), a 128-filter
-# bottleneck at 1/8 of the size, three decoder levels that take the skips back in reverse
-# order, and a 1×1 convolution with a sigmoid: one probability per pixel.
+# bottleneck at 1/8 of the size, three decoder levels (your `decoder_block`) that take the skips
+# back in reverse order, and a 1×1 convolution with a sigmoid: one probability per pixel.
 
 # %%
 inputs = keras.Input(shape=(None, None, 1))
@@ -227,20 +258,23 @@ skip1, x = encoder_block(x, 16)   # 520×704 -> 260×352
 skip2, x = encoder_block(x, 32)   #         -> 130×176
 skip3, x = encoder_block(x, 64)   #         ->  65×88
 x = two_convs(x, 128)             # the bottleneck
-x = decoder_block(x, skip3, 64)   #  65×88  -> 130×176
-x = decoder_block(x, skip2, 32)   #         -> 260×352
-x = decoder_block(x, skip1, 16)   #         -> 520×704
+x = block(x, skip3, 64)           #  65×88  -> 130×176
+x = block(x, skip2, 32)           #         -> 260×352
+x = block(x, skip1, 16)           #         -> 520×704
 outputs = layers.Conv2D(1, 1, activation="sigmoid")(x)
 my_unet = keras.Model(inputs, outputs, name="my_unet")
 
 # %% [markdown]
-# ### Exercise 3 — counting parameters
+# ### Exercise 3b — counting parameters
 #
 # A convolution with a k×k kernel, C_in input channels and F filters learns, for each of its F
 # filters, one k×k weight per input channel (k·k·C_in weights) **and one bias**. Complete
 # `conv_params(kernel, in_channels, filters)` in the next cell: replace its `...` with code that
 # returns that layer's number of parameters. The checker tries it on several convolutions and
 # on every convolution of `my_unet` (the up-convolutions count the same way).
+#
+# **Hint:** for one filter, count the kernel's weights over all input channels, add its bias,
+# then multiply by the number of filters.
 
 # %%
 ### BEGIN SOLUTION
@@ -258,7 +292,7 @@ exercises.check_conv_params(conv_params, my_unet)
 # second output channel, another initializer) and a name for every layer; its `_two_convs`,
 # `_encoder_block` and `_decoder_block` in `livecell_kit/model.py` read like the cells above,
 # with those options added. For the seed preset
-# it must give exactly our network — first check: the same number of parameters, and the same
+# it must give exactly our network, your decoder block included — first check: the same number of parameters, and the same
 # weight tensors in the same order.
 
 # %%
@@ -346,6 +380,9 @@ print("all probabilities in [0, 1]:", bool((probabilities >= 0).all() and (proba
 #   field); up-convolutions bring the resolution back, and skip connections return the detail.
 # * Batch normalisation keeps each channel's values at mean 0, std 1 over a batch; the seed
 #   U-Net has none, the kit's presets use it.
+# * A decoder block up-samples, concatenates the encoder's features of the same size (the skip
+#   connection) and convolves twice; the weights start random (Glorot-uniform or He-normal) so
+#   that the filters differ, and training takes them from there.
 # * The seed U-Net, written in a dozen lines of Keras, is exactly what `model.build_unet` builds;
 #   more depth widens its receptive field, more filters only add parameters.
 #

@@ -93,6 +93,80 @@ def test_conv_params_rejects_the_number_from_the_summary_and_explains_mistakes()
     _assert_not_yet("in_channels=1", exercises.check_conv_params.verdict(wrong_on_model, _FakeModel()))
 
 
+# ---------------------------------------------------------------- exercise 03a: the decoder block
+
+def _decoder_blocks():
+    """The right decoder block and its typical mistakes, as students write them in notebook 03."""
+    from keras import layers
+
+    def up(x, filters, **kw):
+        return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", **kw)(x)
+
+    def conv(x, filters, kernel=3, **kw):
+        return layers.Conv2D(filters, kernel, padding=kw.pop("padding", "same"), activation=kw.pop("activation", "relu"),
+                             **kw)(x)
+
+    def right(x, skip, filters):
+        x = layers.Concatenate()([up(x, filters), skip])
+        return conv(conv(x, filters), filters)
+
+    def separate_relus(x, skip, filters):  # Conv2D + ReLU layers, as livecell_kit.model writes it: also right
+        x = layers.Concatenate()([up(x, filters), skip])
+        for _ in range(2):
+            x = layers.ReLU()(layers.Conv2D(filters, 3, padding="same")(x))
+        return x
+
+    return {
+        "right": right,
+        "separate relus": separate_relus,
+        "no concatenate": lambda x, skip, f: conv(conv(up(x, f), f), f),
+        "concatenate first": lambda x, skip, f: conv(conv(up(layers.Concatenate()([x, skip]), f), f), f),
+        "one convolution": lambda x, skip, f: conv(layers.Concatenate()([up(x, f), skip]), f),
+        "hard-coded filters": lambda x, skip, f: conv(conv(layers.Concatenate()([up(x, f), skip]), 16), 16),
+        "twice the filters": lambda x, skip, f: conv(conv(layers.Concatenate()([up(x, f), skip]), 2 * f), 2 * f),
+        "skip first": lambda x, skip, f: conv(conv(layers.Concatenate()([skip, up(x, f)]), f), f),
+        "no relu": lambda x, skip, f: conv(conv(layers.Concatenate()([up(x, f), skip]), f, activation=None), f),
+        "no up-sampling": lambda x, skip, f: conv(conv(x, f), f),
+        "bilinear": lambda x, skip, f: conv(conv(layers.Concatenate()([layers.UpSampling2D(2)(x), skip]), f), f),
+        "valid padding": lambda x, skip, f: conv(conv(layers.Concatenate()([up(x, f), skip]), f, padding="valid"), f),
+        "no bias": lambda x, skip, f: conv(conv(layers.Concatenate()([up(x, f), skip]), f, use_bias=False), f),
+        "no return": lambda x, skip, f: None,
+    }
+
+
+def test_decoder_block_checker_accepts_the_seed_block_and_the_kits_own():
+    blocks = _decoder_blocks()
+    for name in ("right", "separate relus"):
+        verdict = exercises.check_decoder_block.verdict(blocks[name])
+        assert verdict, (name, verdict)
+        assert "3 fresh blocks" in verdict.message
+    assert exercises.check_decoder_block.verdict(exercises.kit_decoder_block)
+
+
+def test_decoder_block_checker_names_each_typical_mistake():
+    blocks = _decoder_blocks()
+    expected = {"no concatenate": "never uses skip", "concatenate first": "Up-sample x first",
+                "one convolution": "1 convolution after the concatenate; the U-Net's blocks have two",
+                "hard-coded filters": "with filters=12, your first convolution has 16 filters",
+                "twice the filters": "has 24 filters", "skip first": r"\[up-sampled x, skip\] in that order",
+                "no relu": "followed by a ReLU", "no up-sampling": "does not up-sample",
+                "bilinear": "not with UpSampling2D", "valid padding": 'padding="same"',
+                "no bias": "keep its bias", "no return": "returned None"}
+    for name, message in expected.items():
+        _assert_not_yet(message, exercises.check_decoder_block.verdict(blocks[name]))
+    _assert_not_yet("should be a function", exercises.check_decoder_block.verdict(64))
+    _assert_not_yet("raised NameError", exercises.check_decoder_block.verdict(lambda x, skip, f: undefined_name))  # noqa: F821
+
+
+def test_decoder_block_checker_says_your_turn_to_the_placeholder():
+    def decoder_block(x, skip, filters):
+        """Up-sample x, concatenate skip, two 3×3 convolutions."""
+        ...  # your code: return the result
+
+    assert exercises.check_decoder_block.verdict(decoder_block).status == "your turn"
+    assert exercises.check_decoder_block.verdict(...).status == "your turn"
+
+
 def test_background_accuracy():
     masks = [np.array([[0, 1], [0, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
     assert exercises.check_background_accuracy.verdict(7 / 8, masks)

@@ -14,8 +14,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 #: Modules allowed to import kit stages inside functions, and why: the CLI and the
 #: notebooks' course helpers load TensorFlow only for the commands/cells that train
 #: or predict (TensorFlow costs seconds and ~0.5 GB at import, Binder's kernel has 2 GB);
-#: the console script (launch) imports the CLI inside main() so a Ctrl-C while it loads is caught.
-LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch"}
+#: the console script (launch) imports the CLI inside main() so a Ctrl-C while it loads is caught;
+#: notebook 03's decoder-block checker builds Keras layers with the kit's builder only when called,
+#: so notebooks 01-02, which import the exercises, stay TensorFlow-free.
+LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch", "livecell_kit.exercises.model"}
 #: Stages a notebook or the CLI imports before any model exists.
 LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
          "livecell_kit.course", "livecell_kit.exercises", "livecell_kit.cli")

@@ -43,17 +43,49 @@ def test_prediction_overlay_outlines_each_instance():
     assert (rgb[0, 0] == rgb[0, 0, 0]).all()  # background stays grey
 
 
-def test_learning_curves_and_snapshot_grid():
-    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "iou": [0.2, 0.6], "val_iou": [0.1, 0.5]}
-    fig = plot.learning_curves(history, metrics=("loss", "iou", "dice"))
-    assert len(fig.axes) == 2  # "dice" is not in the history and is skipped
+def test_learning_curves_have_plain_titles_and_labelled_axes():
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "pixel_accuracy": [0.8, 0.9],
+               "val_pixel_accuracy": [0.7, 0.9], "iou": [0.2, 0.6], "val_iou": [0.1, 0.5], "border_iou": [0.1, 0.2]}
+    fig = plot.learning_curves(history, metrics=("loss", "pixel_accuracy", "iou", "dice", "border_iou"))
+    assert [ax.get_title() for ax in fig.axes] == ["Loss", "Pixel accuracy", "IoU", "Border iou"]  # no "dice" logged
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch"] * 4
+    assert all(tick == int(tick) for tick in fig.axes[0].get_xticks())  # whole epochs only
+    assert all(ax.get_ylabel() for ax in fig.axes) and "pixel_accuracy" not in fig.axes[1].get_ylabel()
+    assert [line.get_label() for line in fig.axes[0].lines] == ["train", "val"]
 
-    class Snap:
-        epochs = [1, 2, 3]
-        probabilities = [np.zeros((2, 8, 8), np.float32)] * 3
 
-    fig = plot.training_snapshots(Snap(), [np.zeros((8, 8), np.uint8)] * 2)
-    assert len(fig.axes) == 2 * 4
+class _Snap:
+    """What training_snapshots reads from a PredictionSnapshots that ran three epochs on two crops."""
+    epochs = [1, 2, 3]
+    probabilities = [np.full((2, 8, 8), p, np.float32) for p in (0.2, 0.5, 0.9)]
+    truths = None
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_training_snapshots_show_image_ground_truth_probabilities_and_a_colourbar():
+    images, truths = [np.full((8, 8), 120, np.uint8)] * 2, [np.eye(8, dtype=np.uint8)] * 2
+    fig = plot.training_snapshots(_Snap(), images, truths=truths)
+    row = ["image", "ground truth", "after epoch 1", "after epoch 2", "after epoch 3"]
+    assert _titles(fig)[:10] == row * 2
+    colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(fig.axes) == 2 * 5 + 1 and len(colourbars) == 1
+    assert colourbars[0].get_ylabel() == "cell probability"
+    assert fig.axes[1].images[0].get_array().shape == (8, 8, 3)  # the truth drawn over the image
+    truth_pixel, background = fig.axes[1].images[0].get_array()[0, 0], fig.axes[1].images[0].get_array()[0, 1]
+    assert not np.allclose(truth_pixel, background)
+
+
+def test_training_snapshots_take_the_truths_the_callback_kept_and_work_without():
+    from livecell_kit import train
+    images, truths = [np.zeros((8, 8), np.uint8)] * 2, [np.ones((8, 8), np.uint8)] * 2
+    callback = train.PredictionSnapshots(images, truths=truths)
+    callback.epochs, callback.probabilities = _Snap.epochs, _Snap.probabilities
+    assert "ground truth" in _titles(plot.training_snapshots(callback, images))
+    fig = plot.training_snapshots(_Snap(), images)  # no truths anywhere: image and probabilities only
+    assert "ground truth" not in _titles(fig) and len(fig.axes) == 2 * 4 + 1
 
 
 def test_metric_bars_label_every_bar_and_mark_zeros():

@@ -43,13 +43,16 @@ class PredictionSnapshots(keras.callbacks.Callback):
 
     images: sequence of (H, W) grey frames, 0..255, H and W multiples of ``2**depth``
         (crops keep this cheap: about a second per epoch on a CPU for two 256×256 crops).
+    truths: optional (H, W) 0/1 masks of the same crops, kept for
+        :func:`livecell_kit.plot.training_snapshots`' ground-truth column.
     After training, ``epochs`` lists the epoch numbers (1-based) and ``probabilities``
     one (N, H, W) float32 array per epoch.
     """
 
-    def __init__(self, images):
+    def __init__(self, images, truths=None):
         super().__init__()
         self.images = np.stack([np.asarray(i) for i in images])[..., None]
+        self.truths = None if truths is None else [np.asarray(t) for t in truths]
         self.epochs: list[int] = []
         self.probabilities: list[np.ndarray] = []
 
