@@ -34,7 +34,7 @@ from livecell_kit import atomic, data, kernels, presets, sample
 #: ``livecell-kit download``) to run every notebook on it instead of the sample.
 REAL_DATA_ENV = "LIVECELL_KIT_DATA_ROOT"
 
-#: The first line of every notebook. Only on Colab (its machines have /content) does it do anything:
+#: The line each notebook's first cell runs. Only on Colab (its machines have /content) does it do anything:
 #: a Colab notebook starts on a fresh machine without the kit, so this installs it, holding every
 #: package Colab already has at its version (pip constraints from ``pip list``): pip adds what is
 #: missing and replaces nothing, so Colab's TensorFlow, numpy, ipywidgets and Jupyter stay.
