@@ -1,8 +1,9 @@
 """Course plumbing shared by the notebooks: setup, where data and runs live, student versions.
 
-Every notebook starts with ``course.setup()`` and finds its inputs through
-:func:`data_root` and :func:`quick_run`, so each notebook runs on its own: it
-rebuilds (or reuses) what the earlier notebooks produced in the work folder.
+Every notebook starts with one call, ``kit = course.setup()``: it returns a :class:`Course`
+holding what the notebook needs (the data root, its label, the splits, where notebook 04
+trains and saves its run), computed by the look-ups below, so each notebook runs on its own:
+it rebuilds (or reuses) what the earlier notebooks produced in the work folder.
 
 Exercises in the solution notebooks are marked nbgrader-style::
 
@@ -19,19 +20,27 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
-import platform
 import re
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
-from livecell_kit import atomic, data, presets, sample
+from livecell_kit import atomic, data, kernels, presets, sample
 
 #: Set this environment variable to a folder holding real LIVECell (as laid out by
 #: ``livecell-kit download``) to run every notebook on it instead of the sample.
 REAL_DATA_ENV = "LIVECELL_KIT_DATA_ROOT"
+
+#: The line each notebook's first cell runs. Only on Colab (its machines have /content) does it do anything:
+#: a Colab notebook starts on a fresh machine without the kit, so this installs it, holding every
+#: package Colab already has at its version (pip constraints from ``pip list``): pip adds what is
+#: missing and replaces nothing, so Colab's TensorFlow, numpy, ipywidgets and Jupyter stay.
+#: It has to be a shell line in the notebook: no code of the kit can run before the kit is there.
+COLAB_INSTALL = ('!test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q '
+                 '-c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"')
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -56,35 +65,71 @@ def workdir() -> Path:
     return path
 
 
-def setup(tensorflow: bool = True, verbose: bool = True) -> dict:
-    """Prepare a notebook session: fix plot defaults and, when ``tensorflow``, load TensorFlow quietly.
+@dataclass(frozen=True)
+class Course:
+    """What a notebook needs, as :func:`setup` found it. ``print(kit)`` says it in one line.
+
+    root: the data the notebook reads: the synthetic sample, or real LIVECell when
+        ``$LIVECELL_KIT_DATA_ROOT`` names it (:func:`data_root`).
+    label: "synthetic sample" or "real LIVECell", said in every figure's title (:func:`data_label`).
+    split: the split notebooks 01-03 explore (:func:`explored_split`: ``train`` when there is one).
+    train_root: where notebook 04 trains (:func:`training_root`: the sample when ``root`` has no
+        train and val annotations, so a model is never tuned on the frames it is scored on).
+    eval_split: the split notebooks 05-06 score (:func:`evaluation_split`: ``test``, else ``val``).
+    preset: the settings notebook 04 trains with (``quick``: a couple of minutes on a laptop CPU).
+    run_dir: the run folder notebook 04 writes and 05-06 read (:func:`quick_run_dir`).
+    device: "GPU" or "CPU" where TensorFlow was loaded, else None; colab: running on Colab.
+    """
+
+    root: Path
+    label: str
+    split: str
+    train_root: Path
+    eval_split: str
+    preset: presets.Preset
+    run_dir: Path
+    device: str | None = None
+    colab: bool = False
+
+    def __str__(self) -> str:
+        engine = f"TensorFlow on the {self.device}" if self.device else "no TensorFlow in this notebook"
+        work = workdir().absolute()
+        inside = Path(self.root).absolute().is_relative_to(work)
+        where = f"{shown_path(self.root)} in the work folder" if inside else f"{shown_path(self.root)}; work folder"
+        return f"data: {self.label}, {where} {shown_path(work)}; {engine}{' (on Colab)' if self.colab else ''}"
+
+
+def setup(tensorflow: bool = True, preset: str = "quick") -> Course:
+    """Prepare a notebook: plot defaults, TensorFlow when needed, and the data it reads; see :class:`Course`.
 
     tensorflow: False in the data notebooks (01-02), which never run a model: importing
         TensorFlow costs ~0.5 GB of kernel memory, and Binder restarts a user's kernels above 2 GB.
-    Returns a dict with ``workdir``, ``device`` ("GPU", "CPU", or None without TensorFlow),
-    ``colab``, ``tensorflow`` (its version or None) and ``python``.
+        When loaded, TensorFlow may grow into GPU memory as it needs (Colab shares its GPU).
+    preset: the training settings notebook 04 uses and 05-06 reload.
+    Prints one line when the other kernels of this Jupyter session (the notebooks opened before)
+    hold more memory than ``presets.OTHER_KERNELS_WARN_MB``, saying to shut the unused ones down.
     """
     matplotlib.rcParams.update({"figure.dpi": 90, "image.cmap": "gray", "axes.titlesize": 10})
-    info = {"workdir": str(workdir()), "colab": in_colab(), "python": platform.python_version(),
-            "tensorflow": None, "device": None}
+    warning = kernels.memory_warning(kernels.other_kernels_mb())
+    if warning:
+        print(warning)
+    device = None
     if tensorflow:
         try:
             tf, gpus = import_tensorflow_quietly()
             for gpu in gpus:
-                # Let TensorFlow grow into GPU memory so Colab's GPU can be shared with other work.
                 try:
                     tf.config.experimental.set_memory_growth(gpu, True)
                 except RuntimeError:
                     pass  # already initialised in this kernel
-            info.update(tensorflow=tf.__version__, device="GPU" if gpus else "CPU")
+            device = "GPU" if gpus else "CPU"
         except ImportError:
-            info.update(device="CPU")
-    if verbose:
-        engine = (f"TensorFlow {info['tensorflow']} on {info['device']}" if tensorflow
-                  else "no TensorFlow needed in this notebook")
-        print(f"livecell-kit ready: {engine}{' (Colab)' if info['colab'] else ''}; "
-              f"work folder {shown_path(workdir())}")
-    return info
+            device = "CPU"
+    root = data_root()
+    train_root = training_root()
+    return Course(root=root, label=data_label(root), split=explored_split(root), train_root=train_root,
+                  eval_split=evaluation_split(root), preset=presets.get_preset(preset),
+                  run_dir=quick_run_dir(train_root, preset), device=device, colab=in_colab())
 
 
 def shown_path(path) -> str:

@@ -374,3 +374,16 @@ OVERLAY_STRIP_ROWS = 1024
 #: What ``predict`` and ``measure`` use when no ``--model`` is given, and notebooks 05/06 on Colab
 #: instead of retraining: a ``cells`` model trained on the seed-0 sample only (no LIVECell pixels).
 PRETRAINED_MODEL = "cells-sample"
+
+
+# --- the notebook session's memory (livecell_kit.kernels, course.setup) ---------------------------
+#: What mybinder.org gives one user's session in all (MB); above it the kernels are restarted.
+BINDER_MEMORY_MB = 2048
+#: ``course.setup()`` warns when the other kernels of the session hold more than this (MB): a
+#: notebook with TensorFlow peaks near 1 GB, so beyond ~0.5 GB elsewhere the two no longer fit.
+OTHER_KERNELS_WARN_MB = 500
+#: Binder's Jupyter server shuts a kernel down after this many seconds without a cell run (its
+#: notebook reruns from the top, reloading what earlier notebooks saved), checking every
+#: ``KERNEL_CULL_INTERVAL_S``; a kernel busy training is never shut down.
+KERNEL_CULL_IDLE_S = 20 * 60
+KERNEL_CULL_INTERVAL_S = 60

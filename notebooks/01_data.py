@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,17 +38,31 @@
 # *Licence:* LIVECell's images and annotations are CC BY-NC 4.0 (non-commercial, cite the paper).
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
+
+kit = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
+print(kit)
 
 # %% [markdown]
+# ## The first cell
+#
+# Every notebook of the course opens with this same cell. Its shell line (`!`) acts only on
+# **Colab**, where each notebook starts on a fresh machine without the kit: it installs the kit
+# and holds every package Colab already has at its version, so Colab's own TensorFlow, numpy
+# and widgets stay as they are. `course.setup()` then prepares the notebook and returns `kit`,
+# which says what the notebook works on — the one line above prints it:
+#
+# * `kit.root`: the data's folder, and `kit.label`: **"synthetic sample"** or **"real LIVECell"**
+#   (every figure's title says which, so the sample is never taken for microscopy);
+# * `kit.split`: the split we explore (`train`); `kit.train_root` and `kit.preset`: where and
+#   with which settings notebook 04 trains; `kit.eval_split` and `kit.run_dir`: what 05 and 06
+#   score and the run they reload.
+#
+# `setup()` also warns when notebooks you opened earlier still hold memory: on Binder all your
+# notebooks share 2 GB, so shut down the ones you are done with.
+#
 # ## Where the data comes from
 #
 # By default the notebooks use the kit's **sample**: a small synthetic data set generated on
@@ -66,7 +80,7 @@ info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) sta
 # %%
 from livecell_kit import data, exercises, plot
 
-root = course.data_root()
+root = kit.root  # the sample, or real LIVECell when configured
 splits = {name: data.load_split(root, name) for name in data.available_splits(root)}
 
 # %% [markdown]

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -32,15 +32,12 @@
 # * cache the masks for training.
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
+
+kit = course.setup(tensorflow=False)  # no model here: TensorFlow (~0.5 GB) stays unloaded
+print(kit)
 
 # %%
 import matplotlib.pyplot as plt
@@ -49,9 +46,9 @@ from pycocotools import mask as mask_utils
 
 from livecell_kit import concept_plots, data, exercises, masks, plot
 
-root = course.data_root()
+root = kit.root
 # the training images of notebook 04's `quick` preset (on the sample: the whole split)
-train = course.preset_split(root, course.explored_split(root))
+train = course.preset_split(root, kit.split)
 image_record = train.images[0]
 height, width = image_record["height"], image_record["width"]
 image = data.read_image(train.image_path(image_record))

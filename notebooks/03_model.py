@@ -33,15 +33,12 @@
 #   width change the network's size (experiment).
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup()
+
+kit = course.setup()
+print(kit)
 
 # %% [markdown]
 # ## Building blocks
@@ -53,8 +50,8 @@ import dataclasses
 
 from livecell_kit import concept_plots, data, exercises, model, plot, presets
 
-root = course.data_root()
-split = data.load_split(root, course.explored_split(root))
+root = kit.root
+split = data.load_split(root, kit.split)
 image = data.read_image(split.image_path(split.images[0]))
 left, top, width, height = (int(v) for v in split.annotations_for(split.images[0]["id"])[0]["bbox"])
 centre = (min(max(top + height // 2, 48), image.shape[0] - 48), min(max(left + width // 2, 48), image.shape[1] - 48))

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -31,15 +31,12 @@
 # * change the learning rate and compare (experiment), and count what training sees (exercise 4b).
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup()
+
+kit = course.setup()
+print(kit)
 
 # %%
 import inspect
@@ -48,8 +45,8 @@ import numpy as np
 from livecell_kit import data, exercises, masks, plot, presets, train
 from livecell_kit.model import build_unet
 
-root = course.training_root()  # the sample, or real LIVECell when it annotates train and val
-quick = presets.get_preset("quick")
+root = kit.train_root  # the sample, or real LIVECell when it annotates train and val
+quick = kit.preset      # the `quick` preset: settings sized for a laptop CPU
 print(quick.description)
 
 # %% [markdown]

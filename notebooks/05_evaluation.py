@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -32,24 +32,19 @@
 # * browse a model's errors image by image: found, false positive, missed.
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup()
+
+kit = course.setup()
+print(kit)
 
 # %%
 from livecell_kit import data, evaluate, exercises, masks, plot, predict
 
-root = course.data_root()              # the sample, or real LIVECell frames when configured
-train_root = course.training_root()   # where notebook 04 trained
+root, eval_split, source = kit.root, kit.eval_split, kit.label  # the data scored, its split, its label
+train_root = kit.train_root           # where notebook 04 trained
 run = course.quick_run(train_root)    # the model trained in notebook 04 (trained now if missing)
-eval_split = course.evaluation_split(root)
-source = course.data_label(root)       # "synthetic sample" or "real LIVECell": said in the figures' titles
 
 # %% [markdown]
 # ## Metrics on the test split

@@ -35,15 +35,12 @@
 # * compare distance targets with a border target (experiment).
 
 # %%
-# Setup. On Colab this installs the kit first, keeping every package Colab has at its version.
-import subprocess, sys
-if "google.colab" in sys.modules:
-    have = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
-    open("/tmp/colab-packages.txt", "w").write(have.stdout)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--constraint", "/tmp/colab-packages.txt",
-                    "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"], check=True)
+# Colab only (elsewhere this line does nothing): install the kit, keeping Colab's own packages.
+# !test -e /content && pip list --format=freeze > /tmp/colab-packages.txt && pip install -q -c /tmp/colab-packages.txt "livecell-kit @ git+https://github.com/livecell-kit/livecell-kit"
 from livecell_kit import course
-info = course.setup()
+
+kit = course.setup()
+print(kit)
 
 # %%
 import csv
@@ -57,10 +54,8 @@ from livecell_kit import cell_plots, data, evaluate, exercises, instances, masks
 from livecell_kit.measure import measure_frames
 from livecell_kit.model import build_unet
 
-root = course.data_root()              # the sample, or real LIVECell frames when configured
-train_root = course.training_root()    # where the model trains (the sample when root has no train split)
-eval_split = course.evaluation_split(root)
-source = course.data_label(root)
+root, eval_split, source = kit.root, kit.eval_split, kit.label  # the data scored, its split, its label
+train_root = kit.train_root    # where the model trains (the sample when root has no train split)
 
 # %% [markdown]
 # ## Why touching cells merge

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch", "livecell_kit.exercises.model"}
 #: Stages a notebook or the CLI imports before any model exists.
 LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
-         "livecell_kit.course", "livecell_kit.exercises", "livecell_kit.cli")
+         "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli")
 
 
 def _module_name(path: Path) -> str:
@@ -120,7 +120,7 @@ def test_data_notebooks_imports_and_setup_do_not_load_tensorflow(notebook):
     imports = [ast.unparse(node) for node in ast.walk(ast.parse(source))
                if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert any("livecell_kit" in line for line in imports)
-    code = "\n".join(imports + ["from livecell_kit import course", "course.setup(tensorflow=False, verbose=False)",
+    code = "\n".join(imports + ["from livecell_kit import course", "course.setup(tensorflow=False)",
                                 "import sys", "print(','.join(m for m in ('tensorflow', 'keras') if m in sys.modules))"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert not out.stdout.strip(), f"notebook {notebook} loads {out.stdout.strip()}"

@@ -44,7 +44,12 @@ def test_notebook_and_py_percent_twin_agree(path):
 def test_notebook_starts_with_colab_aware_setup_and_has_checked_cells(path):
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert "google.colab" in code[0] and "course.setup(" in code[0]
+    # One start: the Colab line (a no-op elsewhere), one setup call, its one-line summary.
+    assert course.COLAB_INSTALL in code[0].splitlines()
+    assert "kit = course.setup(" in code[0] and code[0].rstrip().endswith("print(kit)")
+    looked_up = [f for f in ("data_root(", "training_root(", "explored_split(", "evaluation_split(", "data_label(")
+                 if f"course.{f}" in code[1]]
+    assert not looked_up, f"setup() found these already: read them from `kit`, not {looked_up}"
     assert any(src.startswith("# NBVAL_CHECK_OUTPUT") for src in code), "no nbval-checked cell"
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert all(c.outputs for c in checked), "a checked cell has no stored output to compare: run `make demo` and store"
