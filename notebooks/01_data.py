@@ -30,9 +30,10 @@
 # **In this notebook you will**
 #
 # * find your way around LIVECell's folders and its COCO annotation files;
-# * read how one cell is described (a polygon, its area and bounding box);
+# * read how one cell is described (a polygon, its area and bounding box), and write the
+#   function that reads an image's outlines so you can draw them (exercise 1);
 # * compare the eight cell types: how crowded their images are and how large their cells;
-# * compute a per-type statistic yourself (exercise 1) and see why the choice of a training
+# * compute a per-type statistic yourself (exercise 1b) and see why the choice of a training
 #   subset matters (experiment).
 #
 # *Licence:* LIVECell's images and annotations are CC BY-NC 4.0 (non-commercial, cite the paper).
@@ -78,6 +79,9 @@ print(kit)
 # synthetic sample was drawn with, hence its folder name `sample-seed0`.
 
 # %%
+import matplotlib.pyplot as plt
+import numpy as np
+
 from livecell_kit import data, exercises, plot
 
 root = kit.root  # the sample, or real LIVECell when configured
@@ -160,17 +164,46 @@ print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", fir
 fig = plot.gallery(train, per_type=1, suptitle=f"{course.data_label()}: one image per cell type")
 
 # %% [markdown]
-# Let us zoom into one image and draw its annotated outlines.
+# ### Exercise 1 — one image's outlines
+#
+# To draw a frame's cells we need their outlines as points. Complete `outlines(split, image_id)`:
+# it returns a list with one array of shape (N, 2) per polygon — one row (x, y) per corner — for
+# every cell of image `image_id`, in the order `split.annotations_for(image_id)` lists them.
+# A cell's `segmentation` is a *list* of polygons (one per cell in LIVECell, but COCO allows
+# several), each polygon the flat list `[x0, y0, x1, y1, …]`. The checker tries your function
+# on other images of `train` and on a small made-up split.
+#
+# *Hint:* loop over the annotations and over each one's polygons; `np.reshape(polygon, (-1, 2))`
+# turns a flat list into rows of (x, y).
 
 # %%
-import matplotlib.pyplot as plt
+### BEGIN SOLUTION
+def outlines(split, image_id):
+    """Every cell polygon of image ``image_id``: a list of (N, 2) arrays of x, y in pixels."""
+    polygons = []
+    for annotation in split.annotations_for(image_id):
+        for flat in annotation["segmentation"]:  # a list of polygons
+            polygons.append(np.reshape(flat, (-1, 2)))
+    return polygons
+### END SOLUTION
+exercises.check_outlines(outlines, train)
 
+# %% [markdown]
+# Now draw them over the first image. Until your function is right, the cell uses the kit's own
+# `data.cell_outlines`, which does the same.
+
+# %%
 image_record = train.images[0]
 image = data.read_image(train.image_path(image_record))
+yours = exercises.check_outlines.verdict(outlines, train).ok
+drawn = (outlines if yours else data.cell_outlines)(train, image_record["id"])
 fig, ax = plt.subplots(figsize=(9, 6.6))
 ax.imshow(image, cmap="gray")
-plot.draw_polygons(ax, train.annotations_for(image_record["id"]))
-ax.set_title(f"{image_record['file_name']} ({course.data_label()})");
+for xy in drawn:  # a closed Polygon joins the last corner back to the first
+    ax.add_patch(plt.Polygon(xy, closed=True, fill=False, edgecolor=plot.COLOURS["truth"], linewidth=1))
+ax.set(xlabel="x (column, px)", ylabel="y (row, px)",
+       title=f"{image_record['file_name']}: {len(drawn)} outlines, {'yours' if yours else 'the kit’s'} "
+             f"({course.data_label()})");
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -188,7 +221,7 @@ print(image.dtype, image.shape, "grey levels", image.min(), "to", image.max())
 fig = plot.annotation_stats(train, suptitle=f"{course.data_label()}: {explored} split")
 
 # %% [markdown]
-# ### Exercise 1 — cells per image
+# ### Exercise 1b — cells per image
 #
 # Replace the `...` in the next cell with code that builds a dictionary `answer`: one key per
 # cell type that occurs in `train` (the name `train.cell_type(image)` returns, e.g. `"A172"`),
@@ -196,6 +229,9 @@ fig = plot.annotation_stats(train, suptitle=f"{course.data_label()}: {explored} 
 # number of cells over that type's images divided by how many images it has.
 # You need `train.images` (a list of image records), `train.cell_type(image)` and
 # `len(train.annotations_for(image["id"]))` (the cells of one image).
+#
+# *Hint:* collect the counts in a dict of lists, `{cell type: [cells of each image]}`, then
+# average each list.
 
 # %%
 ### BEGIN SOLUTION
@@ -277,7 +313,8 @@ print(RULE, "→ train images per cell type:", dict(Counter(e["cell_type"] for e
 # ## What you learned
 #
 # * LIVECell is phase-contrast images of eight cell lines, one COCO JSON per split; each cell is
-#   a polygon with its area and bounding box, and the kit reads even the 525 MB file lightly.
+#   a polygon (a flat list of x, y) with its area and bounding box, and the kit reads even the
+#   525 MB file lightly. Reshaped to (N, 2) rows of x, y, the polygons draw straight onto the image.
 # * The cell types differ a lot: BV2 and MCF7 images are crowded with small cells, A172, Huh7
 #   and SK-OV-3 have fewer, larger ones — a single model has to handle all of them.
 # * Real annotation files have flaws (duplicates, overlaps between splits, nearly empty images),

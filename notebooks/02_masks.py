@@ -24,8 +24,9 @@
 #
 # **In this notebook you will**
 #
-# * turn one cell's polygon into a run-length encoding and read its runs;
-# * write a function that gets a cell's area from its runs (exercise 2);
+# * turn one cell's polygon into a run-length encoding with pycocotools and read its runs;
+# * write a function that gets a cell's area from its runs (exercise 2), and one that decodes
+#   the runs into the mask (exercise 2b);
 # * build the mask of a whole image, and see where touching cells merge into one blob;
 # * see how the U-Net paper's weight map makes the gaps between cells count more, and change
 #   its width (experiment);
@@ -78,13 +79,19 @@ ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} poin
 # "Fortran order"), always starting with a run of 0s. `[5, 3, 2]` means: five 0s, three 1s,
 # two 0s.
 #
-# `pycocotools` rasterises the polygon straight into an RLE (`frPyObjects`) and stores the
-# counts in a compact string. Below we show the plain list of counts.
+# `pycocotools.mask` does the work: `frPyObjects` rasterises each polygon of the cell straight
+# into an RLE, `merge` joins a cell's polygons into one RLE (their union; a LIVECell cell has
+# just one), and `decode` unpacks an RLE into the (H, W) 0/1 mask. pycocotools stores the
+# counts as a compact string; `masks.uncompressed_rle` gives the plain list of counts. The
+# kit's `masks.annotation_rles`, used from here on, makes the same RLE after checking the polygon.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rle = masks.annotation_rles([cell], height, width)[0]
-plain_rle = masks.uncompressed_rle(mask_utils.decode(rle))
+polygon_rles = mask_utils.frPyObjects(cell["segmentation"], height, width)  # one RLE per polygon
+rle = mask_utils.merge(polygon_rles)  # the union of the cell's polygons
+cell_mask = mask_utils.decode(rle)  # uint8 (H, W): 1 inside the cell, 0 outside
+assert np.array_equal(cell_mask, mask_utils.decode(masks.annotation_rles([cell], height, width)[0]))
+plain_rle = masks.uncompressed_rle(cell_mask)
 print("compressed counts string starts:", rle["counts"][:24])
 print("number of runs:", len(plain_rle["counts"]))
 print("first runs:", plain_rle["counts"][:7])
@@ -98,6 +105,9 @@ print("image size [h, w]:", plain_rle["size"])
 # list like `plain_rle["counts"]` above. Use only `counts`: the checker calls your function on
 # this cell and on RLEs of other masks it makes up, and then compares with the annotation's own
 # `cell["area"]`.
+#
+# *Hint:* the runs alternate background, cell, background, …: the cell runs are every second
+# one, starting with the second (`counts[1::2]`).
 
 # %%
 ### BEGIN SOLUTION
@@ -108,15 +118,56 @@ def rle_area(counts):
 exercises.check_rle_area(rle_area, plain_rle, cell["area"])
 
 # %% [markdown]
+# ### Exercise 2b — decode the runs into a mask
+#
+# Now do what `mask_utils.decode` did above, with numpy. Complete `decode_rle(rle)`: from an
+# uncompressed RLE like `plain_rle` (`rle["size"]` is `[height, width]`, `rle["counts"]` the run
+# lengths) return the mask as a uint8 array of shape (height, width), 1 for cell and 0 for
+# background. The checker compares your masks with pycocotools' on this cell and on small RLEs
+# it makes up, one of them starting with a cell pixel (`counts[0] == 0`).
+#
+# *Hint:* `np.repeat(values, counts)` writes each run's value (0, 1, 0, 1, …) `count` times in a
+# row; the runs fill the mask **column by column**, so reshape with `order="F"`.
+
+# %%
+### BEGIN SOLUTION
+def decode_rle(rle):
+    """The uint8 (height, width) 0/1 mask whose uncompressed RLE is ``rle``."""
+    height, width = rle["size"]
+    run_values = np.arange(len(rle["counts"])) % 2  # 0, 1, 0, 1, ...: background first
+    flat = np.repeat(run_values, rle["counts"]).astype(np.uint8)
+    return flat.reshape((height, width), order="F")  # column by column
+### END SOLUTION
+exercises.check_decode_rle(decode_rle, plain_rle)
+
+# %% [markdown]
+# Your decoded mask under the polygon it came from (pycocotools' own until your function is
+# right): each pixel is in or out as a whole, so the mask's edge is a staircase along the
+# outline. (Pixel k is drawn from k to k + 1, the convention pycocotools rasterises with.)
+
+# %%
+yours = exercises.check_decode_rle.verdict(decode_rle, plain_rle).ok
+decoded = decode_rle(plain_rle) if yours else mask_utils.decode(mask_utils.frPyObjects(plain_rle, height, width))
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(decoded, cmap="gray", interpolation="nearest", extent=(0, width, height, 0))
+plot.draw_polygons(ax, [cell], linewidth=2)
+ax.set_xlim(x - pad, x + w + pad); ax.set_ylim(y + h + pad, y - pad)
+ax.set(xlabel="x (column)", ylabel="y (row)",
+       title=f"{'your' if yours else 'pycocotools’'} decoded mask, {int(decoded.sum())} px");
+
+# %% [markdown]
 # ## Decoding: all cells of the image at once
 #
-# To build the semantic mask of a whole image the kit converts every polygon to an RLE,
-# **merges** them (a union, done on the compressed runs) and **decodes once** — much faster
-# than decoding each cell into a full image and OR-ing (`bench/masks.py` measures it).
+# To build the semantic mask of a whole image, convert every polygon to an RLE, **merge** them
+# (a union, done on the compressed runs) and **decode once** — much faster than decoding each
+# cell into a full image and OR-ing (`bench/masks.py` measures it). The kit's
+# `masks.semantic_mask` does exactly this; the cell checks that it gives the same mask.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-semantic = masks.semantic_mask(annotations, height, width)
+polygons = [polygon for ann in annotations for polygon in ann["segmentation"]]
+semantic = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)))
+assert np.array_equal(semantic, masks.semantic_mask(annotations, height, width))
 naive = np.zeros((height, width), np.uint8)
 for ann in annotations:  # the slow way, for comparison
     naive |= mask_utils.decode(masks.annotation_rles([ann], height, width)[0])
@@ -165,9 +216,12 @@ fig = concept_plots.touching_borders(image, labels, border, suptitle=course.data
 fig = concept_plots.border_weights(image, labels, border, weights, suptitle=course.data_label())
 
 # %% [markdown]
-# Multiplying each pixel's binary cross-entropy by w(x) gives the **border-weighted BCE**, the
-# kit's loss `train.weighted_bce`: a network that paints a gap as cell, merging two cells, pays
-# up to eleven times more there. The **`borders`** preset trains notebook 04's `quick` U-Net with
+# A network learns by lowering its **loss**: one number that measures how wrong its predictions
+# are (notebook 04 trains with one). For cell/background masks the usual loss is the **binary
+# cross-entropy** (BCE): per pixel, −log of the probability the network gave the right answer —
+# 0 when it was sure and right — averaged over the pixels. Multiplying each pixel's BCE by w(x)
+# gives the **border-weighted BCE**, the kit's loss `train.weighted_bce`: a network that paints
+# a gap as cell, merging two cells, pays up to eleven times more there. The **`borders`** preset trains notebook 04's `quick` U-Net with
 # it (`livecell-kit train --preset borders`); its input pipeline computes each frame's weight map
 # from the cached instance labels and hands it to the loss as one more target channel.
 
@@ -214,8 +268,9 @@ print("cached masks:", n_cached, "| same as computed:", np.array_equal(cached, s
 #
 # ## What you learned
 #
-# * A run-length encoding stores a mask as alternating runs of 0s and 1s, column by column;
-#   the cell's area is the sum of its foreground runs.
+# * A run-length encoding stores a mask as alternating runs of 0s and 1s, column by column,
+#   starting with 0s; the cell's area is the sum of its foreground runs, and `np.repeat` plus a
+#   column-major reshape decodes it (pycocotools' `frPyObjects`, `merge` and `decode` do it in C).
 # * The semantic mask of an image is the union of its cells, decoded once from merged RLEs.
 # * In that union, touching cells merge; the instance labels find their shared borders, and the
 #   U-Net paper's weight map makes errors in the gaps between cells cost up to 1 + w₀ times

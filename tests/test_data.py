@@ -263,6 +263,28 @@ def test_split_paths_and_annotations(tmp_path):
     assert train.annotations_for(-1) == []
 
 
+def test_a_split_takes_an_image_record_where_it_wants_an_id(tmp_path):
+    """Passing ``split.images[k]`` itself, the natural slip, gives what its id gives (not
+    "unhashable type: 'dict'" from inside the kit)."""
+    index_path = _write(tmp_path / "annotations" / "livecell_coco_test.json", _dataset(dict_style=False))
+    split = data.load_split(tmp_path, "test")
+    assert index_path == split.annotation_file
+    record = split.images[0]
+    assert [a["id"] for a in split.annotations_for(record)] == [11, 12]
+    assert np.array_equal(split.cell_areas(record), split.cell_areas(record["id"]))
+    with pytest.raises(KeyError, match="pass the image's id"):
+        split.annotations_for({"file_name": record["file_name"]})
+
+
+def test_cell_outlines_are_xy_rows_of_every_polygon(tmp_path):
+    _write(tmp_path / "annotations" / "livecell_coco_test.json", _dataset(dict_style=False))
+    split = data.load_split(tmp_path, "test")
+    outlines = data.cell_outlines(split, 1)
+    assert [xy.shape for xy in outlines] == [(4, 2), (3, 2)]
+    assert outlines[1].tolist() == [[100, 100], [120, 100], [110, 130]]  # (x, y) rows, in file order
+    assert data.cell_outlines(split, -1) == []
+
+
 def test_subset_restricts_images_and_annotations(tmp_path):
     train = data.load_split(_layout(tmp_path), "train")
     ids = [train.images[3]["id"], train.images[0]["id"]]

@@ -283,3 +283,134 @@ def test_seeds_checker_says_your_turn_to_the_placeholder():
         ...  # your code: return the result
 
     assert exercises.check_seeds.verdict(find_seeds, presets.CELL_SPLITTING).status == "your turn"
+
+
+# ---------------------------------------------------------------- exercise 01: one image's outlines
+
+class _PolygonSplit:
+    """Two images of made-up cells, as the outline checker reads a split."""
+
+    name = "fake"
+    images = [{"id": 11, "file_name": "A172_Phase_1.tif"}, {"id": 12, "file_name": "A172_Phase_2.tif"},
+              {"id": 13, "file_name": "BV2_Phase_1.tif"}]
+    _anns = {11: [[[1.0, 2.0, 8.0, 2.0, 8.0, 9.0]]],
+             12: [[[3.0, 1.0, 9.0, 4.0, 5.0, 7.5, 2.0, 6.0]], [[20.0, 21.0, 30.0, 22.0, 25.0, 33.0]]],
+             13: [[[0.5, 0.5, 4.0, 1.0, 2.0, 5.0]], [[10.0, 12.0, 16.0, 12.0, 13.0, 18.0]],
+                  [[40.0, 2.0, 44.0, 3.0, 41.0, 9.0]]]}
+
+    def annotations_for(self, image_id):
+        return [{"id": k, "image_id": image_id, "segmentation": seg} for k, seg in enumerate(self._anns[image_id])]
+
+
+def _outlines(split, image_id):
+    return [np.reshape(poly, (-1, 2)) for ann in split.annotations_for(image_id) for poly in ann["segmentation"]]
+
+
+def test_outlines_checker_accepts_a_genuine_function_on_fresh_images():
+    verdict = exercises.check_outlines.verdict(_outlines, _PolygonSplit())
+    assert verdict, verdict
+    assert "two polygons" in verdict.message and "without cells" in verdict.message
+    as_lists = lambda split, i: [np.reshape(p, (-1, 2)).tolist() for p in _outlines(split, i)]  # noqa: E731
+    assert exercises.check_outlines.verdict(as_lists, _PolygonSplit())
+
+
+def test_outlines_checker_rejects_wrong_answers():
+    _assert_not_yet("should be a function", exercises.check_outlines.verdict([], _PolygonSplit()))
+    nothing = exercises.check_outlines.verdict(lambda s, i: [], _PolygonSplit())
+    _assert_not_yet(r"polygon\(s\); that image has more", nothing)
+    shifted = lambda s, i: [xy + 1 for xy in _outlines(s, i)]  # noqa: E731
+    _assert_not_yet("a polygon differs", exercises.check_outlines.verdict(shifted, _PolygonSplit()))
+    _assert_not_yet("got dict", exercises.check_outlines.verdict(lambda s, i: {"x": 1}, _PolygonSplit()))
+    _assert_not_yet("returned None", exercises.check_outlines.verdict(lambda s, i: None, _PolygonSplit()))
+
+
+def test_outlines_checker_names_the_typical_mistakes():
+    split = _PolygonSplit()
+    flat = lambda s, i: [p for a in s.annotations_for(i) for p in a["segmentation"]]  # noqa: E731
+    swapped = lambda s, i: [xy[:, ::-1] for xy in _outlines(s, i)]  # noqa: E731
+    columns = lambda s, i: [np.reshape(p, (2, -1)).T  # noqa: E731 - all x first, then all y
+                            for a in s.annotations_for(i) for p in a["segmentation"]]
+    transposed = lambda s, i: [xy.T for xy in _outlines(s, i)]  # noqa: E731
+    first_only = lambda s, i: [np.reshape(a["segmentation"][0], (-1, 2)) for a in s.annotations_for(i)]  # noqa: E731
+    records = lambda s, i: s.annotations_for(i)  # noqa: E731
+    first_image = lambda s, i: _outlines(s, s.images[0]["id"])  # noqa: E731 - ignores image_id
+    _assert_not_yet("flat list", exercises.check_outlines.verdict(flat, split))
+    _assert_not_yet("x and y are swapped", exercises.check_outlines.verdict(swapped, split))
+    _assert_not_yet(r"not \(2, -1\)", exercises.check_outlines.verdict(columns, split))
+    _assert_not_yet(r"\(2, N\)", exercises.check_outlines.verdict(transposed, split))
+    _assert_not_yet(r"not only segmentation\[0\]", exercises.check_outlines.verdict(first_only, split))
+    _assert_not_yet("annotation dicts", exercises.check_outlines.verdict(records, split))
+    _assert_not_yet("function's arguments", exercises.check_outlines.verdict(first_image, split))
+
+
+def test_outlines_checker_says_your_turn_to_the_placeholder():
+    def outlines(split, image_id):
+        """Polygons of one image."""
+        ...  # your code: return the result
+
+    assert exercises.check_outlines.verdict(outlines, _PolygonSplit()).status == "your turn"
+    assert exercises.check_outlines.verdict(..., _PolygonSplit()).status == "your turn"
+
+
+# ---------------------------------------------------------------- exercise 02b: decoding an RLE
+
+def _decode_rle(rle):
+    height, width = rle["size"]
+    runs = np.repeat(np.arange(len(rle["counts"])) % 2, rle["counts"])
+    return runs.reshape((height, width), order="F").astype(np.uint8)
+
+
+_NOTEBOOK_RLE = {"size": [3, 5], "counts": [0, 2, 4, 3, 6]}  # first pixel is a cell
+
+
+def test_decode_rle_accepts_a_numpy_decoder_matching_pycocotools():
+    verdict = exercises.check_decode_rle.verdict(_decode_rle, _NOTEBOOK_RLE)
+    assert verdict, verdict
+    assert "3×5" in verdict.message and "pycocotools" in verdict.message
+    transposed_reshape = lambda r: _decode_rle(r).T.copy().reshape(r["size"][::-1]).T  # noqa: E731 - (W, H) then .T
+    assert exercises.check_decode_rle.verdict(transposed_reshape, _NOTEBOOK_RLE)
+
+
+def test_decode_rle_names_the_typical_mistakes():
+    def row_major(rle):
+        height, width = rle["size"]
+        return np.repeat(np.arange(len(rle["counts"])) % 2, rle["counts"]).reshape(height, width).astype(np.uint8)
+
+    def cell_first(rle):
+        return 1 - _decode_rle(rle)
+
+    def both(rle):
+        return 1 - row_major(rle)
+
+    _assert_not_yet("row by row", exercises.check_decode_rle.verdict(row_major, _NOTEBOOK_RLE))
+    _assert_not_yet("first run is background", exercises.check_decode_rle.verdict(cell_first, _NOTEBOOK_RLE))
+    _assert_not_yet("two things differ", exercises.check_decode_rle.verdict(both, _NOTEBOOK_RLE))
+    _assert_not_yet(r"\(W, H\)", exercises.check_decode_rle.verdict(lambda r: _decode_rle(r).T, _NOTEBOOK_RLE))
+    _assert_not_yet("flat", exercises.check_decode_rle.verdict(lambda r: _decode_rle(r).ravel(), _NOTEBOOK_RLE))
+    _assert_not_yet("255", exercises.check_decode_rle.verdict(lambda r: 255 * _decode_rle(r), _NOTEBOOK_RLE))
+    _assert_not_yet("uint8", exercises.check_decode_rle.verdict(lambda r: _decode_rle(r) > 0, _NOTEBOOK_RLE))
+
+
+def test_decode_rle_rejects_wrong_answers_and_pycocotools_itself():
+    from pycocotools import mask as mask_utils
+
+    def borrowed(rle):
+        return mask_utils.decode(mask_utils.frPyObjects(rle, *rle["size"]))
+
+    _assert_not_yet("with numpy", exercises.check_decode_rle.verdict(borrowed, _NOTEBOOK_RLE))
+    notebook_size = lambda r: np.zeros((3, 5), np.uint8)  # noqa: E731 - the cell's shape, hard-coded
+    _assert_not_yet(r"not \(H, W\)", exercises.check_decode_rle.verdict(notebook_size, _NOTEBOOK_RLE))
+    empty = lambda r: np.zeros(r["size"], np.uint8)  # noqa: E731
+    _assert_not_yet("too few cell pixels", exercises.check_decode_rle.verdict(empty, _NOTEBOOK_RLE))
+    positions = lambda r: np.isin(np.arange(np.prod(r["size"])), np.cumsum(r["counts"])).reshape(  # noqa: E731
+        r["size"], order="F").astype(np.uint8)
+    _assert_not_yet("length of a run", exercises.check_decode_rle.verdict(positions, _NOTEBOOK_RLE))
+    _assert_not_yet("compressed", exercises.check_decode_rle.verdict(_decode_rle, {"size": [2, 2], "counts": "04"}))
+
+
+def test_decode_rle_says_your_turn_to_the_placeholder():
+    def decode_rle(rle):
+        """The mask of an RLE."""
+        ...  # your code: return the result
+
+    assert exercises.check_decode_rle.verdict(decode_rle, _NOTEBOOK_RLE).status == "your turn"

@@ -21,7 +21,8 @@
 The names below are re-exported so callers write ``data.load_split(root, "train")``;
 ``data.read_image`` is :func:`livecell_kit.data.images.read_image`.
 """
-from livecell_kit.data.annotations import Split, available_splits, load_annotations, load_split, to_coco
+from livecell_kit.data.annotations import (Split, available_splits, cell_outlines, load_annotations, load_split,
+                                          to_coco)
 from livecell_kit.data.download import DOWNLOAD_PARTS, DownloadError, ResumableDownloader, download_livecell, fetch
 from livecell_kit.data.extract import safe_extract_zip
 from livecell_kit.data.image_check import ImageCheckError, check_image_files, read_header
@@ -42,7 +43,7 @@ __all__ = [
     "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS", "POLYGON_TOLERANCE_PX", "RECORDED_HASHES",
     "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "AnnotationIndex",
     "DownloadError", "ImageCheckError", "ImageReadError", "ResumableDownloader", "Split", "annotation_path",
-    "available_splits", "cell_type_of", "check_image_files", "default_workdir", "download_livecell", "fetch",
+    "available_splits", "cell_outlines", "cell_type_of", "check_image_files", "default_workdir", "download_livecell", "fetch",
     "file_sha256", "index_root", "load_annotations", "load_split", "load_subset",
     "nearly_unannotated", "open_index", "read_header", "read_image", "read_manifest", "safe_extract_zip",
     "segmentation_problem", "select_subset", "split_image_dir", "to_coco",

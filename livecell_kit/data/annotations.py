@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -114,8 +115,8 @@ class Split:
 
     def annotations_for(self, image_id) -> list[dict]:
         """Annotations (cells) of one image as COCO dicts, in file order; [] if it has none
-        or is not in this split."""
-        row = self._row_of_id.get(image_id)
+        or is not in this split.  ``image_id``: the image's id, or its record (``split.images[k]``)."""
+        row = self._row_of_id.get(_image_id(image_id))
         return [] if row is None else [self.index.annotation(int(k)) for k in self.index.annotation_rows(row)]
 
     def cell_counts(self) -> np.ndarray:
@@ -123,8 +124,9 @@ class Split:
         return self.index.cell_counts(self.rows)
 
     def cell_areas(self, image_id) -> np.ndarray:
-        """Areas (px², float64) of one image's cells, in file order, without building the cells."""
-        row = self._row_of_id.get(image_id)
+        """Areas (px², float64) of one image's cells, in file order, without building the cells.
+        ``image_id``: the image's id, or its record."""
+        row = self._row_of_id.get(_image_id(image_id))
         return np.zeros(0) if row is None else self.index.areas(row)
 
     def coco_dataset(self, image_ids=None) -> dict:
@@ -158,6 +160,29 @@ class Split:
 
     def cell_type(self, image_record: dict) -> str:
         return cell_type_of(image_record["file_name"])
+
+
+def _image_id(image):
+    """The id of an image given by its id or by its record: passing ``split.images[k]`` itself is
+    the natural slip, and looking a dict up by value would fail with "unhashable type: 'dict'"."""
+    if isinstance(image, Mapping):
+        if "id" not in image:
+            raise KeyError(f"this image record has no 'id' (keys {sorted(image)}); pass the image's id")
+        return image["id"]
+    return image
+
+
+def cell_outlines(split, image_id) -> list[np.ndarray]:
+    """Every polygon of one image's cells: float64 (N, 2) arrays of x (column), y (row) in pixels.
+
+    One array per polygon, annotation by annotation in file order (a COCO segmentation is a
+    list of polygons ``[[x0, y0, x1, y1, ...], ...]``; LIVECell's cells have one each).
+    RLE segmentations have no polygon and are left out.  ``split``: anything with
+    ``annotations_for(image_id)``, such as a :class:`Split`.
+    """
+    return [np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+            for ann in split.annotations_for(image_id) if not isinstance(ann["segmentation"], Mapping)
+            for polygon in ann["segmentation"]]
 
 
 def load_split(root, split: str) -> Split:
