@@ -101,8 +101,9 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
 
     In a live Jupyter kernel with ipywidgets this displays and returns a :class:`Viewer`
     showing the first image at once, and under it a one-line note (:data:`RERUN_HINT`) that
-    stays in the saved notebook, where the widget itself does not survive a reopening.  With ``static=True`` (or without a widget front end)
-    it returns a matplotlib figure of the first image of each cell type instead.
+    stays in the saved notebook, where the widget itself does not survive a reopening.
+    With ``static=True`` (or without a widget front end) it returns a matplotlib figure of
+    the first image of each cell type instead.
     ``source`` (e.g. "synthetic sample") is added to the titles.
     """
     if not (len(images) == len(truths) == len(probabilities) == len(names) == len(cell_types)) or not images:
@@ -114,7 +115,9 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
     if static:
         return _static_figure(images, truths, probabilities, cell_types, threshold, source)
     shown = _interactive(images, truths, probabilities, names, cell_types, threshold, source)
-    display(shown)
+    # ipywidgets 8 widgets have _repr_mimebundle_ (the Viewer adds its text/plain hint to it);
+    # ipywidgets 7, Colab's, displays a widget only through its own _ipython_display_
+    display(shown if hasattr(shown.box, "_repr_mimebundle_") else shown.box)
     display(HTML(f'<p style="color:#666;font-size:90%;margin:2px 0">{html.escape(RERUN_HINT)}</p>'))
     return shown
 

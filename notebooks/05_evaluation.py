@@ -147,7 +147,9 @@ print("  ".join(f"{k} {scores[k]:.3f}" for k in ("pixel_accuracy", "iou", "dice"
 # 0.5 is a convention, not a law. We try every threshold from 0.05 to 0.95 in steps of 0.01
 # on the **validation** split of the data the model was trained on, summing each threshold's
 # counts over all validation frames, and keep the threshold with the best IoU. Never choose
-# it on the test images: a threshold tuned on the images it is scored on flatters the model.
+# it on the test images: a threshold tuned on the images it is scored on flatters the model
+# (data without a test split is scored on its val split: when the model was trained on that
+# same data, the threshold stays 0.5, as in `evaluate_model`).
 
 # %%
 val_split = data.load_subset(train_root, "val")   # every validation image
@@ -167,6 +169,8 @@ sweep = {"threshold": thresholds, **{k: [r[k] for r in rows] for k in ("iou", "d
 ious = np.array(sweep["iou"])
 best = thresholds[ious >= ious.max() - 1e-12]        # all thresholds with the best IoU
 chosen = float(best[np.argmin(np.abs(best - 0.5))])  # of those, the one nearest 0.5
+if eval_split == "val" and train_root == root:       # no test split: val is scored, so never tuned on
+    chosen = 0.5
 print(f"chosen threshold: {chosen:.2f} (IoU {ious.max():.3f} on {len(val_split.images)} validation images)")
 fig = plot.threshold_sweep(sweep, chosen=chosen,
                            title=f"threshold sweep on the validation split ({course.data_label(train_root)})")
