@@ -11,8 +11,8 @@ from livecell_kit.exercises.data import check_cells_per_type
 from livecell_kit.exercises.evaluation import check_hit_fractions, check_iou
 from livecell_kit.exercises.masks import check_rle_area
 from livecell_kit.exercises.model import check_conv_params
-from livecell_kit.exercises.training import check_background_accuracy, check_crops_seen
+from livecell_kit.exercises.training import check_background_accuracy, check_crops_seen, check_dice_loss
 
 __all__ = ["NotYet", "Verdict", "call_student", "exercise", "show", "check_cells_per_type", "check_rle_area",
-           "check_conv_params", "check_crops_seen", "check_background_accuracy", "check_iou",
+           "check_conv_params", "check_crops_seen", "check_background_accuracy", "check_dice_loss", "check_iou",
            "check_hit_fractions", "check_seeds"]
