@@ -374,3 +374,15 @@ OVERLAY_STRIP_ROWS = 1024
 #: What ``predict`` and ``measure`` use when no ``--model`` is given, and notebooks 05/06 on Colab
 #: instead of retraining: a ``cells`` model trained on the seed-0 sample only (no LIVECell pixels).
 PRETRAINED_MODEL = "cells-sample"
+
+# --- kernel memory (issue 24) -------------------------------------------------------------------
+#: glibc malloc settings of a notebook kernel that loads TensorFlow (``course.setup``): at most this
+#: many malloc heaps ("arenas") for all threads, instead of up to 8 per core, each hoarding what its
+#: threads freed ...
+KERNEL_MALLOC_ARENAS = 2
+#: ... and blocks of this many bytes or more (training tensors: a 8×128×128×8 float32 activation is
+#: 4 MiB) mapped on their own, so that freeing one returns it to the system at once; glibc would
+#: otherwise raise this threshold to the largest block freed so far and keep such blocks in its heaps.
+#: Measured on notebook 04's training (2 epochs of quick on the sample, 2 cores): the kernel's peak
+#: resident memory 1193 MB with glibc's defaults, 1147 MB with 2 arenas, 1035 MB with both settings.
+KERNEL_MALLOC_MMAP_THRESHOLD = 2**20
