@@ -221,6 +221,17 @@ def _dice_loss(y_true, y_pred, smooth=1.0, axes=(1, 2, 3), twice=2.0, top=None):
     return 1.0 - (twice * overlap + (smooth if top is None else top)) / (total + smooth)
 
 
+def test_dice_loss_checkers_reference_is_the_kits_dice_loss():
+    import numpy as np
+
+    from livecell_kit import train
+    from livecell_kit.exercises import training
+
+    truth, prediction = training._dice_cases()
+    np.testing.assert_allclose(1.0 - training._soft_dice(truth, prediction), train.dice_loss(truth, prediction),
+                               rtol=1e-6)
+
+
 def test_dice_loss_checker_accepts_a_per_image_soft_dice_loss():
     verdict = exercises.check_dice_loss.verdict(_dice_loss)
     assert verdict, verdict
