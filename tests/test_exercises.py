@@ -455,3 +455,62 @@ def test_decode_rle_says_your_turn_to_the_placeholder():
         ...  # your code: return the result
 
     assert exercises.check_decode_rle.verdict(decode_rle, _NOTEBOOK_RLE).status == "your turn"
+# ---------------------------------------------------------------- exercise 04c: the Dice loss
+
+def _dice_loss(y_true, y_pred, smooth=1.0, axes=(1, 2, 3), twice=2.0, top=None):
+    import tensorflow as tf
+
+    overlap = tf.reduce_sum(y_true * y_pred, axis=axes)
+    total = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
+    return 1.0 - (twice * overlap + (smooth if top is None else top)) / (total + smooth)
+
+
+def test_dice_loss_checkers_reference_is_the_kits_dice_loss():
+    import numpy as np
+
+    from livecell_kit import train
+    from livecell_kit.exercises import training
+
+    truth, prediction = training._dice_cases()
+    np.testing.assert_allclose(1.0 - training._soft_dice(truth, prediction), train.dice_loss(truth, prediction),
+                               rtol=1e-6)
+
+
+def test_dice_loss_checker_accepts_a_per_image_soft_dice_loss():
+    verdict = exercises.check_dice_loss.verdict(_dice_loss)
+    assert verdict, verdict
+    assert "fresh crops" in verdict.message and "empty" in verdict.message
+
+
+def test_dice_loss_checker_names_each_typical_mistake():
+    import numpy as np
+    import tensorflow as tf
+
+    check = exercises.check_dice_loss.verdict
+    _assert_not_yet("nan or inf.*smoothing", check(lambda t, p: _dice_loss(t, p, smooth=0.0)))
+    _assert_not_yet("Dice score.*1 − Dice", check(lambda t, p: 1.0 - _dice_loss(t, p)))
+    _assert_not_yet("whole batch.*per image", check(lambda t, p: _dice_loss(t, p, axes=(0, 1, 2, 3))))
+    _assert_not_yet("shape", check(lambda t, p: _dice_loss(t, p, axes=(1, 2))))  # (B, 1): channel kept
+    _assert_not_yet("numerator", check(lambda t, p: _dice_loss(t, p, top=0.0)))
+    _assert_not_yet("tiny epsilon", check(lambda t, p: _dice_loss(t, p, smooth=1e-7)))
+    _assert_not_yet("twice", check(lambda t, p: _dice_loss(t, p, twice=1.0)))
+    mean = lambda t, p: 1.0 - (2 * tf.reduce_mean(t * p, (1, 2, 3)) + 1) / (  # noqa: E731
+        tf.reduce_mean(t, (1, 2, 3)) + tf.reduce_mean(p, (1, 2, 3)) + 1)
+    _assert_not_yet("do not average", check(mean))
+    _assert_not_yet("thresholded", check(lambda t, p: _dice_loss(t, tf.cast(p >= 0.5, tf.float32))))
+    numpy_sums = lambda t, p: 1.0 - (2 * np.sum(t * p, axis=(1, 2, 3)) + 1) / (  # noqa: E731
+        np.sum(t, axis=(1, 2, 3)) + np.sum(p, axis=(1, 2, 3)) + 1)
+    _assert_not_yet("not NumPy", check(numpy_sums))
+    _assert_not_yet("differs from the kit's on", check(lambda t, p: _dice_loss(t, p) + 0.1))
+    _assert_not_yet("raised", check(lambda t, p: tf.reduce_sum(t, axis=4)))
+    _assert_not_yet("returned None", check(lambda t, p: None))
+
+
+def test_dice_loss_checker_says_your_turn_to_the_placeholder_and_never_shows_the_kits_values():
+    def dice_loss(y_true, y_pred):
+        """1 − soft Dice per image."""
+        ...  # your code: return the result
+
+    assert exercises.check_dice_loss.verdict(dice_loss).status == "your turn"
+    wrong = exercises.check_dice_loss.verdict(lambda t, p: _dice_loss(t, p) + 0.1).message
+    assert not re.search(r"\d\.\d{2}", wrong)  # no loss value, so no answer to copy

@@ -490,3 +490,46 @@ def test_validation_metrics_do_not_depend_on_the_batch_size():
                 m.update_state(y_true[i:i + batch], y_pred[i:i + batch])
         results.append([float(m.result()) for m in metrics])
     assert results[0] == results[1] == results[2]
+
+
+# ---------------------------------------------------------------- the pipeline's steps, as notebook 04 assembles them
+
+def test_read_frames_stacks_each_image_with_its_mask_in_file_order(pairs):
+    images, masks, arrays = pairs
+    stacks = list(T.read_frames(images, masks).as_numpy_iterator())
+    assert [s.shape for s in stacks] == [(H, W, 2)] * 4 and stacks[0].dtype == np.uint8
+    np.testing.assert_array_equal(np.stack([s[..., 0] for s in stacks]), np.stack(arrays))
+    np.testing.assert_array_equal(np.stack([s[..., 1] for s in stacks]), (np.stack(arrays) > 128).astype(np.uint8))
+
+
+def test_with_seeds_gives_each_element_its_own_seed_fixed_by_the_run_seed():
+    def seeds(seed):
+        return [s for _, s in T.with_seeds(tf.data.Dataset.range(5), seed).as_numpy_iterator()]
+
+    first = seeds(3)
+    assert all(s.shape == (2,) and s.dtype == np.int64 for s in first)
+    assert len({tuple(s) for s in first}) == 5  # no two elements share a seed
+    np.testing.assert_array_equal(first, seeds(3))
+    assert not np.array_equal(first, seeds(4))
+
+
+def test_the_steps_assembled_by_hand_give_training_datasets_batches(pairs):
+    images, masks, _ = pairs
+    frames = T.read_frames(images, masks).cache().shuffle(len(images), seed=5, reshuffle_each_iteration=True).repeat()
+    crops = T.with_seeds(frames, 5).map(lambda stack, seed: T.crop_and_augment(stack, seed, 16, augment=True))
+    by_hand = _first_batches(crops.batch(3, drop_remainder=True).prefetch(1), 5)
+    kit = _first_batches(T.training_dataset(images, masks, batch_size=3, crop_size=16, augment=True, seed=5), 5)
+    for (xa, ya), (xb, yb) in zip(by_hand, kit, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_preset_files_asks_split_files_for_the_presets_images(monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "split_files", lambda root, split, **kw: calls.append((root, split, kw)) or ([], []))
+    preset = presets.get_preset("borders")
+    T.preset_files("data", preset, "val")
+    (root, split, kw), = calls
+    assert (root, split, kw["limit"], kw["subset_seed"], kw["subset_rule"]) == (
+        "data", "val", preset.data.val_images, preset.data.subset_seed, preset.data.subset)
+    assert kw["outputs"] == preset.model.outputs and kw["instance_labels"]  # weighted_bce needs the labels
