@@ -296,8 +296,11 @@ fig = plot.learning_rate_schedule([float(schedule(s)) for s in range(tc.epochs *
 
 # %%
 val_split = course.preset_split(root, "val")
-snapshot_images = [data.read_image(val_split.image_path(img))[128:384, 224:480] for img in val_split.images[:2]]
-snapshots = train.PredictionSnapshots(snapshot_images)
+val_mask_dir = masks.build_mask_cache(val_split, kind="semantic", progress=False)
+watched = val_split.images[:2]  # two validation crops, with their annotated masks
+snapshot_images = [data.read_image(val_split.image_path(img))[128:384, 224:480] for img in watched]
+snapshot_truths = [masks.load_mask(val_mask_dir, img["file_name"])[128:384, 224:480] for img in watched]
+snapshots = train.PredictionSnapshots(snapshot_images, truths=snapshot_truths)
 if not run.finished:
     model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs, steps_per_epoch=steps,
               callbacks=train.run_callbacks(run.out_dir, tc.early_stopping_patience) + [snapshots],
@@ -360,7 +363,6 @@ for epoch in range(2):
 # %%
 from livecell_kit import predict
 
-val_mask_dir = masks.build_mask_cache(val_split, kind="semantic", progress=False)
 examples = val_split.images[:: max(1, len(val_split.images) // 3)][:3]
 images = [data.read_image(val_split.image_path(img)) for img in examples]
 truths = [masks.load_mask(val_mask_dir, img["file_name"]) for img in examples]
