@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from livecell_kit.presets import TrainConfig
+
 
 def _disk(radius: float) -> np.ndarray:
     """Boolean footprint of the pixels at Euclidean distance < ``radius`` from the centre."""
@@ -46,7 +48,8 @@ def touching_border_mask(labels: np.ndarray, distance: float = 2) -> np.ndarray:
     return ((hi > 0) & (lo != big) & (hi != lo)).astype(np.uint8)
 
 
-def border_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+def border_weight_map(labels: np.ndarray, w0: float = TrainConfig.border_weight_w0,
+                      sigma: float = TrainConfig.border_weight_sigma,
                       class_weights=None, cutoff: float = 5.0) -> np.ndarray:
     """The U-Net paper's loss weights: float32 (H, W).
 

@@ -59,14 +59,14 @@ from livecell_kit.presets.configs import (AUGMENTATION, BATCH_NORM_MOMENTUM, CAC
 from livecell_kit.presets.inference import (AUTO_TILE, AUTO_TILE_PIXELS, CELL_SPLITTING, EXPORT, OTSU_BASELINE,
                                             OVERLAY_STRIP_ROWS, PREDICT_BATCHES, PRETRAINED_MODEL,
                                             SEMANTIC_WATERSHED, SPLIT_TILE, SPLIT_TILE_MARGIN, SPLIT_TILE_PIXELS,
-                                            STREAM_PENDING_PIXELS, TILE_OVERLAP, CellSplitting, ExportConfig,
-                                            OtsuBaseline, PredictBatches, SemanticWatershed)
+                                            STREAM_PENDING_PIXELS, THRESHOLD_SWEEP, TILE_OVERLAP, CellSplitting, ExportConfig,
+                                            OtsuBaseline, PredictBatches, SemanticWatershed, ThresholdSweepRange)
 from livecell_kit.presets.named import PRESETS, SEED_REPORTED, get_preset, override, resolve
 
 __all__ = [
     "AUGMENTATION", "AUTO_TILE", "AUTO_TILE_PIXELS", "BATCH_NORM_MOMENTUM", "CACHE_LIMIT_BYTES", "CELLS_DISTANCE_WEIGHTS",
     "CELL_SPLITTING", "EXPORT", "OTSU_BASELINE", "OVERLAY_STRIP_ROWS", "PREDICT_BATCHES", "PRESETS",
     "PRETRAINED_MODEL", "SEED_REPORTED", "SEMANTIC_WATERSHED", "SPLIT_TILE", "SPLIT_TILE_MARGIN", "SPLIT_TILE_PIXELS",
-    "STREAM_PENDING_PIXELS", "TILE_OVERLAP", "Augmentation", "CellSplitting", "DataConfig", "ExportConfig",
-    "ModelConfig", "OtsuBaseline", "PredictBatches", "Preset", "SemanticWatershed", "TrainConfig", "get_preset", "override", "resolve",
+    "STREAM_PENDING_PIXELS", "THRESHOLD_SWEEP", "TILE_OVERLAP", "Augmentation", "CellSplitting", "DataConfig", "ExportConfig",
+    "ModelConfig", "OtsuBaseline", "PredictBatches", "Preset", "SemanticWatershed", "ThresholdSweepRange", "TrainConfig", "get_preset", "override", "resolve",
 ]

@@ -78,6 +78,22 @@ class SemanticWatershed:
 SEMANTIC_WATERSHED = SemanticWatershed()
 
 
+@dataclass(frozen=True)
+class ThresholdSweepRange:
+    """The probability thresholds :class:`livecell_kit.evaluate.ThresholdSweep` tries.
+
+    bins: equal bins of predicted probability on [0, 1]; their edges are the candidates.
+    lo, hi: the lowest and highest candidate threshold.
+    """
+
+    bins: int = 100
+    lo: float = 0.05
+    hi: float = 0.95
+
+
+THRESHOLD_SWEEP = ThresholdSweepRange()
+
+
 # --- the classical baseline (livecell_kit.evaluate.baselines) -------------------------------------
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from livecell_kit import data, masks
-from livecell_kit.presets import CACHE_LIMIT_BYTES, Preset
+from livecell_kit.presets import CACHE_LIMIT_BYTES, Preset, TrainConfig
 from livecell_kit.train.augment import crop_and_augment, split_xy
 from livecell_kit.train.losses import check_loss_fits, needs_weight_map
 
@@ -67,8 +67,8 @@ class BorderWeights:
     mask cache.
     """
 
-    w0: float = 10.0
-    sigma: float = 5.0
+    w0: float = TrainConfig.border_weight_w0
+    sigma: float = TrainConfig.border_weight_sigma
 
 
 def _decode(path) -> str:
