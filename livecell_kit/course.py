@@ -263,7 +263,7 @@ def preset_split(root: Path, split: str, preset: str = "quick") -> data.Split:
     :func:`livecell_kit.data.load_subset` with the preset's image count for that split and
     its subset rule and seed, so notebooks build masks only for those images and share
     them (one mask cache per annotation file) with training and evaluation.  On the sample
-    every split is smaller than any preset's count: the whole split.
+    the CPU presets (``quick``, ``borders``, ``cells``) take every split whole.
     """
     dc = presets.get_preset(preset).data
     limit = {"train": dc.train_images, "val": dc.val_images, "test": dc.test_images}[split]
@@ -363,7 +363,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     Returns the paths written (one per notebook). Notebooks without exercises are copied
     with outputs cleared so the student folder is a complete course.
     """
-    import nbformat  # here, not at the top: ~1 s to import (jsonschema), and only this needs it
+    import nbformat  # here, not at the top: slow to import (jsonschema), and only this needs it
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))

@@ -46,9 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from livecell_kit import data, masks
-from livecell_kit.presets import Preset
-# Augmentation and vary_intensity are imported from here too.
-from livecell_kit.train.augment import Augmentation, crop_and_augment, split_xy, vary_intensity
+from livecell_kit.presets import CACHE_LIMIT_BYTES, Preset, TrainConfig
+from livecell_kit.train.augment import crop_and_augment, split_xy
 from livecell_kit.train.losses import check_loss_fits, needs_weight_map
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -56,8 +55,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 CELL_TARGET_LEVELS = 255
 #: Channels of the instance targets (foreground, centre distance, boundary distance).
 CELL_TARGET_CHANNELS = 3
-#: Decoded data sets smaller than this are cached in RAM; larger ones stream from disk.
-CACHE_LIMIT_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,17 +66,15 @@ class BorderWeights:
     The class-balance term w_c of the paper is 1: the loss then differs from plain
     BCE only near neighbouring cells.
 
-    Cost of masks.border_weight_map per 520×704 frame, measured on one core:
-    17-90 ms, median 30 ms, on 5 real LIVECell frames (73-711 cells), 9-54 ms on the
-    sample's; decoding the frame takes ~3.5 ms.  That is cheap enough to compute in
-    the parallel ``tf.data`` map when a frame is read rather than to precompute: a
-    data set cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it
-    once, a streamed one every epoch (1024 seed-scale frames: ~30 s of one core, ~2 s
-    on 16).  Precomputing would also need a float mask kind in the mask cache.
+    masks.border_weight_map is cheap enough (``bench/masks.py``) to compute in the
+    parallel ``tf.data`` map when a frame is read rather than to precompute: a data set
+    cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it once, a
+    streamed one every epoch.  Precomputing would also need a float mask kind in the
+    mask cache.
     """
 
-    w0: float = 10.0
-    sigma: float = 5.0
+    w0: float = TrainConfig.border_weight_w0
+    sigma: float = TrainConfig.border_weight_sigma
 
 
 def _decode(path) -> str:
