@@ -4,7 +4,7 @@ The package reads as the pipeline, one job per module (a stage with several jobs
 is a subpackage that re-exports its public names, e.g. ``data.load_split``):
 
 * ``data`` — LIVECell on disk: download, layout, images, annotations, subsets;
-  ``sample`` (+ ``synthetic_cells``, ``synthetic_optics``) — the offline, LIVECell-like sample;
+  ``sample`` (``sample.cells``, ``sample.optics``) — the offline, LIVECell-like sample;
 * ``masks`` — annotations → semantic, instance and border masks, and their cache;
 * ``model`` — the U-Net builder;
 * ``train`` — input pipeline, losses and metrics, the resumable run;

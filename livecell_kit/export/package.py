@@ -36,8 +36,8 @@ from livecell_kit.data import CELL_TYPES
 from livecell_kit.export import provenance, weights
 from livecell_kit.overlay import overlay_image
 from livecell_kit.presets import EXPORT
-from livecell_kit.synthetic_cells import MORPHOLOGIES, place_cells
-from livecell_kit.synthetic_optics import render_frame
+from livecell_kit.sample.cells import MORPHOLOGIES, place_cells
+from livecell_kit.sample.optics import render_frame
 from livecell_kit.train import load_model
 
 try:  # the `export` extra
