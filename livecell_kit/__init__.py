@@ -14,7 +14,7 @@ is a subpackage that re-exports its public names, e.g. ``data.load_split``):
 plus ``plot`` (figures; ``overlay`` colours masks without pyplot), ``presets``
 (every named setting), ``exercises`` (the exercises' checkers, one module per notebook), ``course`` (notebook
 helpers; ``kernels``: the memory of a session's kernels), ``atomic`` (atomic writes, the JSON writer, done-stamps) and ``cli``
-(the ``livecell-kit`` command; ``cli_errors``: its error messages and exit status). Import the stage you need, e.g.
+(the ``livecell-kit`` command; ``cli.errors``: its error messages and exit status). Import the stage you need, e.g.
 ``from livecell_kit import data``.
 """
 __version__ = "0.1.0"

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 #: the console script (launch) imports the CLI inside main() so a Ctrl-C while it loads is caught;
 #: notebook 03's decoder-block checker builds Keras layers with the kit's builder only when called,
 #: so notebooks 01-02, which import the exercises, stay TensorFlow-free.
-LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch", "livecell_kit.exercises.model"}
+LAZY_OK = {"livecell_kit.cli.commands", "livecell_kit.course", "livecell_kit.cli.launch", "livecell_kit.exercises.model"}
 #: Stages a notebook or the CLI imports before any model exists.
 LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
-         "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli")
+         "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli.commands")
 
 
 def _module_name(path: Path) -> str:

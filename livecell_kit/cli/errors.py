@@ -9,7 +9,7 @@ A user sees one or a few lines on stderr, never a traceback:
 * Ctrl-C: one line saying what was kept and how to resume; status 130 (128 + SIGINT);
 * anything else is a bug in the kit: its one-line message, and how to see the traceback; status 1.
 
-``--debug`` (or env ``LIVECELL_KIT_DEBUG=1``) makes :mod:`livecell_kit.cli` re-raise instead.
+``--debug`` (or env ``LIVECELL_KIT_DEBUG=1``) makes :mod:`livecell_kit.cli.commands` re-raise instead.
 """
 from __future__ import annotations
 

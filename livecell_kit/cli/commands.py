@@ -13,7 +13,7 @@
 Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
 commands that run a model, so that ``sample``, ``download`` and ``masks`` start at once.
 
-Errors: a few lines on stderr, no traceback (see :mod:`livecell_kit.cli_errors`); exit status
+Errors: a few lines on stderr, no traceback (see :mod:`livecell_kit.cli.errors`); exit status
 0 done, 1 a bug in the kit, 2 bad input or usage, 130 interrupted (Ctrl-C; rerun to resume).
 ``livecell-kit --debug COMMAND ...`` (or env ``LIVECELL_KIT_DEBUG=1``) shows the full traceback.
 """
@@ -26,7 +26,8 @@ import os
 import sys
 from pathlib import Path
 
-from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
+from livecell_kit import course, data, evaluate, masks, predict, presets, sample
+from livecell_kit.cli import errors as cli_errors
 from livecell_kit.data.channels import CHANNEL_READINGS
 from livecell_kit.data.download import DOWNLOAD_SUBSETS
 from livecell_kit.export import provenance
