@@ -11,7 +11,7 @@ is a subpackage that re-exports its public names, e.g. ``data.load_split``):
 * ``predict`` — a saved model on any image; ``instances`` — probability map → cells;
 * ``evaluate`` — pixel metrics, baselines, instance AP, the evaluation driver;
 
-plus ``plot`` (figures; ``overlay`` colours masks without pyplot), ``presets``
+plus ``figures`` (every figure; ``masks.overlay`` colours masks without pyplot), ``presets``
 (every named setting), ``exercises`` (the exercises' checkers, one module per notebook), ``course`` (notebook
 helpers; ``kernels``: the memory of a session's kernels), ``atomic`` (atomic writes, the JSON writer, done-stamps) and ``cli``
 (the ``livecell-kit`` command; ``cli.errors``: its error messages and exit status). Import the stage you need, e.g.

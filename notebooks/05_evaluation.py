@@ -40,7 +40,7 @@ kit = course.setup()
 print(kit)
 
 # %%
-from livecell_kit import data, evaluate, exercises, masks, plot, predict
+from livecell_kit import data, evaluate, exercises, figures, masks, predict
 
 root, eval_split, source = kit.root, kit.eval_split, kit.label  # the data scored, its split, its label
 train_root = kit.train_root           # where notebook 04 trained
@@ -79,7 +79,7 @@ table = {"U-Net (quick)": results, **{f"baseline: {k}": v for k, v in results["b
 for name, r in table.items():
     print(f"{name:22s} accuracy {r['pixel_accuracy']:.3f}  IoU {r['iou']:.3f}  Dice {r['dice']:.3f}  "
           f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
-fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f"{eval_split} split ({source})")
+fig = figures.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f"{eval_split} split ({source})")
 
 # %% [markdown]
 # Look at the all-background row: high accuracy, zero IoU. Pixel accuracy alone flatters.
@@ -92,7 +92,7 @@ fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f
 from IPython.display import display
 
 display(evaluate.per_cell_type_table(results))  # a MetricsTable: Jupyter renders it as a table
-fig = plot.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall"),
+fig = figures.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall"),
                        title=f"U-Net per cell type ({source})")
 
 # %% [markdown]
@@ -105,7 +105,7 @@ fig = plot.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall
 # overall scores, y axis zoomed, since near the best they change only in the second decimal.
 
 # %%
-fig = plot.threshold_sweep(results["threshold_sweep"], chosen=results["threshold"],
+fig = figures.threshold_sweep(results["threshold_sweep"], chosen=results["threshold"],
                            title=f"threshold sweep on the validation split ({course.data_label(train_root)})")
 print(f"chosen threshold: {results['threshold']:.2f} ({results['threshold_source']})")
 
@@ -147,7 +147,7 @@ test_mask_dir = masks.build_mask_cache(test_split.subset([img["id"] for img in s
 images = [data.read_image(test_split.image_path(img)) for img in shown]
 truths = [masks.load_mask(test_mask_dir, img["file_name"]) for img in shown]
 probabilities = [predict.predict_image(run.model, im) for im in images]
-viewer = plot.viewer(images, truths, probabilities, names=[img["file_name"] for img in shown],
+viewer = figures.viewer(images, truths, probabilities, names=[img["file_name"] for img in shown],
                      cell_types=[test_split.cell_type(img) for img in shown], threshold=results["threshold"],
                      source=source)
 
@@ -163,7 +163,7 @@ threshold = 0.2  # change this: try 0.2, 0.5, 0.9
 for t in sorted({threshold, results["threshold"]}):
     scores = evaluate.pixel_metrics(probability, truth, t)
     print(f"threshold {t:.2f}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  IoU {scores['iou']:.3f}")
-fig = plot.viewer([image], [truth], [probability], [first["file_name"]],
+fig = figures.viewer([image], [truth], [probability], [first["file_name"]],
                   [test_split.cell_type(first)], threshold=threshold, static=True, source=source)
 
 # %% [markdown]
@@ -183,7 +183,7 @@ fig = plot.viewer([image], [truth], [probability], [first["file_name"]],
 # and three predictions shifted by a few pixels:
 
 # %%
-fig = plot.iou_hits()
+fig = figures.iou_hits()
 
 # %% [markdown]
 # ### Exercise 5b — found at IoU 0.5, found at IoU 0.75
@@ -220,7 +220,7 @@ exercises.check_hit_fractions(hits, best_ious)
 instance = results["instance"]
 print(f"AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}   "
       f"(× 100: AP {100 * instance['AP']:.1f}, on {source} {eval_split} images; LIVECell's model: 47.8 on real test images)")
-fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75"),
+fig = figures.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75"),
                        title=f"instance AP per cell type ({source})")
 
 # %% [markdown]

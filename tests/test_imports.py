@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 #: so notebooks 01-02, which import the exercises, stay TensorFlow-free.
 LAZY_OK = {"livecell_kit.cli.commands", "livecell_kit.course", "livecell_kit.cli.launch", "livecell_kit.exercises.model"}
 #: Stages a notebook or the CLI imports before any model exists.
-LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
+LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.figures", "livecell_kit.presets",
          "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli.commands")
 
 
@@ -102,7 +102,7 @@ def test_light_stages_do_not_load_tensorflow(module):
             f"'matplotlib.pyplot') if m in sys.modules); print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy = set(filter(None, out.stdout.strip().split(",")))
-    if module == "livecell_kit.plot":
+    if module == "livecell_kit.figures":
         heavy.discard("matplotlib.pyplot")  # plotting is its job
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
 

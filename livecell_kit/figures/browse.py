@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from livecell_kit.overlay import COLOURS, OUTCOME_LABELS, outcome_layers, overlay
+from livecell_kit.masks.overlay import COLOURS, OUTCOME_LABELS, outcome_layers, overlay
 
 #: Checkbox text for each outcome layer (the legend spells them out in full).
 _SHORT_LABELS = {"true_positive": "found", "false_positive": "false positive", "false_negative": "missed"}
