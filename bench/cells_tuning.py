@@ -14,7 +14,7 @@ each stage starting from the best AP (COCO, LIVECell's protocol, pooled over the
 of the one before; settings within 0.002 AP of a stage's best count as ties, and the tie that
 changes fewest settings wins.  The first stage starts from ``CellSplitting()``'s defaults.
 Printed per setting: AP, AP50, AP75, median absolute cell-count error (%) and split CPU
-seconds per frame; last, the best settings as a ``CellSplitting(...)`` line for presets.py.
+seconds per frame; last, the best settings as a ``CellSplitting(...)`` line for presets/inference.py.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     split, frames = val_outputs(train.load_model(args.model, compile=False), args.sample or course.sample_root())
     best = presets.CellSplitting()  # torch-em's settings: a rerun retraces the choice from scratch
-    print(f"{len(frames)} val frames of {split.root}; start: {best}; now in presets.py: {presets.CELL_SPLITTING}")
+    print(f"{len(frames)} val frames of {split.root}; start: {best}; now in presets/inference.py: {presets.CELL_SPLITTING}")
     for stage in STAGES:
         names = list(stage)
         tried = []
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             print("  ".join(f"{v!s:>18}" for v in values) + f"  {r['AP']:.4f}  {r['AP50']:.4f}  {r['AP75']:.4f}"
                   f"  {r['count err %']:11.1f}  {r['cpu s/frame']:11.3f}")
         best = chosen(best, tried)
-    print(f"\nbest on the sample's val split (paste into presets.py):\nCELL_SPLITTING = {best}")
+    print(f"\nbest on the sample's val split (paste into presets/inference.py):\nCELL_SPLITTING = {best}")
     return 0
 
 

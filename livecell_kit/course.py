@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import os
 import re
 import sys
@@ -115,6 +116,7 @@ def setup(tensorflow: bool = True, preset: str = "quick") -> Course:
         print(warning)
     device = None
     if tensorflow:
+        limit_malloc()  # before TensorFlow starts its threads
         try:
             tf, gpus = import_tensorflow_quietly()
             for gpu in gpus:
@@ -164,6 +166,22 @@ def data_label(root: Path | None = None) -> str:
     if root is None:
         return "real LIVECell" if using_real_data() else "synthetic sample"
     return "synthetic sample" if (Path(root) / sample.STAMP_NAME).is_file() else "real LIVECell"
+
+
+def limit_malloc(arenas: int = presets.KERNEL_MALLOC_ARENAS,
+                 mmap_threshold: int = presets.KERNEL_MALLOC_MMAP_THRESHOLD) -> bool:
+    """Make glibc's malloc give freed memory back: at most ``arenas`` heaps, blocks of ``mmap_threshold``
+    bytes or more mapped on their own (see ``presets.KERNEL_MALLOC_ARENAS``).
+
+    Keeps a training kernel's peak lower (Binder restarts a session whose kernels pass 2 GB).
+    Affects this process only, from now on. Returns False where malloc is not glibc's (macOS, Windows).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_arena_max, m_mmap_threshold = -8, -3  # mallopt's parameter numbers, from glibc's malloc.h
+        return bool(libc.mallopt(m_arena_max, arenas)) and bool(libc.mallopt(m_mmap_threshold, mmap_threshold))
+    except (OSError, AttributeError):  # no glibc
+        return False
 
 
 def import_tensorflow_quietly():
@@ -245,7 +263,7 @@ def preset_split(root: Path, split: str, preset: str = "quick") -> data.Split:
     :func:`livecell_kit.data.load_subset` with the preset's image count for that split and
     its subset rule and seed, so notebooks build masks only for those images and share
     them (one mask cache per annotation file) with training and evaluation.  On the sample
-    every split is smaller than any preset's count: the whole split.
+    the CPU presets (``quick``, ``borders``, ``cells``) take every split whole.
     """
     dc = presets.get_preset(preset).data
     limit = {"train": dc.train_images, "val": dc.val_images, "test": dc.test_images}[split]
@@ -345,7 +363,7 @@ def make_student_notebooks(source_dir: Path | str = "notebooks", out_dir: Path |
     Returns the paths written (one per notebook). Notebooks without exercises are copied
     with outputs cleared so the student folder is a complete course.
     """
-    import nbformat  # here, not at the top: ~1 s to import (jsonschema), and only this needs it
+    import nbformat  # here, not at the top: slow to import (jsonschema), and only this needs it
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))

@@ -41,7 +41,7 @@ import math
 import keras
 from keras import layers
 
-from livecell_kit.presets import ModelConfig
+from livecell_kit.presets import BATCH_NORM_MOMENTUM, ModelConfig
 
 #: What the model expects as input: raw grey values in this range.
 INPUT_RANGE = (0, 255)
@@ -87,9 +87,7 @@ def _two_convs(x, filters: int, cfg: ModelConfig, prefix: str):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not cfg.batch_norm,
                           kernel_initializer=cfg.kernel_initializer, name=f"{prefix}_conv{i}")(x)
         if cfg.batch_norm:
-            # momentum 0.9 (Keras: 0.99): running statistics settle within tens of
-            # steps, so short runs (the quick preset) validate with sensible statistics
-            x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{prefix}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
     return x
 

@@ -152,7 +152,7 @@ fig = figures.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Ne
 # %% [markdown]
 # ## Presets
 #
-# All named settings live in `livecell_kit/presets.py`. `seed` reproduces the seed project;
+# All named settings live in `livecell_kit/presets/`. `seed` reproduces the seed project;
 # `quick` is a smaller, batch-normalised network trained on crops, sized for a laptop CPU.
 # The descriptions also name training settings — epochs, batch size, the Adam optimizer and its
 # learning rate, the losses: notebook 04 explains them.
@@ -175,7 +175,7 @@ for name, preset in presets.PRESETS.items():
 # No `kernel_initializer` is given, so Keras' default draws them, as the seed did: Glorot-uniform,
 # uniform in ±√(6 / (fan_in + fan_out)) with fan_in = 3·3·C_in and fan_out = 3·3·F, a range that
 # keeps each layer's outputs about as spread out as its inputs. The kit's other presets use
-# He-normal, scaled for layers followed by a ReLU (`kernel_initializer` in `presets.py`).
+# He-normal, scaled for layers followed by a ReLU (`kernel_initializer` in `livecell_kit/presets/`).
 
 # %%
 import keras

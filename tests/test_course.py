@@ -1,6 +1,7 @@
 """Notebook setup: real data roots that annotate only some of LIVECell's splits, the one setup
 call and what it returns, the warning about other kernels' memory, Binder's idle-kernel culling."""
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -168,3 +169,34 @@ def test_binder_culls_idle_kernels_with_the_presets_settings(tmp_path):
                                                "cull_connected": True, "cull_busy": False}
     post_build = (Path(__file__).resolve().parents[1] / "postBuild").read_text()
     assert "kernels.write_server_config()" in post_build
+_MALLOC_PROBE = """
+import ctypes, sys
+from livecell_kit import course
+if sys.argv[1] == "limited":
+    assert course.limit_malloc()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) / 1024
+libc.free(libc.malloc(8 << 20))  # glibc would now keep blocks up to 8 MiB in its heap
+blocks = [libc.malloc(3 << 20) for _ in range(40)]
+for b in blocks:
+    ctypes.memset(b, 1, 3 << 20)
+pin = libc.malloc(256 << 10)  # a live block above them (no free space fits it): the heap cannot shrink
+before = rss_mb()
+for b in blocks:
+    libc.free(b)
+print(before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc on Linux only")
+def test_limit_malloc_makes_freed_training_sized_blocks_go_back_to_the_system():
+    def returned_mb(mode):
+        out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, mode], capture_output=True, text=True, check=True)
+        return float(out.stdout)
+
+    assert returned_mb("default") < 20  # 120 MB freed, kept by malloc
+    assert returned_mb("limited") > 100

@@ -165,20 +165,6 @@ def _download(server, dest, cache_dir, files=("annotations",)):
                                   progressbar=False, retries=0)
 
 
-def test_a_cache_poisoned_by_an_older_kit_repairs_itself(server, tmp_path, capsys):
-    """An older kit recorded an error page; deleting the data root's file, as advised, now helps."""
-    cache_dir, dest = tmp_path / "cache", tmp_path / "d"
-    _serve_annotations(server)
-    (cache_dir / VAL).parent.mkdir(parents=True)
-    (cache_dir / VAL).write_bytes(HTML)
-    (cache_dir / download.RECORDED_HASHES).write_text(json.dumps({VAL: cache.sha256(cache_dir / VAL, False)}))
-    _download(server, dest, cache_dir)
-    assert data.annotation_path(dest, "val").read_bytes() == _coco("good-val")
-    assert "the cached" in capsys.readouterr().err
-    recorded = json.loads((cache_dir / download.RECORDED_HASHES).read_text())
-    assert recorded[VAL] == cache.sha256(cache_dir / VAL, False)
-
-
 def test_the_data_root_gets_copies_that_a_rerun_does_not_overwrite_once_edited(server, tmp_path, capsys):
     cache_dir, dest = tmp_path / "cache", tmp_path / "d"
     _serve_annotations(server)
@@ -198,18 +184,6 @@ def test_the_data_root_gets_copies_that_a_rerun_does_not_overwrite_once_edited(s
     _download(server, dest, cache_dir)
     assert val.read_bytes() == _coco("good-val") and len(server.requests) == seen
     assert "kept" not in capsys.readouterr().err
-
-
-def test_an_older_kits_hard_link_is_replaced_by_a_copy(server, tmp_path):
-    cache_dir, dest = tmp_path / "cache", tmp_path / "d"
-    _serve_annotations(server)
-    _download(server, dest, cache_dir)
-    val = data.annotation_path(dest, "val")
-    val.unlink()
-    (dest / placed.WRITTEN).unlink()  # as an older kit left it: a hard link, no record
-    os.link(cache_dir / VAL, val)
-    _download(server, dest, cache_dir)
-    assert not os.path.samefile(val, cache_dir / VAL) and val.read_bytes() == _coco("good-val")
 
 
 @pytest.mark.parametrize("url", ["file:///data/LIVECell_dataset_2021/", "/data/LIVECell_dataset_2021",

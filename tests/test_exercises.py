@@ -174,11 +174,49 @@ def test_background_accuracy():
     _assert_not_yet("fraction between 0 and 1", exercises.check_background_accuracy.verdict(87.5, masks))
 
 
-def test_iou_and_dice_confusion():
-    truth = np.zeros((4, 4), np.uint8); truth[:2] = 1          # 8 px
-    pred = np.zeros((4, 4), np.uint8); pred[1:3] = 1           # 8 px, 4 shared
-    assert exercises.check_iou.verdict(4 / 12, truth, pred)
-    _assert_not_yet("Dice", exercises.check_iou.verdict(0.5, truth, pred))
+def _iou_dice(tp, fp, fn, tn):
+    if tp + fp + fn == 0:
+        return 1.0, 1.0
+    return tp / (tp + fp + fn), 2 * tp / (2 * tp + fp + fn)
+
+
+def test_iou_dice_accepts_a_genuine_function_and_matches_the_kit():
+    from livecell_kit.evaluate import confusion_metrics
+
+    verdict = exercises.check_iou_dice.verdict(_iou_dice)
+    assert verdict, verdict
+    for counts in [(5, 3, 2, 90), (0, 0, 0, 10), (0, 4, 0, 6)]:  # the checker's rule is the kit's
+        kit = confusion_metrics(*counts)
+        assert np.allclose(_iou_dice(*counts), (kit["iou"], kit["dice"]))
+
+
+def test_iou_dice_rejects_a_wrong_function_without_the_answer():
+    half = exercises.check_iou_dice.verdict(lambda tp, fp, fn, tn: (tp / (tp + fp + fn + 1), 0.5))
+    _assert_not_yet("too low", half)
+    assert "0.8" not in half.message  # the expected IoU is never shown
+    _assert_not_yet("two numbers", exercises.check_iou_dice.verdict(lambda tp, fp, fn, tn: tp / (tp + fp + fn)))
+    _assert_not_yet("should be a function", exercises.check_iou_dice.verdict(0.83))
+
+
+@pytest.mark.parametrize("mistake, pattern", [
+    (lambda tp, fp, fn, tn: _iou_dice(tp, fp, fn, tn)[::-1], "swapped"),
+    (lambda tp, fp, fn, tn: (tp / (tp + fp + fn + tn), 2 * tp / (2 * tp + fp + fn + tn)), "leave TN out"),
+    (lambda tp, fp, fn, tn: ((tp + tn) / (tp + fp + fn + tn), _iou_dice(tp, fp, fn, tn)[1]), "leave TN out"),
+    (lambda tp, fp, fn, tn: (tp / ((tp + fp) + (tp + fn)), _iou_dice(tp, fp, fn, tn)[1]), "overlap twice"),
+    (lambda tp, fp, fn, tn: (tp / (tp + fp + fn), 2 * tp / (2 * tp + fp + fn)), "0 / 0"),
+    (lambda tp, fp, fn, tn: (0.0, 0.0) if tp + fp + fn == 0 else _iou_dice(tp, fp, fn, tn), "1.0 for both"),
+    (lambda tp, fp, fn, tn: (_iou_dice(tp, fp, fn, tn)[0], 2 * tp / (tp + fp + fn) if tp else 0.0), "Dice doubles"),
+])
+def test_iou_dice_names_each_typical_mistake(mistake, pattern):
+    _assert_not_yet(pattern, exercises.check_iou_dice.verdict(mistake))
+
+
+def test_iou_dice_placeholder_gets_your_turn():
+    def iou_dice(tp, fp, fn, tn):
+        """IoU and Dice of the cell class."""
+        ...  # your code: return the result
+
+    assert exercises.check_iou_dice.verdict(iou_dice).status == "your turn"
 
 
 class _FakeSplit:
@@ -242,6 +280,9 @@ def test_hit_fractions_at_the_two_iou_thresholds():
     _assert_not_yet("not a count", exercises.check_hit_fractions.verdict({0.5: 5, 0.75: 3}, ious))
     _assert_not_yet("NOT found", exercises.check_hit_fractions.verdict({0.5: 1 / 6, 0.75: 3 / 6}, ious))
     _assert_not_yet("missing", exercises.check_hit_fractions.verdict({0.5: 5 / 6}, ious))
+    text_keys = exercises.check_hit_fractions.verdict({"0.5": 5 / 6, "0.75": 3 / 6}, ious)
+    _assert_not_yet("keys must be numbers", text_keys)
+    assert "missing" not in text_keys.message
     assert exercises.check_hit_fractions.verdict(..., ious).status == "your turn"
 
 
@@ -414,3 +455,62 @@ def test_decode_rle_says_your_turn_to_the_placeholder():
         ...  # your code: return the result
 
     assert exercises.check_decode_rle.verdict(decode_rle, _NOTEBOOK_RLE).status == "your turn"
+# ---------------------------------------------------------------- exercise 04c: the Dice loss
+
+def _dice_loss(y_true, y_pred, smooth=1.0, axes=(1, 2, 3), twice=2.0, top=None):
+    import tensorflow as tf
+
+    overlap = tf.reduce_sum(y_true * y_pred, axis=axes)
+    total = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
+    return 1.0 - (twice * overlap + (smooth if top is None else top)) / (total + smooth)
+
+
+def test_dice_loss_checkers_reference_is_the_kits_dice_loss():
+    import numpy as np
+
+    from livecell_kit import train
+    from livecell_kit.exercises import training
+
+    truth, prediction = training._dice_cases()
+    np.testing.assert_allclose(1.0 - training._soft_dice(truth, prediction), train.dice_loss(truth, prediction),
+                               rtol=1e-6)
+
+
+def test_dice_loss_checker_accepts_a_per_image_soft_dice_loss():
+    verdict = exercises.check_dice_loss.verdict(_dice_loss)
+    assert verdict, verdict
+    assert "fresh crops" in verdict.message and "empty" in verdict.message
+
+
+def test_dice_loss_checker_names_each_typical_mistake():
+    import numpy as np
+    import tensorflow as tf
+
+    check = exercises.check_dice_loss.verdict
+    _assert_not_yet("nan or inf.*smoothing", check(lambda t, p: _dice_loss(t, p, smooth=0.0)))
+    _assert_not_yet("Dice score.*1 − Dice", check(lambda t, p: 1.0 - _dice_loss(t, p)))
+    _assert_not_yet("whole batch.*per image", check(lambda t, p: _dice_loss(t, p, axes=(0, 1, 2, 3))))
+    _assert_not_yet("shape", check(lambda t, p: _dice_loss(t, p, axes=(1, 2))))  # (B, 1): channel kept
+    _assert_not_yet("numerator", check(lambda t, p: _dice_loss(t, p, top=0.0)))
+    _assert_not_yet("tiny epsilon", check(lambda t, p: _dice_loss(t, p, smooth=1e-7)))
+    _assert_not_yet("twice", check(lambda t, p: _dice_loss(t, p, twice=1.0)))
+    mean = lambda t, p: 1.0 - (2 * tf.reduce_mean(t * p, (1, 2, 3)) + 1) / (  # noqa: E731
+        tf.reduce_mean(t, (1, 2, 3)) + tf.reduce_mean(p, (1, 2, 3)) + 1)
+    _assert_not_yet("do not average", check(mean))
+    _assert_not_yet("thresholded", check(lambda t, p: _dice_loss(t, tf.cast(p >= 0.5, tf.float32))))
+    numpy_sums = lambda t, p: 1.0 - (2 * np.sum(t * p, axis=(1, 2, 3)) + 1) / (  # noqa: E731
+        np.sum(t, axis=(1, 2, 3)) + np.sum(p, axis=(1, 2, 3)) + 1)
+    _assert_not_yet("not NumPy", check(numpy_sums))
+    _assert_not_yet("differs from the kit's on", check(lambda t, p: _dice_loss(t, p) + 0.1))
+    _assert_not_yet("raised", check(lambda t, p: tf.reduce_sum(t, axis=4)))
+    _assert_not_yet("returned None", check(lambda t, p: None))
+
+
+def test_dice_loss_checker_says_your_turn_to_the_placeholder_and_never_shows_the_kits_values():
+    def dice_loss(y_true, y_pred):
+        """1 − soft Dice per image."""
+        ...  # your code: return the result
+
+    assert exercises.check_dice_loss.verdict(dice_loss).status == "your turn"
+    wrong = exercises.check_dice_loss.verdict(lambda t, p: _dice_loss(t, p) + 0.1).message
+    assert not re.search(r"\d\.\d{2}", wrong)  # no loss value, so no answer to copy

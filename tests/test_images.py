@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from livecell_kit import data, predict
+from livecell_kit import data, predict_inputs
 from livecell_kit.data import images, intensity
 
 H, W = 40, 56
@@ -269,7 +269,7 @@ def test_predict_finds_jpeg_files_in_folders(tmp_path):
     Image.fromarray(_frame()).save(tmp_path / "a.jpg")
     Image.fromarray(_frame()).save(tmp_path / "b.JPEG")
     (tmp_path / "notes.txt").write_text("not an image")
-    assert [p.name for p in predict.list_images(tmp_path)] == ["a.jpg", "b.JPEG"]
+    assert [f.name for f, _ in predict_inputs.expand_inputs(tmp_path, None)[0]] == ["a.jpg", "b.JPEG"]
 
 
 def test_palette_and_miniswhite_tiffs(tmp_path):

@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from livecell_kit import masks, presets
 from livecell_kit import train as T
@@ -169,3 +170,18 @@ def test_instance_head_compiled_with_cells_loss_trains_saves_and_loads(tmp_path)
     loaded = T.load_model(tmp_path / "model.keras")
     assert loaded.loss is T.cells_loss and loaded.output.shape[-1] == 3
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_trained_with_a_notebooks_own_bce_dice_loads_with_the_kits(tmp_path):
+    """Notebook 04 compiles with the student's ``bce_dice``, a plain function Keras saves by its bare
+    name; loading resolves that name to the kit's registered ``livecell_kit>bce_dice`` (notebook 05
+    loads the run in a kernel that never saw the student's function)."""
+    def bce_dice(y_true, y_pred):  # the notebook's, unregistered
+        return tf.reduce_mean(T.bce(y_true, y_pred), axis=(1, 2)) + T.dice_loss(y_true, y_pred)
+
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    model = build_unet(ModelConfig(depth=1, base_filters=2))
+    model.compile(keras.optimizers.Adam(1e-3), loss=bce_dice)
+    model.fit(x, x, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    assert T.load_model(tmp_path / "model.keras").loss is T.bce_dice

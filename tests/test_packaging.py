@@ -127,12 +127,6 @@ def test_packages_colab_ships_are_not_pinned():
             assert "==" not in req and "<" not in req, req
 
 
-def test_ci_runs_the_readme_test_command():
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
-    assert "make test" in (ROOT / "README.md").read_text()
-    assert "make demo" in (ROOT / "README.md").read_text()
-
-
 # ---------------------------------------------------------------------------- the repository's location
 
 def repository() -> tuple[str, str]:

@@ -131,19 +131,6 @@ def test_torn_backup_falls_back_a_generation_and_names_the_file_when_none_is_lef
         backup.restore(model, tmp_path)
 
 
-def test_empty_keras_training_metadata_names_the_file_and_the_fix(tmp_path):
-    """A run folder left by Keras' BackupAndRestore (earlier kits) resumes, or says what to delete."""
-    model = _tiny_model()
-    legacy = tmp_path / "backup"
-    legacy.mkdir()
-    model.save_weights(legacy / backup.LEGACY_WEIGHTS)
-    (legacy / backup.LEGACY_METADATA).write_text('{"epoch": 3, "batch": 0}')
-    assert backup.restore(model, tmp_path) == 3
-    (legacy / backup.LEGACY_METADATA).write_text("")
-    with pytest.raises(ValueError, match=r"training_metadata.json is unreadable.*Delete the folder"):
-        backup.restore(model, tmp_path)
-
-
 def test_rerun_completes_an_interrupted_commit_and_drops_uncommitted_epochs(tmp_path):
     model = _tiny_model()
     _write_generation(model, tmp_path, 2, 0.5)
@@ -196,7 +183,7 @@ def test_bad_counts_are_refused_before_the_run_folder_is_written(tmp_path, setti
 
 def test_a_run_that_finished_no_epoch_gives_way_to_the_corrected_command(tmp_path):
     out = tmp_path / "run"
-    # config.json of an earlier kit's `--epochs 0` (failed inside Keras): the corrected command may start here
+    # a run that committed no epoch (killed or failed in its first): the corrected command may start here
     T.open_run(tmp_path / "data", presets.resolve("quick", epochs=0, **TINY), out, verbose=0)
     fixed = presets.resolve("quick", epochs=1, **TINY)
     assert not T.open_run(tmp_path / "data", fixed, out, verbose=0).finished
@@ -347,20 +334,6 @@ def test_a_changed_annotation_file_under_the_same_root_is_other_data(tiny_root, 
     ann.write_text(json.dumps({**json.loads(ann.read_text()), "info": {"edited": True}}))
     with pytest.raises(ValueError, match=r"other data(.|\n)*val: \d+ bytes of annotations"):
         T.open_run(tiny_root, preset, out, verbose=0)
-
-
-def test_an_old_config_without_a_fingerprint_gets_one_or_is_refused_for_another_root(
-        tiny_root, other_root, tmp_path, capsys):
-    preset = presets.resolve("quick", epochs=2, **TINY)
-    out = tmp_path / "run"
-    old = json.loads(_interrupted_run(tiny_root, out, preset))
-    del old["data"]
-    atomic.write_json(out / "config.json", old)
-    with pytest.raises(ValueError, match="no fingerprint recorded"):
-        T.open_run(other_root, preset, out, verbose=0)
-    T.open_run(tiny_root, preset, out, verbose=1)
-    assert "records no fingerprint of its data" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["data"]["root"] == str(tiny_root.resolve())
 
 
 def test_restart_starts_the_folder_afresh_on_the_new_data_and_keeps_other_files(tiny_root, other_root, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from livecell_kit import data, masks, sample
+from livecell_kit import data, masks, presets, sample
 from livecell_kit.sample.cells import MORPHOLOGIES
 from livecell_kit.sample.optics import render_frame
 
@@ -215,6 +215,14 @@ def test_complete_sample_is_reused_and_interrupted_one_redrawn(tmp_path, monkeyp
     assert sample.make_sample(out, seed=3, images_per_type=TINY) == out
     with pytest.raises(AssertionError, match="drawn again"):  # other settings: redrawn
         sample.make_sample(out, seed=4, images_per_type=TINY)
+
+
+@pytest.mark.parametrize("name", ["quick", "borders", "cells", "cells-border"])
+def test_the_cpu_presets_ask_for_no_more_images_than_the_sample_has(name):
+    has = {split: n * len(data.CELL_TYPES) for split, n in sample.DEFAULT_IMAGES_PER_TYPE.items()}
+    dc = presets.get_preset(name).data
+    asked = {"train": dc.train_images, "val": dc.val_images, "test": dc.test_images}
+    assert all(asked[split] <= has[split] for split in has), f"{name} asks for {asked}; the sample has {has}"
 
 
 def test_refuses_foreign_data_and_bad_sizes(tmp_path):

@@ -13,8 +13,7 @@ from livecell_kit import train as T
 from livecell_kit.masks import border_weight_map
 from livecell_kit.model import build_unet
 from livecell_kit.presets import ModelConfig
-from livecell_kit.train import pipeline
-from livecell_kit.train.run import _with_new_defaults
+from livecell_kit.train import augment, pipeline
 
 H, W = 32, 48
 
@@ -92,7 +91,7 @@ def test_augmentation_keeps_image_and_mask_aligned(pairs):
     assert checked >= 4 and changed
 
 
-NEUTRAL = pipeline.Augmentation(scale=(1.0, 1.0), contrast=(1.0, 1.0), gamma=(1.0, 1.0), brightness=0.0,
+NEUTRAL = presets.Augmentation(scale=(1.0, 1.0), contrast=(1.0, 1.0), gamma=(1.0, 1.0), brightness=0.0,
                                 sharpness=(0.0, 0.0), noise=0.0, gradient=0.0)
 
 
@@ -107,7 +106,7 @@ def _stack(rng, h=40, w=40):
 def test_zoomed_crops_keep_masks_binary_aligned_and_weights_as_they_were():
     rng = np.random.default_rng(5)
     stack = _stack(rng)
-    zoom = pipeline.Augmentation(scale=(0.6, 1.6))
+    zoom = presets.Augmentation(scale=(0.6, 1.6))
     xs, ys, sizes = [], [], set()
     for i in range(12):
         seed = tf.constant([7, i], tf.int64)
@@ -135,20 +134,20 @@ def test_vary_intensity_is_seeded_bounded_and_neutral_when_its_ranges_are():
     rng = np.random.default_rng(6)
     x = tf.constant(_two_level_image(rng, 32, 32)[..., None].astype(np.float32))
     seed = tf.constant([3, 4], tf.int64)
-    np.testing.assert_allclose(pipeline.vary_intensity(x, seed, NEUTRAL).numpy(), x.numpy(), atol=1e-3)
-    a = pipeline.vary_intensity(x, seed).numpy()
-    np.testing.assert_array_equal(a, pipeline.vary_intensity(x, seed).numpy())
-    assert not np.array_equal(a, pipeline.vary_intensity(x, tf.constant([3, 5], tf.int64)).numpy())
+    np.testing.assert_allclose(augment.vary_intensity(x, seed, NEUTRAL).numpy(), x.numpy(), atol=1e-3)
+    a = augment.vary_intensity(x, seed).numpy()
+    np.testing.assert_array_equal(a, augment.vary_intensity(x, seed).numpy())
+    assert not np.array_equal(a, augment.vary_intensity(x, tf.constant([3, 5], tf.int64)).numpy())
     assert a.shape == (32, 32, 1) and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 255
     # each knob alone: noise roughens flat areas, blur smooths edges, a ramp tilts the crop
     flat = tf.fill([32, 32, 1], 128.0)
-    noisy = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, noise=4.0)).numpy()
+    noisy = augment.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, noise=4.0)).numpy()
     assert 0 < noisy.std() <= 4.5
-    blurred = pipeline.vary_intensity(x, seed, dataclasses.replace(NEUTRAL, sharpness=(-1.0, -1.0))).numpy()
+    blurred = augment.vary_intensity(x, seed, dataclasses.replace(NEUTRAL, sharpness=(-1.0, -1.0))).numpy()
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * np.abs(np.diff(x.numpy(), axis=1)).mean()
-    tilted = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gradient=12.0)).numpy()
+    tilted = augment.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gradient=12.0)).numpy()
     assert 0 < np.ptp(tilted) <= 12.0 + 1e-3
-    bright = pipeline.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gamma=(0.5, 0.5))).numpy()
+    bright = augment.vary_intensity(flat, seed, dataclasses.replace(NEUTRAL, gamma=(0.5, 0.5))).numpy()
     np.testing.assert_allclose(bright, 255 * (128 / 255) ** 0.5, rtol=1e-5)
 
 
@@ -321,18 +320,6 @@ def test_bfloat16_training_numerics():
 TINY = dict(depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
 
 
-def test_run_written_before_a_setting_existed_still_matches_its_preset():
-    preset = presets.resolve("quick")
-    stored = json.loads(json.dumps(preset.to_dict()))
-    # an older kit's config.json: no initializer, subset rule or border-weight settings yet
-    del stored["model"]["kernel_initializer"], stored["data"]["subset"]
-    del stored["train"]["border_weight_w0"], stored["train"]["border_weight_sigma"]
-    assert _with_new_defaults(stored) == json.loads(json.dumps(preset.to_dict()))
-    seed = json.loads(json.dumps(presets.resolve("seed").to_dict()))
-    del seed["model"]["kernel_initializer"]  # an old seed run was He-initialised: not the same run
-    assert _with_new_defaults(seed) != json.loads(json.dumps(presets.resolve("seed").to_dict()))
-
-
 def test_borders_preset_trains_one_step_end_to_end(tmp_path, monkeypatch):
     from livecell_kit import sample
 
@@ -458,7 +445,7 @@ def test_cli_train_on_a_bad_frame_prints_one_line_not_a_traceback(tmp_path, monk
 
 
 def test_a_damaged_cached_mask_is_rebuilt_inside_tf_data(tmp_path, monkeypatch):
-    from livecell_kit import data, masks
+    from livecell_kit import masks
 
     monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
     root = _tiny_root(tmp_path)
@@ -490,3 +477,46 @@ def test_validation_metrics_do_not_depend_on_the_batch_size():
                 m.update_state(y_true[i:i + batch], y_pred[i:i + batch])
         results.append([float(m.result()) for m in metrics])
     assert results[0] == results[1] == results[2]
+
+
+# ---------------------------------------------------------------- the pipeline's steps, as notebook 04 assembles them
+
+def test_read_frames_stacks_each_image_with_its_mask_in_file_order(pairs):
+    images, masks, arrays = pairs
+    stacks = list(T.read_frames(images, masks).as_numpy_iterator())
+    assert [s.shape for s in stacks] == [(H, W, 2)] * 4 and stacks[0].dtype == np.uint8
+    np.testing.assert_array_equal(np.stack([s[..., 0] for s in stacks]), np.stack(arrays))
+    np.testing.assert_array_equal(np.stack([s[..., 1] for s in stacks]), (np.stack(arrays) > 128).astype(np.uint8))
+
+
+def test_with_seeds_gives_each_element_its_own_seed_fixed_by_the_run_seed():
+    def seeds(seed):
+        return [s for _, s in T.with_seeds(tf.data.Dataset.range(5), seed).as_numpy_iterator()]
+
+    first = seeds(3)
+    assert all(s.shape == (2,) and s.dtype == np.int64 for s in first)
+    assert len({tuple(s) for s in first}) == 5  # no two elements share a seed
+    np.testing.assert_array_equal(first, seeds(3))
+    assert not np.array_equal(first, seeds(4))
+
+
+def test_the_steps_assembled_by_hand_give_training_datasets_batches(pairs):
+    images, masks, _ = pairs
+    frames = T.read_frames(images, masks).cache().shuffle(len(images), seed=5, reshuffle_each_iteration=True).repeat()
+    crops = T.with_seeds(frames, 5).map(lambda stack, seed: T.crop_and_augment(stack, seed, 16, augment=True))
+    by_hand = _first_batches(crops.batch(3, drop_remainder=True).prefetch(1), 5)
+    kit = _first_batches(T.training_dataset(images, masks, batch_size=3, crop_size=16, augment=True, seed=5), 5)
+    for (xa, ya), (xb, yb) in zip(by_hand, kit, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_preset_files_asks_split_files_for_the_presets_images(monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "split_files", lambda root, split, **kw: calls.append((root, split, kw)) or ([], []))
+    preset = presets.get_preset("borders")
+    T.preset_files("data", preset, "val")
+    (root, split, kw), = calls
+    assert (root, split, kw["limit"], kw["subset_seed"], kw["subset_rule"]) == (
+        "data", "val", preset.data.val_images, preset.data.subset_seed, preset.data.subset)
+    assert kw["outputs"] == preset.model.outputs and kw["instance_labels"]  # weighted_bce needs the labels

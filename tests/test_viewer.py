@@ -106,3 +106,26 @@ def test_viewer_rejects_lists_of_different_lengths():
     images, truths, probs, names, types = _examples()
     with pytest.raises(ValueError, match="same number"):
         viewer.viewer(images, truths[:2], probs, names, types, static=True)
+
+
+def test_a_live_viewer_stores_a_hint_to_rerun_its_cell(monkeypatch):
+    """A reopened notebook has lost the widget ("model not found"): its stored output says to rerun the cell."""
+    shown_objects = []
+    monkeypatch.setattr(viewer, "display", shown_objects.append)
+    images, truths, probs, names, types = _examples()
+    live = viewer.viewer(images, truths, probs, names, types, static=False)
+    assert isinstance(live, viewer.Viewer) and shown_objects[0] is live
+    bundle = live._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # still the interactive widget
+    assert bundle["text/plain"] == viewer.RERUN_HINT  # what a page without the widget shows
+    notes = [o for o in shown_objects[1:] if hasattr(o, "_repr_html_")]
+    assert len(notes) == 1 and "Run this cell again" in notes[0]._repr_html_()
+    assert "model not found" in notes[0]._repr_html_()
+
+
+def test_static_plots_draw_a_figure_and_no_widget(monkeypatch):
+    monkeypatch.setenv("LIVECELL_KIT_STATIC_PLOTS", "1")
+    monkeypatch.setattr(viewer, "display", lambda *a: pytest.fail("a static viewer displays no widget"))
+    images, truths, probs, names, types = _examples()
+    fig = viewer.viewer(images, truths, probs, names, types)
+    assert isinstance(fig, matplotlib.figure.Figure)

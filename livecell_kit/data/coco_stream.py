@@ -158,10 +158,9 @@ def _stream(path, on_batch, on_bytes, block_size) -> TopLevel:
 class DepthGuard:
     """Tracks the nesting depth of JSON text fed in consecutive blocks; raises past ``limit``.
 
-    Brackets inside strings do not count.  Cost on LIVECell-like annotation text: about
-    50 µs per 64 KiB block (numpy over the block, then over its few structural bytes);
-    indexing a 54 MiB LIVECell-like file took 0.90 s with the guard, 0.81 s without
-    (2-core test machine).  The rare blocks holding a backslash take an exact
+    Brackets inside strings do not count.  Cost: numpy over each block, then over its
+    few structural bytes; indexing a LIVECell-like file took about 10 % longer with the
+    guard than without.  The rare blocks holding a backslash take an exact
     byte-by-byte path over their structural bytes.
     """
 

@@ -5,7 +5,7 @@ on first use: one streaming pass (:mod:`~livecell_kit.data.coco_stream`) writes 
 arrays (:mod:`~livecell_kit.data.index_writer`) into
 ``data.default_workdir()/index/<stem>-<sha256[:16]>-v<INDEX_VERSION>/``, checked as it
 reads (the rules of :mod:`~livecell_kit.data.validation`).  Keyed by the sha256 of the
-file's bytes (0.4 s for LIVECell's 525 MiB train file), so an edited or replaced file gets
+file's bytes, so an edited or replaced file gets
 a new index and an unchanged one is never parsed again, in any process.
 
 The folder is built under a temporary name and renamed into place after its done-stamp
@@ -16,11 +16,9 @@ The index checks itself when opened, since its files can be truncated or changed
 was built (a full disk, a sync tool, a user tidying up): the stamp records the size and
 CRC-32 of every file in the folder, and :func:`open_index` compares them (sizes always,
 checksums once per process and folder state) before mapping anything.  An index that does
-not match is rebuilt with a one-line warning naming the file and what was wrong.  Cost:
-0.9 ms per MiB of index, files in the page cache (2-core test machine,
-``bench/integrity_checks.py``), 2 ms per MiB read from disk: ~0.3 s (~0.6 s from disk) for
-LIVECell's train index (~320 MiB), once per process; later opens compare sizes only (0.05 ms)
-while the files keep their mtimes.
+not match is rebuilt with a one-line warning naming the file and what was wrong.  The
+checksums cost a read of the index (``bench/integrity_checks.py`` measures it), once per
+process; later opens compare sizes only while the files keep their mtimes.
 
 Reading: arrays open with ``mmap_mode="r"``, so only the pages of the images asked for
 are read; per-image annotations come back as COCO dicts on demand
@@ -54,7 +52,7 @@ INDEX_VERSION = 1
 STAMP_NAME = "index.json"
 #: Files larger than this show a progress bar while they are indexed (when progress=None).
 PROGRESS_MIN_BYTES = 64 << 20
-#: s: a temporary build folder this old was left by a killed process (a build takes ~15 s).
+#: s: a temporary build folder this old was left by a killed process (far longer than a build takes).
 STALE_BUILD_S = 3600
 _DEFAULT_CATEGORIES = [{"id": 1, "name": "cell", "supercategory": "cell"}]
 _ARRAYS = ("ann_id", "image_id", "category_id", "iscrowd", "area", "bbox", "ann_polygons",

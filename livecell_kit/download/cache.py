@@ -10,8 +10,7 @@ from writing the same file at once: the second waits, says so, and then finds th
 Nothing is trusted before :mod:`~livecell_kit.download.checks` passed it: a response
 that is a web page is refused on its headers, a finished transfer is checked (a JSON parsed,
 an archive's directory read) before it reaches its final path, and only then is its hash
-recorded.  A cached file is checked again, quickly, on every use, so a cache filled by an
-older kit that trusted an error page repairs itself.
+recorded.  A cached file is used only while its sha256 is still the recorded one.
 """
 from __future__ import annotations
 
@@ -227,15 +226,7 @@ def _cached_ok(final: Path, name: str, known: str | None, cache: Path, progressb
     if known:
         if sha256(final, progressbar) != known:
             return False  # pooch downloads it again and checks it against ``known``
-        if REGISTRY[name]:
-            return True
-        try:
-            check_file(final, kind, thorough=False)
-            return True
-        except InvalidDownload as exc:  # recorded by an older kit, which trusted anything
-            tqdm.write(f"livecell-kit: the cached {exc}; deleting it and downloading it again.",
-                       file=sys.stderr)
-            forget_recorded(cache, name)
+        return True  # the registry's hash, or one recorded only after the file passed its checks
     else:  # there but never recorded (put there by hand, or a run ended before recording it)
         try:
             check_file(final, kind, thorough=True, progressbar=progressbar)

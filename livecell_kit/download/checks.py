@@ -8,8 +8,8 @@ checked for being what its name says:
 * the response's ``Content-Type`` may not be a web page (nor text, for an archive) —
   checked on the headers, before the body is read (:func:`check_content_type`);
 * an annotation JSON must be one complete JSON object with a top-level ``"annotations"``
-  (:func:`check_json`): streamed through ijson's C backend, about 100 MB/s (5 s for the
-  526 MiB train file, once, after its download), never loaded whole; a cached copy, whose
+  (:func:`check_json`): streamed through ijson's C backend once, after its download,
+  never loaded whole; a cached copy, whose
   hash is checked anyway, gets the quick form (first and last bytes);
 * a zip archive's central directory must read, its members stay inside the target folder
   (zip-slip) and its declared sizes be plausible (:func:`check_zip`): the data lies inside

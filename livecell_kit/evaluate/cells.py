@@ -15,8 +15,6 @@ import numpy as np
 
 from livecell_kit.instances import cell_statistics, confluence_pct
 
-SUMMARY_KEYS = ("count_median_abs_error_pct", "confluence_mae_pp", "confluence_max_pp")
-
 
 def frame_cells(file: str, cell_type: str, cells_true: int, labels: np.ndarray,
                 found_mask: np.ndarray, truth_mask: np.ndarray) -> dict:

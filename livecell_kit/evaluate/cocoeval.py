@@ -7,13 +7,11 @@ detections per image and area ranges small < 324 px ≤ medium ≤ 961 px < larg
 (Edlund et al. 2021), defined once here (:data:`AREA_SMALL_MAX`,
 :data:`AREA_LARGE_MIN`).
 
-Speed: pycocotools matches detections to cells in Python, 0.5–0.9 s per real
-LIVECell frame (~250 cells; 5 annotated frames: 2.6 s for 941 detections, 4.6 s
-for 1243) on one core of the kit's 2-core test machine — about 15–25 minutes for
-the 1564 test frames.  When the maintained package ``faster-coco-eval`` is
-installed (``pip install faster-coco-eval``; not a dependency of the kit), its
-C++ ``COCOeval_faster`` is used instead: the same numbers (tests compare both),
-0.10 and 0.17 s for those frames.
+Speed: pycocotools matches detections to cells in Python, which is slow on LIVECell's
+crowded frames (hundreds of cells each).  When the maintained package ``faster-coco-eval``
+is installed (``pip install faster-coco-eval``; not a dependency of the kit), its C++
+``COCOeval_faster`` is used instead: the same numbers (tests compare both), about 26×
+faster on 5 annotated real frames.
 """
 from __future__ import annotations
 

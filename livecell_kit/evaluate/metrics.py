@@ -28,6 +28,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from livecell_kit.presets import THRESHOLD_SWEEP
+
 EPS = 1e-7
 METRIC_KEYS = ("pixel_accuracy", "bce", "iou", "dice", "precision", "recall")
 
@@ -205,9 +207,9 @@ class ThresholdSweep:
     comparison).
     """
 
-    bins: int = 100
-    lo: float = 0.05
-    hi: float = 0.95
+    bins: int = THRESHOLD_SWEEP.bins
+    lo: float = THRESHOLD_SWEEP.lo
+    hi: float = THRESHOLD_SWEEP.hi
     hist_bg: np.ndarray = field(default=None, repr=False)
     hist_fg: np.ndarray = field(default=None, repr=False)
 

@@ -5,11 +5,15 @@ which outcomes to colour, opacity) over one picture that is redrawn on every cha
 first image drawn at once.  The picture is a PNG rendered off-screen (matplotlib's Agg
 canvas, no pyplot), shown in an ``ipywidgets.Image``, so it works with any matplotlib
 backend.  Where widgets cannot run (nbval, nbconvert, GitHub, ``LIVECELL_KIT_STATIC_PLOTS``)
-it draws a static figure instead: the first image of each cell type.
+it draws a static figure instead: the first image of each cell type.  A widget lives in the
+running kernel only: a saved notebook reopened later shows "Error displaying widget: model not
+found" in its place, so the viewer's stored output also says to run the cell again
+(:data:`RERUN_HINT`, under the widget and as its plain-text form).
 Images are (H, W) grey arrays, truths (H, W) 0/1 masks, probabilities (H, W) floats in [0, 1].
 """
 from __future__ import annotations
 
+import html
 import importlib.util
 import io
 import os
@@ -21,11 +25,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from IPython.display import HTML, display  # ipywidgets, a runtime dependency, brings IPython
 
 from livecell_kit.masks.overlay import COLOURS, OUTCOME_LABELS, outcome_layers, overlay
 
 #: Checkbox text for each outcome layer (the legend spells them out in full).
 _SHORT_LABELS = {"true_positive": "found", "false_positive": "false positive", "false_negative": "missed"}
+
+#: Stored with the widget: a reopened notebook's widget is gone until its cell runs again.
+RERUN_HINT = ("Interactive viewer: it runs in the live kernel. Reopened this notebook and see "
+              "\"Error displaying widget: model not found\" (or no viewer)? Run this cell again.")
 
 
 def outcome_legend(ax, outcomes: Sequence[str] = tuple(OUTCOME_LABELS), **kwargs):
@@ -80,7 +89,9 @@ class Viewer:
     picture: object
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.box._repr_mimebundle_(**kwargs)
+        """The widget, with :data:`RERUN_HINT` as its plain-text form (what a page without widgets shows)."""
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        return {**bundle, "text/plain": RERUN_HINT} if isinstance(bundle, dict) else bundle
 
 
 def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray],
@@ -89,8 +100,10 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
     """Browse predictions: cell-type filter, image, threshold, outcome toggles and opacity.
 
     In a live Jupyter kernel with ipywidgets this displays and returns a :class:`Viewer`
-    showing the first image at once.  With ``static=True`` (or without a widget front end)
-    it returns a matplotlib figure of the first image of each cell type instead.
+    showing the first image at once, and under it a one-line note (:data:`RERUN_HINT`) that
+    stays in the saved notebook, where the widget itself does not survive a reopening.
+    With ``static=True`` (or without a widget front end) it returns a matplotlib figure of
+    the first image of each cell type instead.
     ``source`` (e.g. "synthetic sample") is added to the titles.
     """
     if not (len(images) == len(truths) == len(probabilities) == len(names) == len(cell_types)) or not images:
@@ -101,10 +114,11 @@ def viewer(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probabili
         static = not _widgets_available()
     if static:
         return _static_figure(images, truths, probabilities, cell_types, threshold, source)
-    from IPython.display import display  # only a live kernel with a widget front end gets here
-
     shown = _interactive(images, truths, probabilities, names, cell_types, threshold, source)
-    display(shown.box)
+    # ipywidgets 8 widgets have _repr_mimebundle_ (the Viewer adds its text/plain hint to it);
+    # ipywidgets 7, Colab's, displays a widget only through its own _ipython_display_
+    display(shown if hasattr(shown.box, "_repr_mimebundle_") else shown.box)
+    display(HTML(f'<p style="color:#666;font-size:90%;margin:2px 0">{html.escape(RERUN_HINT)}</p>'))
     return shown
 
 

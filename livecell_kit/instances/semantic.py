@@ -14,6 +14,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure, morphology, segmentation
 
+from livecell_kit.presets import CELL_SPLITTING, SEMANTIC_WATERSHED
+
 # scikit-image 0.26 replaced remove_small_objects(min_size=n) (drops sizes < n) by
 # max_size=n (drops sizes <= n) and deprecated min_size; 0.26 needs Python 3.11, so
 # Python 3.10 installs 0.25, which only knows min_size.
@@ -35,8 +37,9 @@ def remove_small_objects(objects: np.ndarray, min_size: int) -> np.ndarray:
 
 def semantic_to_instances(prob: np.ndarray, threshold: float = 0.5,
                           border_prob: np.ndarray | None = None, border_threshold: float = 0.5,
-                          min_size: int = 20, method: str = "watershed",
-                          h: float = 2.0, sigma: float = 1.0) -> np.ndarray:
+                          min_size: int = CELL_SPLITTING.min_size, method: str = "watershed",
+                          h: float = SEMANTIC_WATERSHED.peak_height,
+                          sigma: float = SEMANTIC_WATERSHED.smoothing_sigma) -> np.ndarray:
     """Split a cell-probability map into individual cells.
 
     prob: (H, W) cell probability in [0, 1].
@@ -49,7 +52,8 @@ def semantic_to_instances(prob: np.ndarray, threshold: float = 0.5,
         components; ``"watershed"`` (default) splits touching cells with a
         marker-based watershed on the distance transform: markers are the
         h-maxima (height ``h`` px) of the Gaussian-smoothed (``sigma`` px)
-        distance to background (see :func:`watershed_split`).
+        distance to background (see :func:`watershed_split`; defaults:
+        :data:`~livecell_kit.presets.SEMANTIC_WATERSHED`).
     min_size: instances smaller than this (pixels) are dropped.
     Returns int32 labels (H, W): 0 = background, 1..n = cells.
     """
@@ -71,7 +75,8 @@ def semantic_to_instances(prob: np.ndarray, threshold: float = 0.5,
     return relabel(labels, min_size)
 
 
-def watershed_split(fg: np.ndarray, h: float = 2.0, sigma: float = 1.0) -> np.ndarray:
+def watershed_split(fg: np.ndarray, h: float = SEMANTIC_WATERSHED.peak_height,
+                    sigma: float = SEMANTIC_WATERSHED.smoothing_sigma) -> np.ndarray:
     """Split touching cells of a foreground mask (H, W) bool; returns int32 labels (H, W).
 
     Height map: distance to background (px), Gaussian-smoothed by ``sigma`` px (which

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from livecell_kit.presets import TrainConfig
+
 
 def _disk(radius: float) -> np.ndarray:
     """Boolean footprint of the pixels at Euclidean distance < ``radius`` from the centre."""
@@ -46,7 +48,8 @@ def touching_border_mask(labels: np.ndarray, distance: float = 2) -> np.ndarray:
     return ((hi > 0) & (lo != big) & (hi != lo)).astype(np.uint8)
 
 
-def border_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+def border_weight_map(labels: np.ndarray, w0: float = TrainConfig.border_weight_w0,
+                      sigma: float = TrainConfig.border_weight_sigma,
                       class_weights=None, cutoff: float = 5.0) -> np.ndarray:
     """The U-Net paper's loss weights: float32 (H, W).
 
@@ -64,9 +67,8 @@ def border_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
     Efficient: each cell's distance transform is computed only inside its
     bounding box grown by ``cutoff · σ`` pixels; further away the term is below
     ``w0 · exp(−cutoff² / 2)`` (≈ 4e-6 · w0 for the default 5) and is dropped.
-    About 0.15 s for a real 520 × 704 LIVECell frame with 711 cells, 65 ms on
-    average over 5 real frames, 35–67× faster than a full-image transform per
-    cell, within 5e-6 of it (``bench/masks.py``).
+    35–67× faster than a full-image transform per cell on 5 real LIVECell frames,
+    within 5e-6 of it (``bench/masks.py``).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:

@@ -22,8 +22,7 @@ border mask copied over a semantic one):
   the mask, checks its size and, in a cache folder, its checksum; a bad mask of a cache
   folder is rebuilt on the spot, from the annotation file the folder's stamp names.
 
-Cost of the checksum: 0.005 ms per LIVECell-sized semantic mask, decoding it 0.7 ms
-(``bench/integrity_checks.py``).
+The checksum costs a small fraction of decoding the mask (``bench/integrity_checks.py``).
 """
 from __future__ import annotations
 

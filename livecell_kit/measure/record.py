@@ -125,11 +125,3 @@ class RecordWriter:
     def __exit__(self, *exc):
         self.close()
 
-
-def recorded_lines(path: Path):
-    """Iterate the record's file lines (not the header), one at a time (memory flat)."""
-    with open(path, encoding="utf-8") as fh:
-        next(fh, None)
-        for line in fh:
-            if line.endswith("\n"):
-                yield json.loads(line)

@@ -33,8 +33,7 @@ from livecell_kit import atomic
 from livecell_kit.predict import cell_table
 from livecell_kit.data.images import ImageReadError, iter_pages
 from livecell_kit.instances import cell_statistics, instance_source, split_any_size
-from livecell_kit.predict.inputs import (  # list_images: kept here for callers of predict
-    OUTPUT_SUFFIXES, PredictionError, expand_inputs, list_images, output_stems)
+from livecell_kit.predict.inputs import OUTPUT_SUFFIXES, PredictionError, expand_inputs, output_stems
 from livecell_kit.masks.overlay import overlay_image
 from livecell_kit.predict.core import (  # noqa: F401  (re-exported: the public prediction functions)
     AUTO_TILE, AUTO_TILE_PIXELS, default_batch_size, input_scale, predict_batch, predict_image, size_multiple)

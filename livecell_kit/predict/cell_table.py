@@ -50,7 +50,7 @@ def table_rows(written: list[dict], out_dir) -> list[dict]:
 def _earlier_rows(path: Path, out_dir: Path) -> list[dict]:
     """The rows of an existing table whose label image still exists; [] if there is none.
 
-    A file of other columns (another tool's, or an older kit's) is replaced with a note.
+    A file of other columns (another tool's) is replaced with a note.
     """
     try:
         text = path.read_text(encoding="utf-8")

@@ -28,13 +28,11 @@ import weakref
 
 import numpy as np
 
+from livecell_kit.presets import AUTO_TILE, AUTO_TILE_PIXELS, PREDICT_BATCHES, TILE_OVERLAP
+
 # TensorFlow and Keras are imported by the functions that run a model, not here: they take
 # seconds to load and Keras imports matplotlib.pyplot, which reading, writing and drawing
 # predictions (and `import livecell_kit.predict`) do not need.
-
-#: Images with more pixels than this are tiled automatically (memory, not accuracy).
-AUTO_TILE_PIXELS = 2048 * 2048
-AUTO_TILE = 1024
 
 _FN_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -73,11 +71,10 @@ def size_multiple(model) -> int:
 
 
 def default_batch_size() -> int:
-    """Images per forward pass for full frames: 8 on a GPU, 1 on a CPU (memory-bound there:
-    bigger batches were slower)."""
+    """Images per forward pass for full frames (:data:`~livecell_kit.presets.PREDICT_BATCHES`)."""
     import tensorflow as tf  # see the note on imports at the top
 
-    return 8 if tf.config.list_physical_devices("GPU") else 1
+    return PREDICT_BATCHES.frames_gpu if tf.config.list_physical_devices("GPU") else PREDICT_BATCHES.frames_cpu
 
 
 def _predict_fn(model, jit_compile: bool = False):
@@ -159,7 +156,7 @@ def _squeeze(y: np.ndarray) -> np.ndarray:
     return y[..., 0] if y.shape[-1] == 1 else y
 
 
-def predict_batch(model, images, batch_size: int = 4, tile: int | None = None, overlap: int = 32,
+def predict_batch(model, images, batch_size: int = PREDICT_BATCHES.tiles, tile: int | None = None, overlap: int = TILE_OVERLAP,
                   jit_compile: bool = False) -> np.ndarray:
     """Probabilities for several same-size grey images.
 
@@ -203,8 +200,8 @@ def _starts(size: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
-def predict_image(model, image: np.ndarray, tile: int | None = None, overlap: int = 32,
-                  batch_size: int = 4, jit_compile: bool = False) -> np.ndarray:
+def predict_image(model, image: np.ndarray, tile: int | None = None, overlap: int = TILE_OVERLAP,
+                  batch_size: int = PREDICT_BATCHES.tiles, jit_compile: bool = False) -> np.ndarray:
     """Cell probability map of one grey image of any size.
 
     image: (H, W) (or (H, W, 1)) uint8, 0–255.

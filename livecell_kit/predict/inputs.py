@@ -46,12 +46,6 @@ def expand_inputs(paths, out_dir: Path | None) -> tuple[list[tuple[Path, Path]],
     return found, skipped
 
 
-def list_images(paths, out_dir=None) -> list[Path]:
-    """Expand files and folders (searched recursively) into a list of TIFF/PNG/JPEG files,
-    sorted within each folder; files in ``out_dir`` named like predict's outputs are left out."""
-    return [f for f, _ in expand_inputs(paths, None if out_dir is None else Path(out_dir))[0]]
-
-
 def output_stems(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     """``(file, output stem relative to the output folder)`` per distinct input file.
 

@@ -42,7 +42,7 @@ def model_card(name: str = PRETRAINED_MODEL) -> dict:
 
 
 def pretrained_path(name: str = PRETRAINED_MODEL) -> Path:
-    """Path of the shipped ``<name>.keras``, checked against the SHA-256 on its card (~10 ms)."""
+    """Path of the shipped ``<name>.keras``, checked against the SHA-256 on its card."""
     card = model_card(name)
     path = FOLDER / card["file"]
     if not path.is_file():

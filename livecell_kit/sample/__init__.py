@@ -23,11 +23,11 @@ describe exactly the cells that were drawn.
 
 The folder's stamp records how it was drawn (generator version, seed, frames per type)
 and the size and CRC-32 of every file; :func:`make_sample` compares them each time it is
-asked for the sample (about 1 ms per MiB: 33 ms for the default 34 MiB sample) and draws
+asked for the sample and draws
 it again, with a one-line warning, when a file is missing, truncated or changed.
 
-Same ``seed`` -> byte-identical files.  The default sample (4/2/2 images per
-type and split, 64 frames) takes under ten seconds on a laptop CPU.
+Same ``seed`` -> byte-identical files.  The default sample has 4/2/2 images per
+type and split, 64 frames.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Training: U-Net presets on LIVECell, resumable, in a run folder.
 
 * :mod:`~livecell_kit.train.precision` — number format and devices (``choose_precision``, ``model_scope``);
-* :mod:`~livecell_kit.train.pipeline` — ``tf.data`` input: files → crops, augmentation, batches;
+* :mod:`~livecell_kit.train.pipeline` — ``tf.data`` input: files → crops, augmentation, batches, one
+  function per step (``preset_files``, ``read_frames``, ``with_seeds``) and all of them in one call;
 * :mod:`~livecell_kit.train.augment` — the random crops and augmentation of each training frame;
 * :mod:`~livecell_kit.train.losses` — losses (``bce``, ``bce_dice``, ``weighted_bce``, the instance
   head's ``cells_loss``) and pixel metrics;
@@ -12,7 +13,7 @@
 * :mod:`~livecell_kit.train.callbacks` — the callbacks of a run, and prediction snapshots;
 * :mod:`~livecell_kit.train.run` — the run folder and :func:`train`, all of the above in one call.
 """
-from livecell_kit.train.augment import crop_and_augment
+from livecell_kit.train.augment import Augmentation, crop_and_augment, split_xy, vary_intensity, zoomed_crop
 from livecell_kit.train.backup import RunCheckpoint, RunFileWarning
 from livecell_kit.train.callbacks import PredictionSnapshots, run_callbacks
 from livecell_kit.train.history import read_history
@@ -21,7 +22,8 @@ from livecell_kit.train.losses import (CELLS_LOSSES, LOSSES, Dice, ForegroundIoU
                                        cells_l1_loss, cells_loss, check_loss_fits, dice_loss, get_loss,
                                        make_metrics, needs_weight_map, weighted_bce)
 from livecell_kit.train.pipeline import (CACHE_LIMIT_BYTES, CELL_TARGET_LEVELS, BorderWeights, preset_datasets,
-                                         read_stack, split_files, training_dataset, validation_dataset)
+                                         preset_files, read_frames, read_stack, split_files, training_dataset,
+                                         validation_dataset, with_seeds)
 from livecell_kit.train.precision import (PRECISIONS, choose_precision, choose_strategy, gpu_compute_capabilities,
                                           model_scope, read_cpu_flags)
 from livecell_kit.train.run import (RunFolder, TrainResult, check_segmentation_model, finish_run, is_finished, learning_rate, load_model,
@@ -32,8 +34,9 @@ __all__ = [
     "CELLS_LOSSES", "LOSSES", "Dice", "ForegroundIoU", "PixelAccuracy", "bce", "bce_dice", "cells_l1_loss",
     "cells_loss", "check_loss_fits", "dice_loss", "get_loss",
     "make_metrics", "needs_weight_map", "weighted_bce",
-    "CACHE_LIMIT_BYTES", "CELL_TARGET_LEVELS", "BorderWeights", "crop_and_augment", "preset_datasets", "read_stack", "split_files",
-    "training_dataset", "validation_dataset",
+    "Augmentation", "crop_and_augment", "split_xy", "vary_intensity", "zoomed_crop",
+    "CACHE_LIMIT_BYTES", "CELL_TARGET_LEVELS", "BorderWeights", "preset_datasets", "preset_files", "read_frames",
+    "read_stack", "split_files", "training_dataset", "validation_dataset", "with_seeds",
     "PRECISIONS", "choose_precision", "choose_strategy", "gpu_compute_capabilities", "model_scope",
     "read_cpu_flags",
     "RunFolder", "TrainResult", "check_segmentation_model", "finish_run", "is_finished", "learning_rate", "load_model", "open_run",

@@ -4,16 +4,17 @@ Works on one stacked (H, W, 1 + C) tensor of image and targets, as the input pip
 (:mod:`~livecell_kit.train.pipeline`) reads it, so a crop, flip or turn moves them
 together and cannot misalign.  Every random op is stateless and takes its seed, so the
 same run seed gives the same crops in whatever order the parallel ``tf.data`` map finishes.
-:class:`Augmentation` holds the ranges (``TrainConfig.augment`` switches them on);
+:class:`~livecell_kit.presets.Augmentation` holds the ranges (``presets.AUGMENTATION``;
+``TrainConfig.augment`` switches them on);
 :func:`crop_and_augment` is the map applied to each training frame, :func:`split_xy`
 the split into ``x`` and ``y`` that validation frames get alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
+
+from livecell_kit.presets import AUGMENTATION, Augmentation
 
 
 def split_xy(stack, augment: bool = False, target_levels: int = 1):
@@ -24,36 +25,6 @@ def split_xy(stack, augment: bool = False, target_levels: int = 1):
     return x, (y / target_levels if target_levels != 1 else y)
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Ranges of the random changes :func:`crop_and_augment` makes to each training crop.
-
-    scale: zoom of a crop (> 1: a larger window shrunk, cells look smaller), log-uniform.
-    contrast: factor on the grey levels' spread about the crop's mean, log-uniform.
-    gamma: exponent on grey levels / 255, log-uniform.
-    brightness: ± grey levels added.
-    sharpness: -1 blurs (Gaussian, σ = 1 px), 0 leaves, +1 sharpens (unsharp mask).
-    noise: largest std of added Gaussian noise, grey levels.
-    gradient: largest ± grey levels of a linear illumination ramp across the crop.
-
-    The defaults span what still separates the kit's synthetic sample from real
-    LIVECell frames (``bench/sample_realism.py``): cell sizes within ~15 %, frame
-    contrast and the balance of bright halos and dark granules.  Blur, noise and
-    ramps are off: the sample already matches the real frames' noise (std 1.0-1.2
-    grey levels) and flat background, and switching them on (sharpness ±0.3,
-    noise 2, ramp ±4) cost about 0.01 Dice on the real frames (quick preset, 2 seeds).
-    """
-
-    scale: tuple[float, float] = (0.87, 1.15)
-    contrast: tuple[float, float] = (0.8, 1.25)
-    gamma: tuple[float, float] = (0.9, 1.1)
-    brightness: float = 25.5
-    sharpness: tuple[float, float] = (0.0, 0.0)
-    noise: float = 0.0
-    gradient: float = 0.0
-
-
-AUGMENTATION = Augmentation()
 
 
 def _log_uniform(seed, bounds):

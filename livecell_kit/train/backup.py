@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import os
 import re
 import sys
@@ -46,8 +45,6 @@ BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
 _GENERATION = re.compile(r"epoch-(\d+)\.weights\.h5")
 _BEST_CANDIDATE = re.compile(r"best-(\d+)\.keras")
-# Left by Keras' BackupAndRestore (kits before crash-safe runs): resumable once, then replaced.
-LEGACY_WEIGHTS, LEGACY_METADATA = "latest.weights.h5", "training_metadata.json"
 GENERATIONS_KEPT = 2
 
 
@@ -68,18 +65,6 @@ def generations(out_dir) -> list[tuple[int, Path]]:
     return _numbered(Path(out_dir) / BACKUP_DIR, _GENERATION)
 
 
-def _legacy_epochs(backup: Path) -> int:
-    """Epochs finished according to a Keras BackupAndRestore folder; ValueError naming its file if unreadable."""
-    path = backup / LEGACY_METADATA
-    try:
-        epoch = json.loads(path.read_text(encoding="utf-8"))["epoch"]
-        if not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch {epoch!r} is not a count")
-        return epoch
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(_unresumable(backup, f"{path} is unreadable ({exc})")) from None
-
-
 def _unresumable(backup: Path, what: str) -> str:
     return (f"cannot resume the run in {backup.parent}: {what}. Delete the folder {backup} and rerun the same "
             f"command to train this run again from epoch 0 (or choose a new --out folder)")
@@ -87,11 +72,8 @@ def _unresumable(backup: Path, what: str) -> str:
 
 def committed_epochs(out_dir) -> int:
     """Epochs the run's newest backup vouches for (0: none), without reading the weights."""
-    backup = Path(out_dir) / BACKUP_DIR
     found = generations(out_dir)
-    if found:
-        return found[0][0]
-    return _legacy_epochs(backup) if (backup / LEGACY_METADATA).exists() else 0
+    return found[0][0] if found else 0
 
 
 def _load_weights(model: keras.Model, path: Path) -> None:
@@ -107,11 +89,8 @@ def restore(model: keras.Model, out_dir) -> int:
     (naming the files and the fix) when backups exist and none can be read.
     """
     backup = Path(out_dir) / BACKUP_DIR
-    candidates = generations(out_dir)
-    if not candidates and (backup / LEGACY_WEIGHTS).exists():
-        candidates = [(_legacy_epochs(backup), backup / LEGACY_WEIGHTS)]
     failures = []
-    for epochs, path in candidates:
+    for epochs, path in generations(out_dir):
         try:
             _load_weights(model, path)
         except Exception as exc:  # h5py raises OSError, Keras ValueError/KeyError for a torn file
@@ -275,5 +254,3 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.checkpoints / "last.keras")
         for _, old in generations(self.out_dir)[GENERATIONS_KEPT:]:
             old.unlink()
-        for name in (LEGACY_WEIGHTS, LEGACY_METADATA, LEGACY_WEIGHTS + ".bkp", LEGACY_METADATA + ".bkp"):
-            (self.backup / name).unlink(missing_ok=True)

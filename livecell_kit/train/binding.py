@@ -62,8 +62,6 @@ def same_data(recorded: dict, current: dict) -> bool:
 
 def describe(fingerprint: dict) -> str:
     """One line: the root, then per split its annotation bytes, sha256 prefix and image count."""
-    if not any(split in fingerprint for split in TRAINING_SPLITS):
-        return f"{fingerprint.get('root', '?')} (no fingerprint recorded: written by an older kit)"
     parts = []
     for split in TRAINING_SPLITS:
         entry = fingerprint.get(split) or {}

@@ -24,9 +24,15 @@ resolution) so a data set cached in RAM stays a quarter of the float32 size.  Th
 normalised per cell, so a zoomed crop (nearest-neighbour resampled, like every target)
 keeps them right; ``y`` is float32 0..1.
 
-:func:`split_files` finds a split's images and cached masks;
-:func:`preset_datasets` builds both data sets of a preset, as
-:func:`livecell_kit.train.train` and notebook 04 use them.
+The steps, one function each, as notebook 04 assembles them by hand: :func:`preset_files`
+(or :func:`split_files`) finds the images and cached masks; :func:`read_frames` reads them;
+``.cache()``, ``.shuffle()``, ``.repeat()``; :func:`with_seeds` gives each frame its random
+seed; :func:`~livecell_kit.train.augment.crop_and_augment` (itself
+:func:`~livecell_kit.train.augment.zoomed_crop`, flips, turns and
+:func:`~livecell_kit.train.augment.vary_intensity`) makes one training example of each;
+``.batch()`` and ``.prefetch()``.  :func:`training_dataset` and :func:`validation_dataset` are
+those steps in one call, and :func:`preset_datasets` builds both data sets of a preset, as
+:func:`livecell_kit.train.train` uses them.
 """
 from __future__ import annotations
 
@@ -40,9 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from livecell_kit import data, masks
-from livecell_kit.presets import Preset
-# Augmentation and vary_intensity are imported from here too.
-from livecell_kit.train.augment import Augmentation, crop_and_augment, split_xy, vary_intensity
+from livecell_kit.presets import CACHE_LIMIT_BYTES, Preset, TrainConfig
+from livecell_kit.train.augment import crop_and_augment, split_xy
 from livecell_kit.train.losses import check_loss_fits, needs_weight_map
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -50,8 +55,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 CELL_TARGET_LEVELS = 255
 #: Channels of the instance targets (foreground, centre distance, boundary distance).
 CELL_TARGET_CHANNELS = 3
-#: Decoded data sets smaller than this are cached in RAM; larger ones stream from disk.
-CACHE_LIMIT_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,15 @@ class BorderWeights:
     The class-balance term w_c of the paper is 1: the loss then differs from plain
     BCE only near neighbouring cells.
 
-    Cost of masks.border_weight_map per 520×704 frame, measured on one core:
-    17-90 ms, median 30 ms, on 5 real LIVECell frames (73-711 cells), 9-54 ms on the
-    sample's; decoding the frame takes ~3.5 ms.  That is cheap enough to compute in
-    the parallel ``tf.data`` map when a frame is read rather than to precompute: a
-    data set cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it
-    once, a streamed one every epoch (1024 seed-scale frames: ~30 s of one core, ~2 s
-    on 16).  Precomputing would also need a float mask kind in the mask cache.
+    masks.border_weight_map is cheap enough (``bench/masks.py``) to compute in the
+    parallel ``tf.data`` map when a frame is read rather than to precompute: a data set
+    cached in RAM (the sample; anything under ``CACHE_LIMIT_BYTES``) pays it once, a
+    streamed one every epoch.  Precomputing would also need a float mask kind in the
+    mask cache.
     """
 
-    w0: float = 10.0
-    sigma: float = 5.0
+    w0: float = TrainConfig.border_weight_w0
+    sigma: float = TrainConfig.border_weight_sigma
 
 
 def _decode(path) -> str:
@@ -160,6 +161,27 @@ def _loader(channels: int, border_weights: BorderWeights | None, cell_targets: b
     return load
 
 
+def read_frames(image_paths: Sequence, mask_paths: Sequence, border_weights: BorderWeights | None = None,
+                cell_targets: bool = False) -> tf.data.Dataset:
+    """Step 1 of the pipeline, *read*: one stacked (H, W, 1 + C) array per image, in file order.
+
+    Each element is :func:`read_stack`'s grey values and targets (uint8; float32 with
+    ``border_weights``), decoded by parallel ``tf.data`` workers when the data set is iterated.
+    image_paths, mask_paths: as in :func:`training_dataset`.
+    """
+    files, _, channels = _file_dataset(image_paths, mask_paths)
+    return files.map(_loader(channels, border_weights, cell_targets), num_parallel_calls=AUTOTUNE)
+
+
+def with_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """Pair each element of ``ds`` with its own random seed, int64 (2,), drawn from a stream seeded by ``seed``.
+
+    The stateless random ops of :func:`~livecell_kit.train.augment.crop_and_augment` take it, so the
+    crops depend on the run seed only, not on which parallel worker finishes first.
+    """
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+
+
 def _should_cache(cache, image_paths, channels: int, limit: int, bytes_per_value: int = 1) -> bool:
     """cache: True, False or "auto" (cache when the decoded data set is under ``limit`` bytes)."""
     if cache != "auto":
@@ -185,21 +207,18 @@ def training_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: in
     y (B, h, w, C) float32.  Set ``steps_per_epoch`` in ``fit``.
     """
     files, n, channels = _file_dataset(image_paths, mask_paths)
-    load = _loader(channels, border_weights, cell_targets)
     value_bytes = 1 if border_weights is None else 4
     if _should_cache(cache, image_paths, _target_channels(channels, cell_targets), cache_limit_bytes,
                      value_bytes):
-        ds = files.map(load, num_parallel_calls=AUTOTUNE).cache()
+        ds = read_frames(image_paths, mask_paths, border_weights, cell_targets).cache()
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
     else:
         # Shuffle the file names (tiny), not decoded frames: memory stays flat as N grows.
         ds = files.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds))
+        ds = ds.map(_loader(channels, border_weights, cell_targets), num_parallel_calls=AUTOTUNE)
     levels = CELL_TARGET_LEVELS if cell_targets else 1
-    ds = ds.map(lambda s, sd: crop_and_augment(s, sd, crop_size, augment, target_levels=levels),
-                num_parallel_calls=AUTOTUNE)
+    ds = with_seeds(ds, seed).map(lambda s, sd: crop_and_augment(s, sd, crop_size, augment, target_levels=levels),
+                                  num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
@@ -209,8 +228,8 @@ def validation_dataset(image_paths: Sequence, mask_paths: Sequence, batch_size: 
                        cell_targets: bool = False) -> tf.data.Dataset:
     """Whole frames in file order, one pass: x (B, H, W, 1) uint8, y (B, H, W, C) float32
     (``cell_targets``: as in :func:`training_dataset`)."""
-    files, n, channels = _file_dataset(image_paths, mask_paths)
-    ds = files.map(_loader(channels, border_weights, cell_targets), num_parallel_calls=AUTOTUNE)
+    _, _, channels = _file_dataset(image_paths, mask_paths)
+    ds = read_frames(image_paths, mask_paths, border_weights, cell_targets)
     value_bytes = 1 if border_weights is None else 4
     if _should_cache(cache, image_paths, _target_channels(channels, cell_targets), cache_limit_bytes,
                      value_bytes):
@@ -253,6 +272,24 @@ def split_files(data_root, split: str, outputs: str = "semantic", limit: int | N
     return images, mask_lists
 
 
+def _border_weights(tc) -> BorderWeights | None:
+    """The weight map settings of TrainConfig ``tc``, or None when its loss needs no weight map."""
+    return BorderWeights(tc.border_weight_w0, tc.border_weight_sigma) if needs_weight_map(tc.loss) else None
+
+
+def preset_files(data_root, preset: Preset, split: str, progress: bool = False) -> tuple[list[Path], list]:
+    """The image files of ``split`` ("train", "val" or "test") that ``preset`` uses, and their cached masks.
+
+    :func:`split_files` with the preset's number of images, subset rule and seed, its model's
+    outputs and, when its loss needs the weight map, the instance labels.
+    """
+    dc = preset.data
+    limit = {"train": dc.train_images, "val": dc.val_images, "test": dc.test_images}[split]
+    return split_files(data_root, split, outputs=preset.model.outputs, limit=limit, subset_seed=dc.subset_seed,
+                       progress=progress, subset_rule=dc.subset,
+                       instance_labels=_border_weights(preset.train) is not None)
+
+
 def preset_datasets(data_root, preset: Preset, progress: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
     """The training and validation data of ``preset`` on ``data_root``, and its steps per epoch.
 
@@ -262,14 +299,12 @@ def preset_datasets(data_root, preset: Preset, progress: bool = False) -> tuple[
     loss needs it, the instance targets when its model has the instance head (outputs "cells").
     steps_per_epoch: the preset's, else one pass over the training images.
     """
-    mc, tc, dc = preset.model, preset.train, preset.data
+    mc, tc = preset.model, preset.train
     check_loss_fits(tc.loss, mc.outputs)
-    weights = BorderWeights(tc.border_weight_w0, tc.border_weight_sigma) if needs_weight_map(tc.loss) else None
+    weights = _border_weights(tc)
     cells = mc.outputs == "cells"
-    files = functools.partial(split_files, data_root, outputs=mc.outputs, subset_seed=dc.subset_seed,
-                              progress=progress, subset_rule=dc.subset, instance_labels=weights is not None)
-    train_images, train_masks = files("train", limit=dc.train_images)
-    val_images, val_masks = files("val", limit=dc.val_images)
+    train_images, train_masks = preset_files(data_root, preset, "train", progress)
+    val_images, val_masks = preset_files(data_root, preset, "val", progress)
     steps = tc.steps_per_epoch or max(1, len(train_images) // tc.batch_size)
     train_ds = training_dataset(train_images, train_masks, tc.batch_size, tc.crop_size, tc.augment, tc.seed,
                                 border_weights=weights, cell_targets=cells)

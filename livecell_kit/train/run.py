@@ -78,19 +78,6 @@ def _as_json(preset_dict):
     return json.loads(json.dumps(preset_dict))
 
 
-def _with_new_defaults(preset_dict):
-    """A stored preset with settings added to the kit since it was written set to their defaults.
-
-    New settings are added with defaults that keep the old behaviour, so a run folder
-    written before (e.g. without ``kernel_initializer``) still matches its preset.
-    """
-    if not isinstance(preset_dict, dict):
-        return preset_dict
-    defaults = _as_json(Preset(name="", description="").to_dict())
-    return {k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
-            for k, v in preset_dict.items()}
-
-
 def _read_config(out_dir: Path) -> dict | None:
     """config.json of the run folder, None when there is none; ValueError naming it when unreadable."""
     path = out_dir / "config.json"
@@ -122,21 +109,16 @@ def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
     (:func:`~livecell_kit.train.binding.data_fingerprint`); a finished one is left as it is.
     Raises ValueError, before anything is written, when ``out_dir`` holds a run with other
     settings or on other data that finished an epoch; one that finished none (it failed or
-    was stopped early) is replaced.  A config.json of an older kit, without a fingerprint,
-    gets this data's, with a note, unless it names another data root.
+    was stopped early) is replaced.
     """
     out_dir, data_root = Path(out_dir), Path(data_root)
     config_path = out_dir / "config.json"
     prior = _read_config(out_dir)
     fingerprint = binding.data_fingerprint(data_root, preset)
     if prior is not None:
-        same = _with_new_defaults(prior.get("preset")) == _as_json(preset.to_dict())
-        recorded = prior.get("data") or {"root": prior.get("data_root")}
-        unfingerprinted = "data" not in prior
-        if unfingerprinted:  # an older kit's config.json: only its data root can be compared
-            same_data = recorded["root"] is None or Path(recorded["root"]) == Path(fingerprint["root"])
-        else:
-            same_data = binding.same_data(recorded, fingerprint)
+        same = prior.get("preset") == _as_json(preset.to_dict())
+        recorded = prior.get("data") or {}
+        same_data = binding.same_data(recorded, fingerprint)
         if not (same and same_data) and not prior.get("finished") and committed_epochs(out_dir) == 0:
             if verbose:
                 print(f"{out_dir}: the earlier run there finished no epoch; starting this one in its place")
@@ -146,11 +128,6 @@ def open_run(data_root, preset: Preset, out_dir, verbose: int = 1) -> RunFolder:
                              "--restart to start this folder afresh")
         elif not same_data:
             raise ValueError(binding.other_data_message(out_dir, recorded, fingerprint))
-        elif unfingerprinted:
-            if verbose:
-                print(f"{config_path} records no fingerprint of its data (an older kit wrote it); recorded "
-                      f"the data of {fingerprint['root']} now: later reruns must train on the same")
-            atomic.write_json(config_path, {**prior, "data": fingerprint})
         if is_finished(out_dir):
             if verbose:
                 print(f"{out_dir}: run already finished; loading model.keras")
