@@ -6,7 +6,7 @@ Used by ``bench/livecell_scale.py``.  :func:`build_copy` writes, under ``<workdi
     frames/<Type>_<k>.tif      the sample's 64 frames as LZW TIFFs with a horizontal predictor (as LIVECell's)
     root/                      a data root in the real layout: flat image folders (hard links to frames/)
                                and annotations/livecell_coco_{train,val,test}.json
-    server/                    the official server's layout for every name in data.REGISTRY:
+    server/                    the official server's layout for every name in download.REGISTRY:
                                images.zip (stored members, images/livecell_*_images/<name>), the three
                                JSONs (hard links), per-cell-type and training-set-size JSONs
     .livecell-scale.json       the stamp: settings, files and figures of the finished build
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from livecell_kit import atomic, data, sample
+from livecell_kit import atomic, data, download, sample
 
 BUILD_VERSION = 1
 STAMP_NAME = ".livecell-scale.json"
@@ -201,7 +201,7 @@ def _head(description: str) -> str:
 def _json_outputs(records: dict, root: Path, server: Path) -> dict[Path, tuple[str, list[Record]]]:
     """File -> (split, its records): the three split files and each registry JSON derived from them."""
     outputs = {data.annotation_path(root, s): (s, records[s]) for s in data.SPLITS}
-    for name in data.REGISTRY:
+    for name in download.REGISTRY:
         parts = name.split("/")
         if name.startswith("annotations/LIVECell_single_cells/") and len(parts) == 4:
             split, wanted = parts[3][:-5], parts[2].lower()
@@ -294,7 +294,7 @@ def build_copy(workdir, scale: float = 1.0, log=print) -> dict:
     """Build (or reuse) the copy under ``workdir``; returns the stamp: settings, files, figures, seconds."""
     workdir = Path(workdir)
     settings = {"build_version": BUILD_VERSION, "scale": scale, "sample_seed": SAMPLE_SEED,
-                "registry": sorted(data.REGISTRY)}  # a file added to the registry is served after a rebuild
+                "registry": sorted(download.REGISTRY)}  # a file added to the registry is served after a rebuild
     stamp = atomic.read_stamp(workdir / STAMP_NAME)
     if stamp and stamp.get("settings") == settings and all((workdir / f).is_file() for f in stamp["files"]):
         log(f"reusing the copy in {workdir} (built in {stamp['seconds']:.0f} s)")
@@ -312,7 +312,7 @@ def build_copy(workdir, scale: float = 1.0, log=print) -> dict:
         _link(data.annotation_path(root, split), server / "annotations" / "LIVECell" / f"livecell_coco_{split}.json")
     images = layout_images(records, _lzw_frames(sample_root, workdir / "frames"), root, server)
     files = [f"root/{p}" for p in [data.annotation_path(Path(), s).as_posix() for s in data.SPLITS] + images]
-    unserved = [name for name in data.REGISTRY if not (server / name).is_file()]
+    unserved = [name for name in download.REGISTRY if not (server / name).is_file()]
     if unserved:
         log(f"the local server will answer 404 for {len(unserved)} registry file(s) it cannot derive: {unserved}")
     figures["images"] = {"train_val_files": sum(p.startswith("images/livecell_train") for p in images),

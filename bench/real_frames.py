@@ -41,7 +41,8 @@ os.environ.setdefault("LIVECELL_KIT_WORKDIR", str(ROOT / "build" / "work"))  # a
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livecell_kit import atomic, course, data, evaluate, masks, overlay, plot  # noqa: E402
+from livecell_kit import atomic, course, data, evaluate, figures, masks  # noqa: E402
+from livecell_kit.masks import overlay  # noqa: E402
 from livecell_kit.evaluate import metrics  # noqa: E402
 
 course.import_tensorflow_quietly()  # TensorFlow's C++ start-up chatter silenced before train imports it
@@ -173,10 +174,10 @@ def save_figure(path: Path, shown, thr: float) -> None:
         ax_row[0].imshow(overlay.grey_rgb(image))
         ax_row[0].set_title(f"{row['file_name']} ({row['cell_type']})")
         ax_row[1].imshow(overlay.grey_rgb(image))
-        plot.draw_polygons(ax_row[1], anns, linewidth=0.6)
+        figures.draw_polygons(ax_row[1], anns, linewidth=0.6)
         ax_row[1].set_title(f"truth: {row['cells']} cells, {100 * row['truth_cover']:.0f}% of pixels")
         ax_row[2].imshow(overlay.overlay_image(image, prob >= thr))
-        plot.draw_polygons(ax_row[2], anns, linewidth=0.4)
+        figures.draw_polygons(ax_row[2], anns, linewidth=0.4)
         ax_row[2].set_title(f"prediction (t={thr:.2f}): {100 * r['pred_cover']:.0f}% px, "
                             f"Dice {r['dice']:.3f}, IoU {r['iou']:.3f}")
         for ax in ax_row:  # outlines reach x = width: keep the image's extent

@@ -82,7 +82,7 @@ print(kit)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from livecell_kit import data, exercises, plot
+from livecell_kit import data, exercises, figures
 
 root = kit.root  # the sample, or real LIVECell when configured
 splits = {name: data.load_split(root, name) for name in data.available_splits(root)}
@@ -100,7 +100,7 @@ if course.using_real_data():
     synthetic = data.load_split(course.sample_root(), "train")
     cell_type = real.cell_type(real.images[0])
     twin = next(img for img in synthetic.images if synthetic.cell_type(img) == cell_type)
-    fig = plot.show_images([data.read_image(real.image_path(real.images[0])), data.read_image(synthetic.image_path(twin))],
+    fig = figures.show_images([data.read_image(real.image_path(real.images[0])), data.read_image(synthetic.image_path(twin))],
                            titles=[f"real LIVECell ({cell_type})", f"synthetic sample ({cell_type})"], ncols=2, size=5)
 else:
     print(f"Data: the kit's SYNTHETIC sample in {root.name}/ (set LIVECELL_KIT_DATA_ROOT for real LIVECell)")
@@ -161,7 +161,7 @@ print("polygon points:", len(first_cell["segmentation"][0]) // 2, "| area:", fir
 # The file name starts with the cell type: `A172_Phase_C7_1_00d00h00m_1.tif`.
 
 # %%
-fig = plot.gallery(train, per_type=1, suptitle=f"{course.data_label()}: one image per cell type")
+fig = figures.gallery(train, per_type=1, suptitle=f"{course.data_label()}: one image per cell type")
 
 # %% [markdown]
 # ### Exercise 1 — one image's outlines
@@ -200,7 +200,7 @@ drawn = (outlines if yours else data.cell_outlines)(train, image_record["id"])
 fig, ax = plt.subplots(figsize=(9, 6.6))
 ax.imshow(image, cmap="gray")
 for xy in drawn:  # a closed Polygon joins the last corner back to the first
-    ax.add_patch(plt.Polygon(xy, closed=True, fill=False, edgecolor=plot.COLOURS["truth"], linewidth=1))
+    ax.add_patch(plt.Polygon(xy, closed=True, fill=False, edgecolor=figures.COLOURS["truth"], linewidth=1))
 ax.set(xlabel="x (column, px)", ylabel="y (row, px)",
        title=f"{image_record['file_name']}: {len(drawn)} outlines, {'yours' if yours else 'the kit’s'} "
              f"({course.data_label()})");
@@ -218,7 +218,7 @@ print(image.dtype, image.shape, "grey levels", image.min(), "to", image.max())
 # grid is ten times larger.
 
 # %%
-fig = plot.annotation_stats(train, suptitle=f"{course.data_label()}: {explored} split")
+fig = figures.annotation_stats(train, suptitle=f"{course.data_label()}: {explored} split")
 
 # %% [markdown]
 # ### Exercise 1b — cells per image

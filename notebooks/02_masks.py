@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from livecell_kit import concept_plots, data, exercises, masks, plot
+from livecell_kit import data, exercises, figures, masks
 
 root = kit.root
 # the training images of notebook 04's `quick` preset (on the sample: the whole split)
@@ -66,7 +66,7 @@ x, y, w, h = (int(v) for v in cell["bbox"])
 pad = 15
 fig, ax = plt.subplots(figsize=(4, 4))
 ax.imshow(image, cmap="gray")
-plot.draw_polygons(ax, [cell], linewidth=2)
+figures.draw_polygons(ax, [cell], linewidth=2)
 ax.set_xlim(x - pad, x + w + pad); ax.set_ylim(y + h + pad, y - pad)
 ax.set_title(f"annotation {cell['id']}: {len(cell['segmentation'][0]) // 2} points ({course.data_label()})");
 
@@ -150,7 +150,7 @@ yours = exercises.check_decode_rle.verdict(decode_rle, plain_rle).ok
 decoded = decode_rle(plain_rle) if yours else mask_utils.decode(mask_utils.frPyObjects(plain_rle, height, width))
 fig, ax = plt.subplots(figsize=(4, 4))
 ax.imshow(decoded, cmap="gray", interpolation="nearest", extent=(0, width, height, 0))
-plot.draw_polygons(ax, [cell], linewidth=2)
+figures.draw_polygons(ax, [cell], linewidth=2)
 ax.set_xlim(x - pad, x + w + pad); ax.set_ylim(y + h + pad, y - pad)
 ax.set(xlabel="x (column)", ylabel="y (row)",
        title=f"{'your' if yours else 'pycocotools’'} decoded mask, {int(decoded.sum())} px");
@@ -175,7 +175,7 @@ print(semantic.dtype, semantic.shape, "cells cover", f"{semantic.mean():.1%}", "
 print("identical to decoding each cell and OR-ing:", np.array_equal(semantic, naive))
 
 # %%
-fig = plot.show_images([image, semantic * 255, plot.overlay(image, {"truth": semantic})],
+fig = figures.show_images([image, semantic * 255, figures.overlay(image, {"truth": semantic})],
                        ["image", "semantic mask", "overlay"], ncols=3, suptitle=course.data_label())
 
 # %% [markdown]
@@ -201,7 +201,7 @@ print("border pixels:", int(border.sum()), "| weights range:", f"{weights.min():
 # zoom on the right shows the part of the frame with the most of them, where cells touch.
 
 # %%
-fig = concept_plots.touching_borders(image, labels, border, suptitle=course.data_label())
+fig = figures.touching_borders(image, labels, border, suptitle=course.data_label())
 
 # %% [markdown]
 # The U-Net paper's **weight map** (Ronneberger et al. 2015, eq. 2)
@@ -213,7 +213,7 @@ fig = concept_plots.touching_borders(image, labels, border, suptitle=course.data
 # 80×80 px square where the extra weight piles up most.
 
 # %%
-fig = concept_plots.border_weights(image, labels, border, weights, suptitle=course.data_label())
+fig = figures.border_weights(image, labels, border, weights, suptitle=course.data_label())
 
 # %% [markdown]
 # A network learns by lowering its **loss**: one number that measures how wrong its predictions
@@ -244,7 +244,7 @@ print("preset 'borders': loss", borders.loss, "| w0", borders.border_weight_w0, 
 SIGMA = 5.0  # ← change to 2.0 or 10.0 and run again (the borders preset uses 5)
 trial = masks.border_weight_map(labels, w0=10.0, sigma=SIGMA)
 print(f"sigma {SIGMA} px: {np.mean(trial > 2):.1%} of the pixels weigh more than 2")
-fig = concept_plots.border_weights(image, labels, border, trial, suptitle=f"{course.data_label()}, σ = {SIGMA} px")
+fig = figures.border_weights(image, labels, border, trial, suptitle=f"{course.data_label()}, σ = {SIGMA} px")
 
 # %% [markdown]
 # ## A mask cache for training

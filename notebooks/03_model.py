@@ -48,7 +48,7 @@ print(kit)
 # %%
 import dataclasses
 
-from livecell_kit import concept_plots, data, exercises, model, plot, presets
+from livecell_kit import data, exercises, figures, model, presets
 
 root = kit.root
 split = data.load_split(root, kit.split)
@@ -67,7 +67,7 @@ crop = image[centre[0] - 48:centre[0] + 48, centre[1] - 48:centre[1] + 48]  # 96
 # it: the bottom row shows a blur and two edge kernels on the crop.
 
 # %%
-fig = concept_plots.convolution(crop, suptitle=f"{course.data_label()}: a 3×3 convolution")
+fig = figures.convolution(crop, suptitle=f"{course.data_label()}: a 3×3 convolution")
 
 # %% [markdown]
 # A convolution **layer** has several kernels, its **filters**; each gives one feature map, a
@@ -86,7 +86,7 @@ fig = concept_plots.convolution(crop, suptitle=f"{course.data_label()}: a 3×3 c
 # **sigmoid** instead, which squeezes any number into (0, 1): the probability of "cell".
 
 # %%
-fig = concept_plots.activations()
+fig = figures.activations()
 
 # %% [markdown]
 # ### Max-pooling and up-sampling
@@ -98,7 +98,7 @@ fig = concept_plots.activations()
 # value over a 2×2 block with learned weights; the figure shows the simplest case, a copy.
 
 # %%
-fig = concept_plots.pooling_and_upsampling()
+fig = figures.pooling_and_upsampling()
 
 # %% [markdown]
 # ### Batch normalisation
@@ -110,7 +110,7 @@ fig = concept_plots.pooling_and_upsampling()
 # the kit's `kit`, `quick` and `borders` presets do. Here the channel is the frame's grey levels:
 
 # %%
-fig = concept_plots.batch_normalisation(image / 255, suptitle=f"{course.data_label()}: one channel, before and after BN")
+fig = figures.batch_normalisation(image / 255, suptitle=f"{course.data_label()}: one channel, before and after BN")
 
 # %% [markdown]
 # ### Receptive field
@@ -127,7 +127,7 @@ fields = {"one 3×3 conv": 3, "two 3×3 convs": 5}
 for depth in (1, 2, 3):
     fields[f"U-Net, {depth} pooling{'s' if depth > 1 else ''}"] = model.receptive_field(
         dataclasses.replace(seed_preset.model, depth=depth))
-fig = concept_plots.receptive_fields(image, fields, centre=centre, suptitle=course.data_label())
+fig = figures.receptive_fields(image, fields, centre=centre, suptitle=course.data_label())
 
 # %% [markdown]
 # ## The U-Net's shape
@@ -147,7 +147,7 @@ fig = concept_plots.receptive_fields(image, fields, centre=centre, suptitle=cour
 # 2³ = 8 pixels — and LIVECell's 520×704 frames are.
 
 # %%
-fig = plot.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Net")
+fig = figures.draw_unet(model.describe_unet(seed_preset.model), title="seed U-Net")
 
 # %% [markdown]
 # ## Presets

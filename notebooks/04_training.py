@@ -44,7 +44,7 @@ print(kit)
 import keras
 import numpy as np
 import tensorflow as tf
-from livecell_kit import data, exercises, masks, plot, presets, train
+from livecell_kit import data, exercises, figures, masks, presets, train
 from livecell_kit.model import build_unet
 
 root = kit.train_root  # the sample, or real LIVECell when it annotates train and val
@@ -169,7 +169,7 @@ batch_images, batch_masks = (t.numpy() for t in next(iter(train_ds)))
 print("images:", tuple(batch_images.shape), batch_images.dtype, "| masks:", tuple(batch_masks.shape), batch_masks.dtype)
 
 # %%
-fig = plot.augmented_crops(batch_images[:8, ..., 0], batch_masks[:8, ..., 0],
+fig = figures.augmented_crops(batch_images[:8, ..., 0], batch_masks[:8, ..., 0],
                            title=f"augmented training crops ({source})")
 
 # %% [markdown]
@@ -277,7 +277,7 @@ with train.model_scope(run.precision):  # the number format (and all GPUs) while
 
 # %%
 schedule = train.learning_rate(tc, steps)
-fig = plot.learning_rate_schedule([float(schedule(s)) for s in range(tc.epochs * steps)], steps,
+fig = figures.learning_rate_schedule([float(schedule(s)) for s in range(tc.epochs * steps)], steps,
                                   title=f"learning rate of the quick run (Adam, starts at {tc.learning_rate:g})")
 
 # %% [markdown]
@@ -308,7 +308,7 @@ if not run.finished:
 result = train.finish_run(run, model)  # the best epoch's model -> model.keras; the run is finished
 
 # %%
-fig = plot.training_snapshots(snapshots, snapshot_images)
+fig = figures.training_snapshots(snapshots, snapshot_images)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -334,7 +334,7 @@ print("files:", sorted(p.name for p in result.out_dir.iterdir() if p.suffix in {
 # * The validation set is small (16 frames on the sample), so one epoch's value moves a lot.
 
 # %%
-fig = plot.learning_curves(result.history, metrics=("loss", "pixel_accuracy", "iou", "dice"),
+fig = figures.learning_curves(result.history, metrics=("loss", "pixel_accuracy", "iou", "dice"),
                            title=f"learning curves of the quick run ({source})")
 
 # %% [markdown]
@@ -367,7 +367,7 @@ examples = val_split.images[:: max(1, len(val_split.images) // 3)][:3]
 images = [data.read_image(val_split.image_path(img)) for img in examples]
 truths = [masks.load_mask(val_mask_dir, img["file_name"]) for img in examples]
 probabilities = [predict.predict_image(result.model, image) for image in images]
-fig = plot.prediction_grid(images, truths, probabilities, titles=[f"{val_split.cell_type(i)} ({source})" for i in examples])
+fig = figures.prediction_grid(images, truths, probabilities, titles=[f"{val_split.cell_type(i)} ({source})" for i in examples])
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -51,7 +51,7 @@ from IPython.display import display
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from livecell_kit import data, evaluate, exercises, instances, masks, plot, predict
+from livecell_kit import data, evaluate, exercises, figures, instances, masks, predict
 from livecell_kit.evaluate import cocoeval
 
 # %%
@@ -98,7 +98,7 @@ def confusion_counts(truth, prediction):
 first, image, truth, probability = next(frames(test_split))
 counts = confusion_counts(truth, probability >= 0.5)
 print(dict(zip(("TP", "FP", "FN", "TN"), counts.tolist())), f"of {truth.size} pixels")
-fig = plot.viewer([image], [truth], [probability], [first["file_name"]], [test_split.cell_type(first)],
+fig = figures.viewer([image], [truth], [probability], [first["file_name"]], [test_split.cell_type(first)],
                   threshold=0.5, static=True, source=source)
 
 # %% [markdown]
@@ -167,7 +167,7 @@ chosen = float(best[np.argmin(np.abs(best - 0.5))])  # of those, the one nearest
 if eval_split == "val" and train_root == root:       # no test split: val is scored, so never tuned on
     chosen = 0.5
 print(f"chosen threshold: {chosen:.2f} (IoU {ious.max():.3f} on {len(val_split.images)} validation images)")
-fig = plot.threshold_sweep(sweep, chosen=chosen,
+fig = figures.threshold_sweep(sweep, chosen=chosen,
                            title=f"threshold sweep on the validation split ({course.data_label(train_root)})")
 
 # %% [markdown]
@@ -188,7 +188,7 @@ fig = plot.threshold_sweep(sweep, chosen=chosen,
 # and three predictions shifted by a few pixels:
 
 # %%
-fig = plot.iou_hits()
+fig = figures.iou_hits()
 
 # %% [markdown]
 # ### Exercise 5b — found at IoU 0.5, found at IoU 0.75
@@ -293,7 +293,7 @@ table = {"U-Net (quick)": results, **{f"baseline: {k}": v for k, v in results["b
 for name, r in table.items():
     print(f"{name:22s} accuracy {r['pixel_accuracy']:.3f}  IoU {r['iou']:.3f}  Dice {r['dice']:.3f}  "
           f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
-fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f"{eval_split} split ({source})")
+fig = figures.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f"{eval_split} split ({source})")
 
 # %% [markdown]
 # Look at the all-background row: high accuracy, zero IoU. Pixel accuracy alone flatters.
@@ -304,7 +304,7 @@ fig = plot.metric_bars(table, metrics=("pixel_accuracy", "iou", "dice"), title=f
 
 # %%
 display(evaluate.per_cell_type_table(results))  # a MetricsTable: Jupyter renders it as a table
-fig = plot.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall"),
+fig = figures.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall"),
                        title=f"U-Net per cell type ({source})")
 
 # %%
@@ -312,7 +312,7 @@ fig = plot.metric_bars(results["per_cell_type"], metrics=("iou", "dice", "recall
 instance = results["instance"]
 print(f"AP {instance['AP']:.3f}   AP50 {instance['AP50']:.3f}   AP75 {instance['AP75']:.3f}   "
       f"(× 100: AP {100 * instance['AP']:.1f}, on {source} {eval_split} images; LIVECell's model: 47.8 on real test images)")
-fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75"),
+fig = figures.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75"),
                        title=f"instance AP per cell type ({source})")
 
 # %% [markdown]
@@ -327,7 +327,7 @@ fig = plot.metric_bars(instance["per_cell_type"], metrics=("AP", "AP50", "AP75")
 
 # %%
 records, images, truths, probabilities = zip(*itertools.islice(frames(test_split), 24))  # 24 frames in memory at most
-viewer = plot.viewer(images, truths, probabilities, names=[r["file_name"] for r in records],
+viewer = figures.viewer(images, truths, probabilities, names=[r["file_name"] for r in records],
                      cell_types=[test_split.cell_type(r) for r in records], threshold=chosen, source=source)
 
 # %% [markdown]
@@ -342,7 +342,7 @@ threshold = 0.2  # change this: try 0.2, 0.5, 0.9
 for t in sorted({threshold, chosen}):
     scores = evaluate.confusion_metrics(*confusion_counts(truth, probability >= t))
     print(f"threshold {t:.2f}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  IoU {scores['iou']:.3f}")
-fig = plot.viewer([image], [truth], [probability], [first["file_name"]],
+fig = figures.viewer([image], [truth], [probability], [first["file_name"]],
                   [test_split.cell_type(first)], threshold=threshold, static=True, source=source)
 
 # %% [markdown]

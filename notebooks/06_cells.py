@@ -50,7 +50,7 @@ import numpy as np
 from IPython.display import Image
 from scipy import ndimage
 from skimage import measure, segmentation
-from livecell_kit import cell_plots, data, evaluate, exercises, instances, masks, predict, presets, pretrained, train
+from livecell_kit import data, evaluate, exercises, figures, instances, masks, predict, presets, pretrained, train
 from livecell_kit.measure import measure_frames
 from livecell_kit.model import build_unet
 
@@ -72,7 +72,7 @@ image = data.read_image(test_split.image_path(crowded))
 annotations = test_split.annotations_for(crowded["id"])
 true_cells = masks.cell_labels(annotations, *image.shape)
 from_perfect_mask = instances.semantic_to_instances((true_cells > 0).astype(np.float32))
-fig = cell_plots.label_panels(image, {"annotated cells": true_cells, "watershed of the perfect mask": from_perfect_mask},
+fig = figures.label_panels(image, {"annotated cells": true_cells, "watershed of the perfect mask": from_perfect_mask},
                               suptitle=f"{crowded['file_name']} ({source})")
 
 # %%
@@ -98,7 +98,7 @@ print(f"{len(annotations)} cells annotated; the watershed of the perfect mask fi
 targets = masks.distance_targets(true_cells)   # (H, W, 3): foreground, centre, boundary
 outline = masks.boundary_target(true_cells)    # the simpler target: 1 on every cell's outline
 print("targets:", targets.shape, targets.dtype, "| range", float(targets.min()), "to", float(targets.max()))
-fig = cell_plots.targets(image, true_cells, targets, outline)
+fig = figures.targets(image, true_cells, targets, outline)
 
 # %% [markdown]
 # Every cell, whatever its size, gets a dark centre in the middle map and a dark core with a
@@ -157,7 +157,7 @@ output = predict.predict_image(model, image)    # (H, W, 3)
 splitting = presets.CELL_SPLITTING              # thresholds chosen on the sample's validation split
 print(splitting)
 foreground, centre, boundary = (output[..., c] for c in range(3))
-fig = cell_plots.targets(image, true_cells, output, None, title="predicted")
+fig = figures.targets(image, true_cells, output, None, title="predicted")
 
 # %% [markdown]
 # **Step 1 — seeds.** A seed is a small region that surely belongs to one cell only: near its
@@ -202,7 +202,7 @@ print(f"{seeds.max()} seeds for {len(annotations)} annotated cells")
 # %%
 flooded = segmentation.watershed(smooth_boundary, seeds, mask=foreground >= splitting.foreground_threshold)
 found = instances.relabel(flooded, splitting.min_size)   # drop specks, number the cells 1..n
-fig = cell_plots.watershed_steps(image, smooth_boundary, seeds, found)
+fig = figures.watershed_steps(image, smooth_boundary, seeds, found)
 
 # %% [markdown]
 # A good split has one cyan seed in every dark basin and none on the bright ridges between
@@ -248,7 +248,7 @@ print("cell counts within 25 % (median):", cells["count_median_abs_error_pct"] <
 print("confluence within 3 points (mean):", cells["confluence_mae_pp"] < 3)
 
 # %%
-fig = cell_plots.counts_and_confluence(cells["per_frame"], title=f"{eval_split} frames ({source})")
+fig = figures.counts_and_confluence(cells["per_frame"], title=f"{eval_split} frames ({source})")
 
 # %% [markdown]
 # Each dot is a frame. On the diagonal the model counts exactly what was annotated; the grey

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from livecell_kit import atomic, cli_errors, course, data
+from livecell_kit import atomic, course, data
+from livecell_kit.cli import errors as cli_errors
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livecell_kit import cli, cli_errors, data, masks, presets
+from livecell_kit import cli, data, masks, presets
+from livecell_kit.cli import commands
+from livecell_kit.cli import errors as cli_errors
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,8 @@ def test_out_of_range_flags_are_refused_before_any_work_naming_the_flag(argv, fl
 
 
 def test_threshold_and_counts_accept_their_whole_range():
-    assert [cli.probability(t) for t in ("0", "0.5", "1")] == [0.0, 0.5, 1.0]
-    assert cli.whole_number(1)("1") == 1 and cli.whole_number(0)("0") == 0
+    assert [commands.probability(t) for t in ("0", "0.5", "1")] == [0.0, 0.5, 1.0]
+    assert commands.whole_number(1)("1") == 1 and commands.whole_number(0)("0") == 0
 
 
 def test_unknown_preset_or_setting_names_the_known_ones():
@@ -323,16 +325,16 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
     import importlib.abc
     import sys
 
-    from livecell_kit import cli_errors, launch
+    from livecell_kit.cli import launch
 
     class InterruptedImport(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name == "livecell_kit.cli":
+            if name == "livecell_kit.cli.commands":
                 raise KeyboardInterrupt  # what Ctrl-C does in the middle of the import
             return None
 
-    monkeypatch.delitem(sys.modules, "livecell_kit.cli")
-    monkeypatch.delattr("livecell_kit.cli", raising=False)
+    monkeypatch.delitem(sys.modules, "livecell_kit.cli.commands")
+    monkeypatch.delattr("livecell_kit.cli.commands", raising=False)
     monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
     assert launch.main(["--help"]) == launch.EXIT_INTERRUPTED == cli_errors.EXIT_INTERRUPTED
     err = capsys.readouterr().err
@@ -342,10 +344,10 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
 def test_the_console_script_starts_at_the_launcher():
     import tomllib
 
-    from livecell_kit import launch
+    from livecell_kit.cli import launch
 
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    assert tomllib.loads(pyproject.read_text())["project"]["scripts"]["livecell-kit"] == "livecell_kit.launch:main"
+    assert tomllib.loads(pyproject.read_text())["project"]["scripts"]["livecell-kit"] == "livecell_kit.cli.launch:main"
     with pytest.raises(SystemExit) as done:  # argparse's --help: the real CLI ran
         launch.main(["--help"])
     assert done.value.code == 0

@@ -1,4 +1,4 @@
-"""livecell_kit.data.download and .registry, against a local HTTP server (tests/conftest.py)."""
+"""livecell_kit.download and .registry, against a local HTTP server (tests/conftest.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +13,8 @@ import pooch.core
 import pytest
 import tifffile
 
-from livecell_kit import data
-from livecell_kit.data import cache, registry
+from livecell_kit import data, download
+from livecell_kit.download import cache, registry
 
 VAL = "annotations/LIVECell/livecell_coco_val.json"
 EMPTY_COCO = b'{"images": [], "annotations": []}'
@@ -46,21 +46,21 @@ def no_retry_sleep(monkeypatch):
 def test_fetch_records_hash_and_second_run_stays_offline(http_server, tmp_path):
     body = _body()
     http_server.files[VAL] = body
-    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
+    path = download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
     assert path == tmp_path / VAL and path.read_bytes() == body
     assert _leftovers(path.parent) == ["livecell_coco_val.json"]
-    recorded = json.loads((tmp_path / data.RECORDED_HASHES).read_text())
+    recorded = json.loads((tmp_path / download.RECORDED_HASHES).read_text())
     assert recorded == {VAL: _sha(body)}
     seen = len(http_server.requests)
-    assert data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False) == path
+    assert download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False) == path
     assert len(http_server.requests) == seen == 1
 
 
 def test_wrong_checksum_leaves_no_file(http_server, tmp_path, monkeypatch):
     http_server.files[VAL] = _body()
-    monkeypatch.setitem(data.REGISTRY, VAL, "sha256:" + "0" * 64)
-    with pytest.raises(data.DownloadError, match="checksum") as err:
-        data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
+    monkeypatch.setitem(download.REGISTRY, VAL, "sha256:" + "0" * 64)
+    with pytest.raises(download.DownloadError, match="checksum") as err:
+        download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
     assert VAL in str(err.value)
     folder = tmp_path / "annotations" / "LIVECell"
     assert not (tmp_path / VAL).exists()
@@ -68,8 +68,8 @@ def test_wrong_checksum_leaves_no_file(http_server, tmp_path, monkeypatch):
 
 
 def test_http_404_fails_at_once_with_the_url(http_server, tmp_path):
-    with pytest.raises(data.DownloadError, match="404") as err:
-        data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=3)
+    with pytest.raises(download.DownloadError, match="404") as err:
+        download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=3)
     assert http_server.url in str(err.value)
     assert len(http_server.requests) == 1  # a missing file is not retried
     assert not (tmp_path / VAL).exists()
@@ -79,23 +79,23 @@ def test_truncated_body_never_reaches_the_final_path(http_server, tmp_path):
     body = _body()
     http_server.files[VAL] = body
     http_server.modes[VAL] = "truncate"
-    with pytest.raises(data.DownloadError, match="Rerun") as err:
-        data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
+    with pytest.raises(download.DownloadError, match="Rerun") as err:
+        download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
     assert VAL in str(err.value)
     assert not (tmp_path / VAL).exists()
     part = tmp_path / (VAL + ".part")
     assert part.read_bytes() == body[: len(body) // 2]  # kept, to resume from
-    assert not (tmp_path / data.RECORDED_HASHES).exists()
+    assert not (tmp_path / download.RECORDED_HASHES).exists()
 
 
 def test_cut_transfer_is_resumed_by_the_retry(http_server, tmp_path, no_retry_sleep):
     body = _body()
     http_server.files[VAL] = body
     http_server.modes[VAL] = "cut_once"
-    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=1)
+    path = download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=1)
     assert path.read_bytes() == body
     assert http_server.ranges_for(VAL) == [None, f"bytes={len(body) // 2}-"]
-    assert json.loads((tmp_path / data.RECORDED_HASHES).read_text())[VAL] == _sha(body)
+    assert json.loads((tmp_path / download.RECORDED_HASHES).read_text())[VAL] == _sha(body)
     assert _leftovers(path.parent) == ["livecell_coco_val.json"]
 
 
@@ -103,9 +103,9 @@ def test_interrupted_run_is_resumed_by_the_next_run(http_server, tmp_path):
     body = _body()
     http_server.files[VAL] = body
     http_server.modes[VAL] = "cut_once"
-    with pytest.raises(data.DownloadError):
-        data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
-    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
+    with pytest.raises(download.DownloadError):
+        download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
+    path = download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
     assert path.read_bytes() == body
     assert http_server.ranges_for(VAL)[1] == f"bytes={len(body) // 2}-"
 
@@ -116,7 +116,7 @@ def test_a_part_file_the_server_rejects_is_started_over(http_server, tmp_path):
     part = tmp_path / (VAL + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * (len(body) + 10))  # longer than the file: the server answers 416
-    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
+    path = download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
     assert path.read_bytes() == body
     assert http_server.ranges_for(VAL) == [f"bytes={len(body) + 10}-", None]
 
@@ -164,24 +164,24 @@ def test_a_resume_at_the_wrong_byte_is_refused(tmp_path, monkeypatch):
 def test_recorded_hash_guards_later_downloads(http_server, tmp_path):
     body = _body()
     http_server.files[VAL] = body
-    path = data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
+    path = download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False)
     # Local corruption: detected against the recorded hash and repaired by a fresh download.
     path.write_bytes(b"garbage")
-    assert data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url,
+    assert download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url,
                       progressbar=False).read_bytes() == body
     assert len(http_server.requests) == 2
     # The server's copy changes: refused, and the good cached file is left alone.
     path.write_bytes(b"garbage")
     http_server.files[VAL] = _body(seed=1)
-    with pytest.raises(data.DownloadError, match="registry-recorded.json"):
-        data.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
+    with pytest.raises(download.DownloadError, match="registry-recorded.json"):
+        download.fetch(VAL, cache_dir=tmp_path, base_url=http_server.url, progressbar=False, retries=0)
 
 
 def test_base_url_and_cache_dir_from_environment(http_server, tmp_path, monkeypatch):
     http_server.files[VAL] = EMPTY_COCO
     monkeypatch.setenv("LIVECELL_BASE_URL", http_server.url.rstrip("/"))
     monkeypatch.setenv("LIVECELL_KIT_DATA", str(tmp_path / "cache"))
-    assert data.fetch(VAL, progressbar=False) == tmp_path / "cache" / VAL
+    assert download.fetch(VAL, progressbar=False) == tmp_path / "cache" / VAL
     assert http_server.requests == [(VAL, None)]
 
 
@@ -189,24 +189,24 @@ def test_without_a_mirror_the_registry_url_is_used(http_server, tmp_path, monkey
     monkeypatch.delenv("LIVECELL_BASE_URL", raising=False)
     http_server.files["official/" + VAL] = EMPTY_COCO
     monkeypatch.setitem(registry.REGISTRY_URLS, VAL, http_server.url + "official/" + VAL)
-    assert data.fetch(VAL, cache_dir=tmp_path, progressbar=False).read_bytes() == EMPTY_COCO
+    assert download.fetch(VAL, cache_dir=tmp_path, progressbar=False).read_bytes() == EMPTY_COCO
     assert http_server.requests == [("official/" + VAL, None)]
 
 
 def test_unknown_names_are_refused(tmp_path):
     with pytest.raises(KeyError, match="REGISTRY"):
-        data.fetch("annotations/nope.json", cache_dir=tmp_path)
+        download.fetch("annotations/nope.json", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="single_cells"):
-        data.download_livecell(tmp_path, files=("masks",))
+        download.download_livecell(tmp_path, files=("masks",))
     with pytest.raises(ValueError, match="unknown cell type"):
-        data.download_livecell(tmp_path, files=(), cell_types=["HeLa"])
+        download.download_livecell(tmp_path, files=(), cell_types=["HeLa"])
 
 
 def test_registry_covers_the_published_files():
-    names = set(data.REGISTRY)
+    names = set(download.REGISTRY)
     assert set(registry.REGISTRY_URLS) == names
-    assert all(url == data.BASE_URL + name for name, url in registry.REGISTRY_URLS.items())
-    assert all(h is None or re.fullmatch("sha256:[0-9a-f]{64}", h) for h in data.REGISTRY.values())
+    assert all(url == download.BASE_URL + name for name, url in registry.REGISTRY_URLS.items())
+    assert all(h is None or re.fullmatch("sha256:[0-9a-f]{64}", h) for h in download.REGISTRY.values())
     assert "images.zip" in names
     assert {f"annotations/LIVECell/livecell_coco_{s}.json" for s in data.SPLITS} <= names
     assert "annotations/LIVECell_single_cells/shsy5y/test.json" in names
@@ -257,7 +257,7 @@ def test_download_livecell_lays_out_the_kit_layout(http_server, tmp_path, prefix
     _serve_livecell(http_server, _images_zip(prefix))
     dest, cache = tmp_path / "livecell", tmp_path / "cache"
     kw = dict(base_url=http_server.url, cache_dir=cache, progressbar=False)
-    assert data.download_livecell(dest, **kw) == dest
+    assert download.download_livecell(dest, **kw) == dest
     test = data.load_split(dest, "test")
     assert data.read_image(test.image_path(test.images[0]))[0, 0] == 20
     train = data.load_split(dest, "train")
@@ -266,14 +266,14 @@ def test_download_livecell_lays_out_the_kit_layout(http_server, tmp_path, prefix
     assert not [p for p in dest.rglob(".extract-*")]
     # Second run: cache and extraction stamp reused, the network never touched.
     seen = len(http_server.requests)
-    data.download_livecell(dest, **kw)
+    download.download_livecell(dest, **kw)
     assert len(http_server.requests) == seen == 4
 
 
 def test_download_single_cell_sets(http_server, tmp_path):
     for split in data.SPLITS:
         http_server.files[f"annotations/LIVECell_single_cells/a172/{split}.json"] = _coco(1, "x")
-    data.download_livecell(tmp_path / "d", files=(), cell_types=["a172"], base_url=http_server.url,
+    download.download_livecell(tmp_path / "d", files=(), cell_types=["a172"], base_url=http_server.url,
                            cache_dir=tmp_path / "c", progressbar=False)
     got = sorted(p.name for p in (tmp_path / "d/annotations/LIVECell_single_cells/a172").iterdir())
     assert got == ["test.json", "train.json", "val.json"]
@@ -284,14 +284,14 @@ def test_truncated_zip_is_reported_and_removed_from_the_cache(http_server, tmp_p
     _serve_livecell(http_server, good[: len(good) - 40])  # cut the central directory
     dest, cache = tmp_path / "livecell", tmp_path / "cache"
     kw = dict(base_url=http_server.url, cache_dir=cache, progressbar=False, files=("images",))
-    with pytest.raises(data.DownloadError, match="not a complete zip") as err:
-        data.download_livecell(dest, **kw)
+    with pytest.raises(download.DownloadError, match="not a complete zip") as err:
+        download.download_livecell(dest, **kw)
     assert http_server.url + "images.zip" in str(err.value) and "rerun" in str(err.value)
     assert not (cache / "images.zip").exists() and not (cache / "images.zip.part").exists()
-    assert not (cache / data.RECORDED_HASHES).exists()  # refused before its hash was recorded
+    assert not (cache / download.RECORDED_HASHES).exists()  # refused before its hash was recorded
     # Fixed upstream: the next run downloads again and succeeds.
     http_server.files["images.zip"] = good
-    data.download_livecell(dest, **kw)
+    download.download_livecell(dest, **kw)
     assert len(http_server.ranges_for("images.zip")) == 2
     assert data.split_image_dir(dest, "test").joinpath("A172").is_dir()
 
@@ -307,7 +307,7 @@ def test_zip_slip_is_rejected(tmp_path, evil):
         zf.writestr(evil, "pwned")
     dest = tmp_path / "out"
     with pytest.raises(ValueError, match="unsafe member") as err:
-        data.safe_extract_zip(zpath, dest)
+        download.safe_extract_zip(zpath, dest)
     assert str(zpath) in str(err.value)
     assert not (tmp_path / "evil.txt").exists()
     assert not dest.exists()  # refused before anything was written
@@ -318,13 +318,13 @@ def test_extraction_happens_once(tmp_path):
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.writestr("top/file.txt", "original")
     dest = tmp_path / "out"
-    data.safe_extract_zip(zpath, dest)
+    download.safe_extract_zip(zpath, dest)
     (dest / "top/file.txt").write_text("edited")
-    data.safe_extract_zip(zpath, dest)  # stamp matches: untouched
+    download.safe_extract_zip(zpath, dest)  # stamp matches: untouched
     assert (dest / "top/file.txt").read_text() == "edited"
     with zipfile.ZipFile(zpath, "w") as zf:  # a new archive is extracted again
         zf.writestr("top/file.txt", "new")
-    data.safe_extract_zip(zpath, dest)
+    download.safe_extract_zip(zpath, dest)
     assert (dest / "top/file.txt").read_text() == "new"
 
 
@@ -335,8 +335,8 @@ def test_corrupt_member_is_reported(tmp_path):
     raw = bytearray(zpath.read_bytes())
     raw[raw.index(b"A" * 1000) + 500] = ord("B")  # flip one payload byte: CRC mismatch
     zpath.write_bytes(bytes(raw))
-    with pytest.raises(data.DownloadError, match="crc.zip"):
-        data.safe_extract_zip(zpath, tmp_path / "out", delete_bad=False)
+    with pytest.raises(download.DownloadError, match="crc.zip"):
+        download.safe_extract_zip(zpath, tmp_path / "out", delete_bad=False)
     assert zpath.exists()
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".extract.lock"]  # temp folder gone
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 import livecell_kit
-from livecell_kit import atomic, cli, data
-from livecell_kit.data import cache, download_checks, extract
-from livecell_kit.data.registry import annotation_name
+from livecell_kit import atomic, cli, data, download
+from livecell_kit.download import cache, extract, placed
+from livecell_kit.download import checks as download_checks
+from livecell_kit.download.registry import annotation_name
 
 VAL = annotation_name("val")
 ROOT = Path(livecell_kit.__file__).parents[1]
@@ -89,13 +90,13 @@ def server(serve_http):
 
 
 def _fetch(server, cache_dir, name=VAL, **kw):
-    return data.fetch(name, cache_dir=cache_dir, base_url=server.url, progressbar=False, retries=0, **kw)
+    return download.fetch(name, cache_dir=cache_dir, base_url=server.url, progressbar=False, retries=0, **kw)
 
 
 def _nothing_trusted(cache_dir, name=VAL):
     """Neither the file, its partial download nor a recorded hash is in the cache."""
     assert not (cache_dir / name).exists() and not (cache_dir / (name + ".part")).exists()
-    recorded = cache_dir / data.RECORDED_HASHES
+    recorded = cache_dir / download.RECORDED_HASHES
     assert not recorded.exists() or name not in json.loads(recorded.read_text())
 
 
@@ -109,7 +110,7 @@ HTML = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head
 def test_an_html_page_sent_with_status_200_is_refused_and_not_recorded(server, tmp_path, content_type,
                                                                        message):
     server.routes[VAL] = Route(HTML, content_type)
-    with pytest.raises(data.DownloadError, match=message) as err:
+    with pytest.raises(download.DownloadError, match=message) as err:
         _fetch(server, tmp_path)
     assert VAL in str(err.value) and "base URL" in str(err.value)
     _nothing_trusted(tmp_path)
@@ -122,14 +123,14 @@ def test_an_html_page_sent_with_status_200_is_refused_and_not_recorded(server, t
                                    Route(b'{"images": [], "annotations": [1, 2}')])  # corrupt
 def test_json_that_does_not_parse_is_refused_and_not_recorded(server, tmp_path, route):
     server.routes[VAL] = route
-    with pytest.raises(data.DownloadError, match="cut short|not valid JSON"):
+    with pytest.raises(download.DownloadError, match="cut short|not valid JSON"):
         _fetch(server, tmp_path)
     _nothing_trusted(tmp_path)
 
 
 def test_json_that_is_not_a_coco_file_is_refused(server, tmp_path):
     server.routes[VAL] = Route(b'{"error": "quota exceeded"}')
-    with pytest.raises(data.DownloadError, match="without a top-level 'annotations'"):
+    with pytest.raises(download.DownloadError, match="without a top-level 'annotations'"):
         _fetch(server, tmp_path)
     _nothing_trusted(tmp_path)
 
@@ -137,16 +138,16 @@ def test_json_that_is_not_a_coco_file_is_refused(server, tmp_path):
 def test_json_nested_too_deep_is_refused_before_the_parser_sees_it(server, tmp_path):
     deep = 200  # far past any COCO file's 5 levels; ijson's memory grows with depth squared
     server.routes[VAL] = Route(b'{"annotations": ' + b"[" * deep + b"]" * deep + b"}")
-    with pytest.raises(data.DownloadError, match="nested more than"):
+    with pytest.raises(download.DownloadError, match="nested more than"):
         _fetch(server, tmp_path)
     _nothing_trusted(tmp_path)
 
 
 def test_a_body_shorter_than_its_content_length_is_not_recorded(server, tmp_path):
     server.routes[VAL] = Route(_coco("x"), send=3000)
-    with pytest.raises(data.DownloadError, match="ended at 3000 of"):
+    with pytest.raises(download.DownloadError, match="ended at 3000 of"):
         _fetch(server, tmp_path)
-    assert not (tmp_path / VAL).exists() and not (tmp_path / data.RECORDED_HASHES).exists()
+    assert not (tmp_path / VAL).exists() and not (tmp_path / download.RECORDED_HASHES).exists()
 
 
 def test_a_compressed_answer_is_measured_on_the_wire(server, tmp_path):
@@ -160,7 +161,7 @@ def _serve_annotations(server, tag="good"):
 
 
 def _download(server, dest, cache_dir, files=("annotations",)):
-    return data.download_livecell(dest, files=files, base_url=server.url, cache_dir=cache_dir,
+    return download.download_livecell(dest, files=files, base_url=server.url, cache_dir=cache_dir,
                                   progressbar=False, retries=0)
 
 
@@ -190,10 +191,10 @@ def test_the_data_root_gets_copies_that_a_rerun_does_not_overwrite_once_edited(s
                                  "http://"])
 def test_a_base_url_that_is_not_http_is_refused_clearly(tmp_path, url, capsys, monkeypatch):
     with pytest.raises(ValueError, match=r"--base-url .* http:// or https:// only"):
-        data.download_livecell(tmp_path / "d", base_url=url, cache_dir=tmp_path / "c", progressbar=False)
+        download.download_livecell(tmp_path / "d", base_url=url, cache_dir=tmp_path / "c", progressbar=False)
     monkeypatch.setenv("LIVECELL_BASE_URL", url)
     with pytest.raises(ValueError, match="LIVECELL_BASE_URL"):
-        data.fetch(VAL, cache_dir=tmp_path / "c")
+        download.fetch(VAL, cache_dir=tmp_path / "c")
     assert cli.main(["download", "--out", str(tmp_path / "d"), "--base-url", url]) == 2
     assert "http:// or https://" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
@@ -230,7 +231,7 @@ def test_a_zip_bomb_is_refused_before_extraction(server, tmp_path, monkeypatch):
     bomb = _zip([("images/livecell_test_images/zeros.tif", bytes(32 << 20))])  # 32 MiB in ~32 KB
     (tmp_path / "bomb.zip").write_bytes(bomb)
     with pytest.raises(ValueError, match=r"would expand \d{3,}-fold"):
-        data.safe_extract_zip(tmp_path / "bomb.zip", tmp_path / "out")
+        download.safe_extract_zip(tmp_path / "bomb.zip", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     server.routes["images.zip"] = Route(bomb, "application/zip")  # ... and is never cached
     with pytest.raises(ValueError, match="zip bomb"):
@@ -239,20 +240,20 @@ def test_a_zip_bomb_is_refused_before_extraction(server, tmp_path, monkeypatch):
     monkeypatch.setattr(download_checks, "MAX_EXTRACT_BYTES", 4000)  # the absolute cap
     (tmp_path / "big.zip").write_bytes(_zip(GOOD_ZIP))
     with pytest.raises(ValueError, match=r"would expand to 0\.0 GiB, more than"):
-        data.safe_extract_zip(tmp_path / "big.zip", tmp_path / "out")
+        download.safe_extract_zip(tmp_path / "big.zip", tmp_path / "out")
 
 
 def test_an_archive_larger_than_the_free_space_is_not_extracted_nor_deleted(tmp_path, monkeypatch):
     (tmp_path / "a.zip").write_bytes(_zip(GOOD_ZIP))
     monkeypatch.setattr(extract.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=1000))
-    with pytest.raises(data.DownloadError, match="needs 0.00 GB .* free some space"):
-        data.safe_extract_zip(tmp_path / "a.zip", tmp_path / "out")
+    with pytest.raises(download.DownloadError, match="needs 0.00 GB .* free some space"):
+        download.safe_extract_zip(tmp_path / "a.zip", tmp_path / "out")
     assert (tmp_path / "a.zip").exists() and not list((tmp_path / "out").glob(".extract-*"))
 
 
 _SLOW_EXTRACT = """
 import sys, time, zipfile
-from livecell_kit import data
+from livecell_kit import download
 extract = zipfile.ZipFile.extract
 def slow(self, member, path=None, pwd=None):
     out = extract(self, member, path, pwd)
@@ -260,7 +261,7 @@ def slow(self, member, path=None, pwd=None):
     time.sleep(60)
     return out
 zipfile.ZipFile.extract = slow
-data.safe_extract_zip(sys.argv[1], sys.argv[2])
+download.safe_extract_zip(sys.argv[1], sys.argv[2])
 """
 
 
@@ -273,7 +274,7 @@ def test_a_kill_during_extraction_leaves_no_temp_folder_after_the_next_run(tmp_p
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
     assert len(list(dest.glob(".extract-*"))) == 1  # what the kill left
-    data.safe_extract_zip(tmp_path / "a.zip", dest)
+    download.safe_extract_zip(tmp_path / "a.zip", dest)
     assert not list(dest.glob(".extract-*"))
     assert (dest / GOOD_ZIP[0][0]).read_bytes() == GOOD_ZIP[0][1]
 
@@ -289,7 +290,7 @@ def test_a_download_clears_stale_temp_folders_even_without_extracting(server, tm
 
 # --------------------------------------------------------------------------- two runs at once
 
-_FETCH = ("import sys; from livecell_kit import data; data.fetch(sys.argv[1], cache_dir=sys.argv[2], "
+_FETCH = ("import sys; from livecell_kit import download; download.fetch(sys.argv[1], cache_dir=sys.argv[2], "
           "base_url=sys.argv[3], progressbar=False)")
 
 
@@ -312,6 +313,6 @@ def test_a_file_system_without_locks_fails_at_once_instead_of_waiting(tmp_path, 
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(atomic.fcntl, "flock", no_locks)
-    with pytest.raises(data.DownloadError, match="offers no file locks.*LIVECELL_KIT_DATA"):
+    with pytest.raises(download.DownloadError, match="offers no file locks.*LIVECELL_KIT_DATA"):
         with cache.locked(tmp_path / "x.lock"):
             pass

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecell_kit"
 #: the console script (launch) imports the CLI inside main() so a Ctrl-C while it loads is caught;
 #: notebook 03's decoder-block checker builds Keras layers with the kit's builder only when called,
 #: so notebooks 01-02, which import the exercises, stay TensorFlow-free.
-LAZY_OK = {"livecell_kit.cli", "livecell_kit.course", "livecell_kit.launch", "livecell_kit.exercises.model"}
+LAZY_OK = {"livecell_kit.cli.commands", "livecell_kit.course", "livecell_kit.cli.launch", "livecell_kit.exercises.model"}
 #: Stages a notebook or the CLI imports before any model exists.
-LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.plot", "livecell_kit.presets",
-         "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli")
+LIGHT = ("livecell_kit.data", "livecell_kit.sample", "livecell_kit.masks", "livecell_kit.figures", "livecell_kit.presets",
+         "livecell_kit.course", "livecell_kit.kernels", "livecell_kit.exercises", "livecell_kit.cli.commands")
 
 
 def _module_name(path: Path) -> str:
@@ -102,7 +102,7 @@ def test_light_stages_do_not_load_tensorflow(module):
             f"'matplotlib.pyplot') if m in sys.modules); print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy = set(filter(None, out.stdout.strip().split(",")))
-    if module == "livecell_kit.plot":
+    if module == "livecell_kit.figures":
         heavy.discard("matplotlib.pyplot")  # plotting is its job
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
 

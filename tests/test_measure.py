@@ -12,7 +12,7 @@ from livecell_kit import cli
 from livecell_kit.measure import frames as measure_frames_module
 from livecell_kit.measure import measure_frames, name_reader, timestamp_hours
 from livecell_kit.measure.record import RECORD_NAME
-from livecell_kit.predict_inputs import PredictionError
+from livecell_kit.predict.inputs import PredictionError
 from livecell_kit.measure.tables import FRAME_COLUMNS, WELL_COLUMNS
 
 SIDE = 32

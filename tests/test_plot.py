@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from livecell_kit import overlay, plot
+from livecell_kit import figures
+from livecell_kit.masks import overlay
 
 
 def _examples(n=3, shape=(16, 24)):
@@ -46,7 +47,7 @@ def test_prediction_overlay_outlines_each_instance():
 def test_learning_curves_have_plain_titles_and_labelled_axes():
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "pixel_accuracy": [0.8, 0.9],
                "val_pixel_accuracy": [0.7, 0.9], "iou": [0.2, 0.6], "val_iou": [0.1, 0.5], "border_iou": [0.1, 0.2]}
-    fig = plot.learning_curves(history, metrics=("loss", "pixel_accuracy", "iou", "dice", "border_iou"))
+    fig = figures.learning_curves(history, metrics=("loss", "pixel_accuracy", "iou", "dice", "border_iou"))
     assert [ax.get_title() for ax in fig.axes] == ["Loss", "Pixel accuracy", "IoU", "Border iou"]  # no "dice" logged
     assert [ax.get_xlabel() for ax in fig.axes] == ["epoch"] * 4
     assert all(tick == int(tick) for tick in fig.axes[0].get_xticks())  # whole epochs only
@@ -67,7 +68,7 @@ def _titles(fig):
 
 def test_training_snapshots_show_image_ground_truth_probabilities_and_a_colourbar():
     images, truths = [np.full((8, 8), 120, np.uint8)] * 2, [np.eye(8, dtype=np.uint8)] * 2
-    fig = plot.training_snapshots(_Snap(), images, truths=truths)
+    fig = figures.training_snapshots(_Snap(), images, truths=truths)
     row = ["image", "ground truth", "after epoch 1", "after epoch 2", "after epoch 3"]
     assert _titles(fig)[:10] == row * 2
     colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
@@ -83,13 +84,13 @@ def test_training_snapshots_take_the_truths_the_callback_kept_and_work_without()
     images, truths = [np.zeros((8, 8), np.uint8)] * 2, [np.ones((8, 8), np.uint8)] * 2
     callback = train.PredictionSnapshots(images, truths=truths)
     callback.epochs, callback.probabilities = _Snap.epochs, _Snap.probabilities
-    assert "ground truth" in _titles(plot.training_snapshots(callback, images))
-    fig = plot.training_snapshots(_Snap(), images)  # no truths anywhere: image and probabilities only
+    assert "ground truth" in _titles(figures.training_snapshots(callback, images))
+    fig = figures.training_snapshots(_Snap(), images)  # no truths anywhere: image and probabilities only
     assert "ground truth" not in _titles(fig) and len(fig.axes) == 2 * 4 + 1
 
 
 def test_metric_bars_label_every_bar_and_mark_zeros():
-    fig = plot.metric_bars({"model": {"iou": 0.8, "dice": 0.9}, "all background": {"iou": 0.0, "dice": 0.0}},
+    fig = figures.metric_bars({"model": {"iou": 0.8, "dice": 0.9}, "all background": {"iou": 0.0, "dice": 0.0}},
                            metrics=("iou", "dice"))
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.texts]
@@ -103,7 +104,7 @@ def test_threshold_sweep_zooms_on_the_top_and_marks_the_choice():
     iou = 0.9 - 0.3 * (t - 0.6) ** 2                 # a flat top: all between 0.78 and 0.9
     sweep = {"threshold": t.tolist(), "iou": iou.tolist(), "dice": (iou + 0.05).tolist(),
              "precision": t.tolist(), "recall": (1 - t).tolist()}
-    fig = plot.threshold_sweep(sweep, chosen=0.6)
+    fig = figures.threshold_sweep(sweep, chosen=0.6)
     left, right = fig.axes
     assert right.get_ylim()[0] > 0.7 and right.get_ylim()[1] <= 1.0  # zoomed, not 0..1
     assert any("chosen 0.60: IoU 0.900" in t.get_text() for t in right.get_legend().get_texts())
@@ -114,30 +115,30 @@ def test_augmented_crops_share_one_grey_scale():
     rng = np.random.default_rng(1)
     busy = rng.integers(0, 255, (16, 16)).astype(np.float32)
     empty = 120 + rng.normal(0, 1, (16, 16)).astype(np.float32)  # flat background, a little noise
-    fig = plot.augmented_crops([busy, empty], [np.ones((16, 16)), np.zeros((16, 16))])
+    fig = figures.augmented_crops([busy, empty], [np.ones((16, 16)), np.zeros((16, 16))])
     shown_empty = fig.axes[1].images[0].get_array()
     assert np.ptp(shown_empty) < 0.2  # stretched on its own it would span black to white
     assert [ax.get_title() for ax in fig.axes[:2]] == ["100% cell", "0% cell"]
 
 
 def test_learning_rate_schedule_marks_epochs_and_iou_hits_explains_ap():
-    fig = plot.learning_rate_schedule(np.linspace(1e-3, 1e-5, 12), steps_per_epoch=4)
+    fig = figures.learning_rate_schedule(np.linspace(1e-3, 1e-5, 12), steps_per_epoch=4)
     assert len(fig.axes[0].lines) == 1 + 2  # the curve and two epoch boundaries
-    fig = plot.iou_hits(shifts=(2, 12), radius=10)
+    fig = figures.iou_hits(shifts=(2, 12), radius=10)
     titles = [ax.get_title() for ax in fig.axes]
     assert "AP50 hit, AP75 hit" in titles[0] and "AP75 miss" in titles[1]
 
 
 def test_importing_plot_does_not_load_tensorflow():
     """Notebook 01 draws with plot before any model exists: TensorFlow must not load with it."""
-    code = ("import sys, livecell_kit.plot; "
+    code = ("import sys, livecell_kit.figures; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_unet_sketch_labels_its_arrows_and_has_a_legend():
-    fig = plot.draw_unet([(0, 16, 1), (1, 32, 2), (2, 64, 4)], title="tiny")
+    fig = figures.draw_unet([(0, 16, 1), (1, 32, 2), (2, 64, 4)], title="tiny")
     ax = fig.axes[0]
     texts = [t.get_text().strip() for t in ax.texts]
     for label in ("max-pool ↓", "up-conv ↑", "skip → concatenate"):
@@ -162,7 +163,7 @@ class _StatsSplit:
 
 
 def test_annotation_stats_names_the_size_classes_and_their_thresholds():
-    fig = plot.annotation_stats(_StatsSplit(), suptitle="synthetic sample: train split")
+    fig = figures.annotation_stats(_StatsSplit(), suptitle="synthetic sample: train split")
     texts = [t.get_text() for t in fig.axes[1].texts]
     assert any("small" in t and "< 324 px" in t for t in texts)
     assert any("medium" in t and "324–961 px" in t for t in texts)

@@ -350,7 +350,7 @@ def test_cli_predict_exits_non_zero_after_predicting_the_good_files(tmp_path, ca
 
 
 def test_importing_predict_loads_neither_pyplot_nor_tensorflow():
-    """`livecell-kit predict` writes overlays with numpy (livecell_kit.overlay), not matplotlib.
+    """`livecell-kit predict` writes overlays with numpy (livecell_kit.masks.overlay), not matplotlib.
 
     (Loading a model still imports pyplot: Keras itself does, in keras.src.visualization.)
     """

@@ -9,10 +9,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from livecell_kit import predict, predict_core  # noqa: E402
+from livecell_kit import predict  # noqa: E402
+from livecell_kit.predict import core as predict_core  # noqa: E402
 from livecell_kit.instances import split_cells, split_cells_tiled  # noqa: E402
 from livecell_kit.masks import distance_targets  # noqa: E402
-from livecell_kit.overlay import overlay_image  # noqa: E402
+from livecell_kit.masks.overlay import overlay_image  # noqa: E402
 from livecell_kit.predict import _overlay_in_strips  # noqa: E402
 from livecell_kit.presets import CELL_SPLITTING  # noqa: E402
 

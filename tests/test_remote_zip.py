@@ -1,4 +1,4 @@
-"""Range downloads: data.remote_zip against a local HTTP server (with and without Range support),
+"""Range downloads: download.remote_zip against a local HTTP server (with and without Range support),
 and ``download --subset seed|course`` against a fake LIVECell server."""
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import pytest
 import tifffile
 
 import livecell_kit
-from livecell_kit import cli, data
-from livecell_kit.data import download, remote_zip
-from livecell_kit.data.registry import annotation_name, size_split_name
+from livecell_kit import cli, data, download
+from livecell_kit.download import remote_zip
+from livecell_kit.download.registry import annotation_name, size_split_name
 
 TYPES = data.CELL_TYPES
 # The tiny JSONs hold fewer images than select_subset is asked for, and one test file twice.
@@ -217,7 +217,7 @@ def test_a_corrupted_member_is_caught_by_its_crc(server, tmp_path):
     assert server.ranges_for("z.zip")[-1] == f"bytes={member.start}-{member.end - 1}"
     targets["images/c.bin"].unlink()
     server.corrupt[offset] = -1  # a damaged copy on the server: refused, named, nothing written
-    with pytest.raises(data.DownloadError, match="images/c.bin.*failed its check 4 times.*CRC"):
+    with pytest.raises(download.DownloadError, match="images/c.bin.*failed its check 4 times.*CRC"):
         remote_zip.fetch_members(remote, targets, progressbar=False, retries=3)
     assert not targets["images/c.bin"].exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # no temp files left
@@ -239,7 +239,7 @@ def test_an_interrupted_run_is_finished_by_the_next(server, tmp_path):
     targets = {n: tmp_path / n[-5:] for n in ("images/a.bin", "images/c.bin")}
     bad = remote.members["images/c.bin"]
     server.broken.add(bad.start + 10)  # the server fails every request for c.bin
-    with pytest.raises(data.DownloadError, match="after 2 attempts"):
+    with pytest.raises(download.DownloadError, match="after 2 attempts"):
         remote_zip.fetch_members(remote, targets, progressbar=False, retries=1, max_gap=0)
     assert targets["images/a.bin"].exists() and not targets["images/c.bin"].exists()
     # A truncated file from some other crash is not taken for a good one either.
@@ -321,7 +321,7 @@ def fake_livecell(server, livecell, tmp_path, monkeypatch):
 
 
 def _download(server, dest, subset, **kw):
-    return data.download_livecell(dest, base_url=server.url, progressbar=False, subset=subset, **kw)
+    return download.download_livecell(dest, base_url=server.url, progressbar=False, subset=subset, **kw)
 
 
 def _frames_on_disk(root):
@@ -368,7 +368,7 @@ def test_two_runs_into_one_folder_take_turns(fake_livecell, tmp_path):
     """Two processes, one data root and one cache: one waits for the other, then finds it done."""
     dest, root = tmp_path / "d", Path(livecell_kit.__file__).parents[1]
     fake_livecell.delay_s = 0.1  # each run takes a second or so: the two overlap
-    script = (f"from livecell_kit import data; data.download_livecell({str(dest)!r}, "
+    script = (f"from livecell_kit import download; download.download_livecell({str(dest)!r}, "
               f"base_url={fake_livecell.url!r}, subset='seed', progressbar=False)")
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONWARNINGS": "ignore"}
     runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
@@ -444,7 +444,7 @@ def test_a_crc_error_in_a_frame_fails_the_download_and_a_rerun_repairs_it(fake_l
     remote = remote_zip.open_remote_zip(fake_livecell.url + "images.zip")
     member = remote.members[f"images/livecell_train_val_images/{_name('A172', 0, 'train')}"]
     fake_livecell.corrupt[member.end - 10] = -1
-    with pytest.raises(data.DownloadError, match=_name("A172", 0, "train")):
+    with pytest.raises(download.DownloadError, match=_name("A172", 0, "train")):
         _download(fake_livecell, tmp_path / "d", "seed")
     assert len(_frames_on_disk(tmp_path / "d")) == 31
     fake_livecell.corrupt.clear()
@@ -459,7 +459,7 @@ def test_a_member_declaring_an_implausible_size_is_refused_before_any_request(se
     remote = _serve_zip(server)
     monkeypatch.setattr(remote_zip, "MAX_MEMBER_BYTES", 6000)  # b.txt holds 18,000 bytes
     seen = len(server.requests)
-    with pytest.raises(data.DownloadError, match="images/b.txt .* declares"):
+    with pytest.raises(download.DownloadError, match="images/b.txt .* declares"):
         remote_zip.fetch_members(remote, {"images/b.txt": tmp_path / "b"}, progressbar=False)
     assert len(server.requests) == seen and not (tmp_path / "b").exists()
 
@@ -508,7 +508,7 @@ def test_a_forged_directory_is_refused_before_any_member_request(server, field, 
     assert body[entry: entry + 4] == b"PK\x01\x02"
     struct.pack_into("<L", body, entry + field, value)
     server.files["z.zip"] = bytes(body)
-    with pytest.raises(data.DownloadError, match=r"damaged or forged.*images/[ac].bin.*another mirror"):
+    with pytest.raises(download.DownloadError, match=r"damaged or forged.*images/[ac].bin.*another mirror"):
         remote_zip.open_remote_zip(server.url + "z.zip")
     assert len(server.requests) == 1
 

@@ -10,8 +10,8 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 from livecell_kit import data, masks, presets, sample
-from livecell_kit.synthetic_cells import MORPHOLOGIES
-from livecell_kit.synthetic_optics import render_frame
+from livecell_kit.sample.cells import MORPHOLOGIES
+from livecell_kit.sample.optics import render_frame
 
 SMALL = {"train": 1, "val": 1, "test": 1}
 TINY = {"train": 1, "val": 0, "test": 0}

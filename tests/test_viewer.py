@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livecell_kit import overlay, viewer
+from livecell_kit.figures import browse as viewer
+from livecell_kit.masks import overlay
 
 ipywidgets = pytest.importorskip("ipywidgets")
 

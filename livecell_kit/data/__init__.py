@@ -1,13 +1,6 @@
-"""LIVECell on disk, in pipeline order — each module has one job:
+"""LIVECell on disk, in pipeline order; each module has one job (:mod:`livecell_kit.download` fetches it):
 
-* :mod:`~livecell_kit.data.registry` — the official files and their hashes (pooch registry);
-* :mod:`~livecell_kit.data.download` — fetch them into a cache and lay them out
-  (:mod:`~livecell_kit.data.cache`, checked by :mod:`~livecell_kit.data.download_checks`,
-  copied in by :mod:`~livecell_kit.data.placed`, images.zip extracted by
-  :mod:`~livecell_kit.data.extract`); subsets' frames come out of images.zip by
-  range requests (:mod:`~livecell_kit.data.remote_zip`, each answer checked by
-  :mod:`~livecell_kit.data.range_checks`);
-* :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules;
+* :mod:`~livecell_kit.data.layout` — where files live under a data root, file-name rules, a download's stamps;
 * :mod:`~livecell_kit.data.images` — read one frame as uint8 (H, W): formats, colour, pages;
 * :mod:`~livecell_kit.data.intensity` — the rule that maps any pixel type to uint8;
 * :mod:`~livecell_kit.data.image_check` — image files vs their records (headers only), before work;
@@ -23,15 +16,12 @@ The names below are re-exported so callers write ``data.load_split(root, "train"
 """
 from livecell_kit.data.annotations import (Split, available_splits, cell_outlines, load_annotations, load_split,
                                           to_coco)
-from livecell_kit.data.download import DOWNLOAD_PARTS, DownloadError, ResumableDownloader, download_livecell, fetch
-from livecell_kit.data.extract import safe_extract_zip
 from livecell_kit.data.image_check import ImageCheckError, check_image_files, read_header
 from livecell_kit.data.images import ImageReadError, read_image
 from livecell_kit.data.index import AnnotationIndex, file_sha256, index_root, open_index
 from livecell_kit.data.layout import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS,
                                       annotation_path, cell_type_of, default_workdir,
                                       split_image_dir)
-from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, SIZE_SPLITS
 from livecell_kit.data.subsets import (DEFAULT_SUBSET_SIZES, NEARLY_UNANNOTATED_CELLS, SUBSET_RULES,
                                        load_subset, nearly_unannotated, read_manifest,
                                        select_subset, write_manifest)
@@ -39,13 +29,11 @@ from livecell_kit.data.validation import (POLYGON_TOLERANCE_PX, AnnotationError,
                                           validate_annotations)
 
 __all__ = [
-    "BASE_URL", "CELL_TYPES", "DEFAULT_SUBSET_SIZES", "DOWNLOAD_PARTS", "IMAGE_HEIGHT",
-    "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS", "POLYGON_TOLERANCE_PX", "RECORDED_HASHES",
-    "REGISTRY", "SIZE_SPLITS", "SPLITS", "SUBSET_RULES", "AnnotationError", "AnnotationIndex",
-    "DownloadError", "ImageCheckError", "ImageReadError", "ResumableDownloader", "Split", "annotation_path",
-    "available_splits", "cell_outlines", "cell_type_of", "check_image_files", "default_workdir", "download_livecell", "fetch",
-    "file_sha256", "index_root", "load_annotations", "load_split", "load_subset",
-    "nearly_unannotated", "open_index", "read_header", "read_image", "read_manifest", "safe_extract_zip",
-    "segmentation_problem", "select_subset", "split_image_dir", "to_coco",
-    "validate_annotations", "write_manifest",
+    "CELL_TYPES", "DEFAULT_SUBSET_SIZES", "IMAGE_HEIGHT", "IMAGE_WIDTH", "NEARLY_UNANNOTATED_CELLS",
+    "POLYGON_TOLERANCE_PX", "SPLITS", "SUBSET_RULES", "AnnotationError", "AnnotationIndex",
+    "ImageCheckError", "ImageReadError", "Split", "annotation_path", "available_splits",
+    "cell_outlines", "cell_type_of", "check_image_files", "default_workdir", "file_sha256",
+    "index_root", "load_annotations", "load_split", "load_subset", "nearly_unannotated",
+    "open_index", "read_header", "read_image", "read_manifest", "segmentation_problem",
+    "select_subset", "split_image_dir", "to_coco", "validate_annotations", "write_manifest",
 ]

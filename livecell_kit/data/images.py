@@ -41,7 +41,7 @@ from PIL import Image
 
 from livecell_kit.data.channels import choose_reading, pillow_array, to_frames, to_grey
 from livecell_kit.data.intensity import to_uint8
-from livecell_kit.data.registry import download_command
+from livecell_kit.data.layout import download_command
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 #: numpy dtype kinds with grey values: bool, signed and unsigned integers, floats.

@@ -27,6 +27,7 @@ are read; per-image annotations come back as COCO dicts on demand
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -36,10 +37,10 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from livecell_kit.progress import progress_bar
 from livecell_kit import atomic
-from livecell_kit.data.cache import sha256
 from livecell_kit.data.coco_stream import stream_coco
 from livecell_kit.data.index_writer import IndexWriter, check_images, group_and_check
 from livecell_kit.data.layout import FIX_DATA, default_workdir
@@ -60,9 +61,23 @@ _ARRAYS = ("ann_id", "image_id", "category_id", "iscrowd", "area", "bbox", "ann_
 _JSON_PARTS = ("images.json", "top_level.json", "rle.json", "extras.json", "summary.json")
 _PARTS = tuple(f"{name}.npy" for name in _ARRAYS) + _JSON_PARTS
 
+_HASH_CHUNK = 1 << 20
 _DIGESTS: dict[tuple, str] = {}
 #: Index folders whose checksums matched in this process, keyed by their files' sizes and mtimes.
 _VERIFIED: set[tuple] = set()
+
+
+def sha256(path, progressbar: bool = True) -> str:
+    """``"sha256:<hex>"`` of the file at ``path``, with a progress bar (bytes)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                     unit_divisor=1024, desc=f"checking {path.name}",
+                                     disable=not progressbar, leave=False) as bar:
+        for block in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(block)
+            bar.update(len(block))
+    return "sha256:" + digest.hexdigest()
 
 
 def file_sha256(path) -> str:

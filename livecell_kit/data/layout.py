@@ -24,6 +24,9 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 520, 704  # px: rows, columns of every LIVECell fram
 FIX_DATA = ("recreate it with `livecell-kit sample --out DIR` or fetch it again with "
             "`livecell-kit download --out DIR`")
 
+#: Written into a data root (or its images/ folder) once all of images.zip is extracted there.
+FULL_STAMP = ".images.zip.extracted"
+
 _CELL_TYPE_BY_LOWER = {t.lower(): t for t in CELL_TYPES}
 
 
@@ -62,3 +65,27 @@ def cell_type_of(file_name: str) -> str:
         raise ValueError(f"{file_name!r} is not a LIVECell file name: expected "
                          f"'<CellType>_Phase_...' with CellType one of {CELL_TYPES}")
     return canonical
+
+
+def frames_stamp(subset: str) -> str:
+    """Name of the stamp in ``<root>/images/`` listing the frames ``download --subset <subset>`` wrote."""
+    return f".{subset}-frames.fetched"
+
+
+def download_command(path) -> str:
+    """The ``livecell-kit download`` command that wrote the frame at ``path``, and so repairs it.
+
+    Looks for the stamps a download leaves in the data root above ``path``
+    (``<root>/images/<folder>/...``); the latest subset written wins.  Without one: the
+    general form, ``livecell-kit download --out DIR``.
+    """
+    for images in Path(path).parents:
+        if images.name != "images":
+            continue
+        root = images.parent
+        stamps = [(images / frames_stamp(s), f" --subset {s}") for s in ("seed", "course")]
+        stamps += [(folder / FULL_STAMP, "") for folder in (root, images)]
+        found = [(stamp.stat().st_mtime_ns, flag) for stamp, flag in stamps if stamp.is_file()]
+        if found:
+            return f"livecell-kit download --out {root}{max(found)[1]}"
+    return "livecell-kit download --out DIR"

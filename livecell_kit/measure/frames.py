@@ -31,7 +31,7 @@ from livecell_kit.instances import (INSTANCE_SOURCES, cell_statistics, confluenc
 from livecell_kit.measure import curves, record, tables
 from livecell_kit.measure.names import name_reader
 from livecell_kit.predict import predict_image, stream_cells
-from livecell_kit.predict_inputs import PredictionError, expand_inputs, output_stems
+from livecell_kit.predict.inputs import PredictionError, expand_inputs, output_stems
 from livecell_kit.presets import CELL_SPLITTING, CellSplitting
 from livecell_kit.progress import progress_bar
 

@@ -130,7 +130,7 @@ SPLIT_TILE_MARGIN = 96
 #: always goes): ~23 frames of 520×704, while 4000×4000 frames go one at a time (each holds
 #: ~0.3 GB: image, 3-channel output, labels).
 STREAM_PENDING_PIXELS = 2 * 2048 * 2048
-#: Images with more pixels than this are predicted tile by tile (:mod:`livecell_kit.predict_core`;
+#: Images with more pixels than this are predicted tile by tile (:mod:`livecell_kit.predict.core`;
 #: memory, not accuracy), in tiles of ``AUTO_TILE`` px unless a tile size is given.
 AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
@@ -141,7 +141,7 @@ TILE_OVERLAP = 32
 
 @dataclass(frozen=True)
 class PredictBatches:
-    """Images per forward pass of the model (:mod:`livecell_kit.predict_core`).
+    """Images per forward pass of the model (:mod:`livecell_kit.predict.core`).
 
     tiles: tiles (or same-size images) per pass of ``predict_image`` / ``predict_batch``.
     frames_gpu, frames_cpu: whole frames per pass when the caller names none; a CPU is

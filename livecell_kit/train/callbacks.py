@@ -44,7 +44,7 @@ class PredictionSnapshots(keras.callbacks.Callback):
     images: sequence of (H, W) grey frames, 0..255, H and W multiples of ``2**depth``
         (crops keep this cheap: about a second per epoch on a CPU for two 256×256 crops).
     truths: optional (H, W) 0/1 masks of the same crops, kept for
-        :func:`livecell_kit.plot.training_snapshots`' ground-truth column.
+        :func:`livecell_kit.figures.training_snapshots`' ground-truth column.
     After training, ``epochs`` lists the epoch numbers (1-based) and ``probabilities``
     one (N, H, W) float32 array per epoch.
     """

@@ -1,15 +1,23 @@
 """Fetching LIVECell and laying it out the way the kit reads it (:mod:`livecell_kit.data.layout`).
 
+The package, one job per module: :mod:`~livecell_kit.download.registry` (the official files, their
+URLs and hashes), :mod:`~livecell_kit.download.cache` (one file fetched, checked by
+:mod:`~livecell_kit.download.checks`, kept), :mod:`~livecell_kit.download.remote_zip` (frames out of
+images.zip by range requests, each answer checked by :mod:`~livecell_kit.download.ranges`),
+:mod:`~livecell_kit.download.course_subset` (which frames ``--subset course`` takes),
+:mod:`~livecell_kit.download.extract` (images.zip unpacked safely) and
+:mod:`~livecell_kit.download.placed` (files copied into the data root); this module runs them.
+
 :func:`download_livecell` is ``livecell-kit download``.  ``subset`` says how much:
 
 * ``"full"`` — the three annotation JSONs (867 MiB) and all of ``images.zip`` (1.24 GB),
-  downloaded to the cache (:mod:`~livecell_kit.data.cache`) and extracted;
+  downloaded to the cache (:mod:`~livecell_kit.download.cache`) and extracted;
 * ``"seed"`` — the same JSONs and only the seed project's frames: the first 1024 / 256 / 512
   image records of train / val / test (:func:`~livecell_kit.data.subsets.select_subset`,
   rule ``"first"``), 1,792 frames, about a third of the image bytes, read out of
-  ``images.zip`` with HTTP range requests (:mod:`~livecell_kit.data.remote_zip`);
+  ``images.zip`` with HTTP range requests (:mod:`~livecell_kit.download.remote_zip`);
 * ``"course"`` — 4 / 2 / 2 frames per cell type and split and annotation JSONs restricted to
-  them, cut from LIVECell's smaller files (:mod:`~livecell_kit.data.course_subset`), under
+  them, cut from LIVECell's smaller files (:mod:`~livecell_kit.download.course_subset`), under
   400 MB in all.
 
 A server that ignores or mishandles ``Range`` — from the first request or midway — gets the
@@ -20,9 +28,9 @@ the cached images.zip.  Temp files of writes a kill cut short are swept.
 Two runs into the same folder take turns (a lock file); every file appears atomically and
 only once checked, so an interrupted run is resumed by the next one.  Files reach the data
 root as copies, and a rerun keeps any file changed since the kit wrote it
-(:mod:`~livecell_kit.data.placed`).
+(:mod:`~livecell_kit.download.placed`).
 
-:func:`safe_extract_zip` (:mod:`~livecell_kit.data.extract`) extracts the full images.zip
+:func:`safe_extract_zip` (:mod:`~livecell_kit.download.extract`) extracts the full images.zip
 safely and at most once.
 """
 from __future__ import annotations
@@ -36,22 +44,22 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.cache import (ResumableDownloader, fetch, file_url, forget_recorded, known_hash,
-                                     locked, resolve_base_url, resolve_cache_dir)
-from livecell_kit.data.course_subset import COURSE_FRAMES, course_subset, file_names
-from livecell_kit.data.download_checks import check_member_name
-from livecell_kit.data.extract import clear_stale_extractions, safe_extract_zip
-from livecell_kit.data.layout import (CELL_TYPES, SPLITS, annotation_path, cell_type_of,
+from livecell_kit.data.layout import (CELL_TYPES, FULL_STAMP, SPLITS, annotation_path, cell_type_of, frames_stamp,
                                       split_image_dir)
-from livecell_kit.data.placed import damaged_files, place_copy, sweep_temp_files, write_file
-from livecell_kit.data.registry import (FULL_STAMP, SINGLE_CELL_DIRS, SIZE_SPLITS, annotation_name,
-                                        frames_stamp, single_cell_name, size_split_name)
-from livecell_kit.data.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
-                                          open_remote_zip)
 from livecell_kit.data.subsets import DEFAULT_SUBSET_SIZES, select_subset
+from livecell_kit.download.cache import (ResumableDownloader, fetch, file_url, forget_recorded, known_hash,
+                                     locked, resolve_base_url, resolve_cache_dir)
+from livecell_kit.download.course_subset import COURSE_FRAMES, course_subset, file_names
+from livecell_kit.download.checks import check_member_name
+from livecell_kit.download.extract import clear_stale_extractions, safe_extract_zip
+from livecell_kit.download.placed import damaged_files, place_copy, sweep_temp_files, write_file
+from livecell_kit.download.registry import (BASE_URL, RECORDED_HASHES, REGISTRY, SINGLE_CELL_DIRS, SIZE_SPLITS,
+                                            annotation_name, single_cell_name, size_split_name)
+from livecell_kit.download.remote_zip import (WORKERS, DownloadError, RangeNotSupported, fetch_members,
+                                              open_remote_zip)
 
-__all__ = ["DOWNLOAD_PARTS", "DOWNLOAD_SUBSETS", "DownloadError", "ResumableDownloader",
-           "download_livecell", "fetch", "safe_extract_zip"]
+__all__ = ["BASE_URL", "DOWNLOAD_PARTS", "DOWNLOAD_SUBSETS", "RECORDED_HASHES", "REGISTRY", "SIZE_SPLITS",
+           "DownloadError", "ResumableDownloader", "download_livecell", "fetch", "safe_extract_zip"]
 
 DOWNLOAD_PARTS = ("images", "annotations", "single_cells", "size_splits")
 #: How much of LIVECell ``download_livecell`` fetches (module docstring); "full" is the default.

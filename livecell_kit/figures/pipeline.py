@@ -17,8 +17,8 @@ from matplotlib.ticker import MaxNLocator
 
 from livecell_kit import data
 from livecell_kit.evaluate.cocoeval import AREA_LARGE_MIN, AREA_SMALL_MAX
-from livecell_kit.overlay import COLOURS, error_layers, grey_rgb, overlay
-from livecell_kit.viewer import outcome_legend, viewer  # noqa: F401  (plot.viewer for the notebooks)
+from livecell_kit.figures.browse import outcome_legend
+from livecell_kit.masks.overlay import COLOURS, error_layers, grey_rgb, overlay
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
                 size: float = 3.2, suptitle: str | None = None):

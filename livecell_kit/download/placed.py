@@ -8,7 +8,7 @@ download then hands out.
 ``<root>/.livecell-kit-written.json`` (:data:`WRITTEN`) records the size, mtime and sha256 of
 each file the kit wrote.  A rerun replaces a file only while it is still what the kit wrote
 (or missing); a file changed since is kept, with one line naming it and how to get the
-original back.  Callers hold the data root's lock (:func:`~livecell_kit.data.cache.locked`).
+original back.  Callers hold the data root's lock (:func:`~livecell_kit.download.cache.locked`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.cache import sha256
+from livecell_kit.data.index import sha256
 
 try:
     import fcntl

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from scipy import ndimage
 
-from livecell_kit.overlay import COLOURS, grey_rgb, overlay
+from livecell_kit.masks.overlay import COLOURS, grey_rgb, overlay
 
 #: Kernels of the convolution figure: what each one responds to.
 EXAMPLE_KERNELS = {

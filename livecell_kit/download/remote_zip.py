@@ -12,7 +12,7 @@ at the byte where it stopped; files already on disk with the right size and CRC 
 Nothing a server says is taken on trust: every answer must be a 206 whose ``Content-Range``
 (span and total) and ``Content-Length`` are exactly the range asked for, else
 :class:`RangeNotSupported` at that first answer (200 with the whole file, a 416 inside the
-file, a shifted, garbage or over-long answer, a wrong total; :mod:`~livecell_kit.data.range_checks`)
+file, a shifted, garbage or over-long answer, a wrong total; :mod:`~livecell_kit.download.ranges`)
 — also midway, when a server
 stops honouring ``Range`` after the listing; the caller then downloads the whole file.  The
 listing's member offsets and sizes are checked against the central directory's position
@@ -37,7 +37,7 @@ import requests
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.range_checks import DownloadError, RangeNotSupported, check_partial, lie
+from livecell_kit.download.ranges import DownloadError, RangeNotSupported, check_partial, lie
 
 #: The first request asks for the last MiB: end records plus LIVECell's whole central
 #: directory (5,239 entries, about 0.5 MB), so listing the archive takes one request.

@@ -1,6 +1,6 @@
 """Masks drawn onto grey images as RGB arrays: numpy only, no matplotlib.
 
-:mod:`livecell_kit.plot` shows these arrays in figures and
+:mod:`livecell_kit.figures` shows these arrays in figures and
 :mod:`livecell_kit.predict` writes them as PNG files, so the command line's
 ``predict`` needs no plotting library.  Images are (H, W) grey arrays; masks
 are (H, W) 0/1 arrays; results are float RGB (H, W, 3) in [0, 1] unless stated.

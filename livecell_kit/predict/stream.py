@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from livecell_kit.instances import split_any_size
-from livecell_kit.predict_core import as_model_input, default_batch_size, predict_batch
+from livecell_kit.predict.core import as_model_input, default_batch_size, predict_batch
 from livecell_kit.presets import CELL_SPLITTING, STREAM_PENDING_PIXELS, CellSplitting
 
 _DONE = object()  # the producer's last item

@@ -6,7 +6,7 @@ extracts into a temp folder, moves the result into place and writes a stamp last
 extraction removes a temp folder a kill left behind (:func:`clear_stale_extractions` does
 that alone, before a download).  It also refuses zip-slip members instead of silently
 rewriting their paths, and archives that would expand implausibly or beyond the free disk
-space (:func:`~livecell_kit.data.download_checks.check_zip`).
+space (:func:`~livecell_kit.download.checks.check_zip`).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.cache import locked
-from livecell_kit.data.download_checks import InvalidDownload, check_zip
-from livecell_kit.data.range_checks import DownloadError
+from livecell_kit.download.cache import locked
+from livecell_kit.download.checks import InvalidDownload, check_zip
+from livecell_kit.download.ranges import DownloadError
 
 
 def _remove_stale_extractions(dest: Path) -> None:
@@ -51,7 +51,7 @@ def safe_extract_zip(zip_path, dest, delete_bad: bool = True, progressbar: bool 
     """Extract ``zip_path`` into ``dest`` safely and at most once; return ``dest``.
 
     Members with absolute paths or ``..``, and archives that would expand implausibly
-    (:func:`~livecell_kit.data.download_checks.check_zip`), are refused with
+    (:func:`~livecell_kit.download.checks.check_zip`), are refused with
     ``UnsafeArchive`` (a ``ValueError``); one larger than the free space raises
     ``DownloadError`` and is kept.
     Extraction goes to a temp folder inside ``dest`` whose top-level entries are then moved

@@ -19,7 +19,7 @@ Outputs are float32 probabilities: (H, W) for a one-channel model, (H, W, C)
 for a model with C sigmoid channels (e.g. cell + touching border).
 
 The files ``livecell-kit predict`` writes: :mod:`livecell_kit.predict`; many images with their
-cells, overlapped with the forward pass: :mod:`livecell_kit.predict_stream`.
+cells, overlapped with the forward pass: :mod:`livecell_kit.predict.stream`.
 """
 from __future__ import annotations
 

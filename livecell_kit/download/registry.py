@@ -6,9 +6,9 @@ In the style of scikit-image's ``skimage/data/_registry.py``: names are paths un
 
 No trusted hash exists to commit: Sartorius publishes no checksums, and this registry was
 written without network access, so a value copied from a download here would vouch only for
-that one download.  Every hash is therefore None.  :func:`livecell_kit.data.cache.fetch`
+that one download.  Every hash is therefore None.  :func:`livecell_kit.download.cache.fetch`
 then trusts a file's first download — but only once it passed the checks of
-:mod:`~livecell_kit.data.download_checks` (not a web page, complete, a JSON that parses, a
+:mod:`~livecell_kit.download.checks` (not a web page, complete, a JSON that parses, a
 safe and plausible zip) — and records its sha256 in ``<cache>/registry-recorded.json``
 (:data:`RECORDED_HASHES`); later runs are checked against that record.  To pin a file for
 everybody once a trusted copy is at hand, copy its recorded ``"sha256:..."`` here.
@@ -21,18 +21,14 @@ cell type's part of each split, so the eight of a split add up to about that spl
 ``LIVECell_dataset_size_split/<n>_train<p>percent.json`` — the paper's training-set-size
 study, p % of the train split's images (so roughly p % of its bytes), no val or test.
 ``download --subset course`` uses the 2 % file for train
-(:mod:`~livecell_kit.data.course_subset`).
+(:mod:`~livecell_kit.download.course_subset`).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 from livecell_kit.data.layout import SPLITS
 
 BASE_URL = "http://livecell-dataset.s3.eu-central-1.amazonaws.com/LIVECell_dataset_2021/"
 RECORDED_HASHES = "registry-recorded.json"
-#: Written into a data root (or its images/ folder) once all of images.zip is extracted there.
-FULL_STAMP = ".images.zip.extracted"
 
 #: Cell type -> its sub-folder of ``annotations/LIVECell_single_cells/``.
 SINGLE_CELL_DIRS = {"A172": "a172", "BT474": "bt474", "BV2": "bv2", "Huh7": "huh7",
@@ -64,27 +60,3 @@ REGISTRY.update({size_split_name(n): None for n in SIZE_SPLITS})
 
 #: Name -> URL on the official server (a mirror given as ``base_url`` replaces BASE_URL).
 REGISTRY_URLS = {name: BASE_URL + name for name in REGISTRY}
-
-
-def frames_stamp(subset: str) -> str:
-    """Name of the stamp in ``<root>/images/`` listing the frames ``download --subset <subset>`` wrote."""
-    return f".{subset}-frames.fetched"
-
-
-def download_command(path) -> str:
-    """The ``livecell-kit download`` command that wrote the frame at ``path``, and so repairs it.
-
-    Looks for the stamps a download leaves in the data root above ``path``
-    (``<root>/images/<folder>/...``); the latest subset written wins.  Without one: the
-    general form, ``livecell-kit download --out DIR``.
-    """
-    for images in Path(path).parents:
-        if images.name != "images":
-            continue
-        root = images.parent
-        stamps = [(images / frames_stamp(s), f" --subset {s}") for s in ("seed", "course")]
-        stamps += [(folder / FULL_STAMP, "") for folder in (root, images)]
-        found = [(stamp.stat().st_mtime_ns, flag) for stamp, flag in stamps if stamp.is_file()]
-        if found:
-            return f"livecell-kit download --out {root}{max(found)[1]}"
-    return "livecell-kit download --out DIR"

@@ -1,7 +1,7 @@
 """What a downloaded file must be before the cache trusts it (records its hash) or the kit uses it.
 
 LIVECell publishes no checksums, so the cache trusts a file's first download
-(:mod:`~livecell_kit.data.registry`).  A mirror that answers 200 with an HTML error page, a
+(:mod:`~livecell_kit.download.registry`).  A mirror that answers 200 with an HTML error page, a
 body cut short or a crafted archive would then be trusted for good; so every file is first
 checked for being what its name says:
 
@@ -26,7 +26,7 @@ import ijson
 from tqdm.auto import tqdm
 
 from livecell_kit.data.coco_stream import DepthGuard
-from livecell_kit.data.range_checks import DownloadError
+from livecell_kit.download.ranges import DownloadError
 from livecell_kit.data.validation import AnnotationError
 
 #: Most bytes an archive may expand to.  LIVECell's images.zip (1.24 GB) holds well under this.

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage import segmentation
 
-from livecell_kit.concept_plots import _finish, densest_window, instance_colours
-from livecell_kit.overlay import grey_rgb
+from livecell_kit.figures.concepts import _finish, densest_window, instance_colours
+from livecell_kit.masks.overlay import grey_rgb
 
 #: Side of the zoomed square the panels show, in pixels.
 WINDOW = 160

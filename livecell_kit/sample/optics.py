@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from livecell_kit.masks.borders import touching_border_mask
-from livecell_kit.synthetic_cells import Morphology
+from livecell_kit.sample.cells import Morphology
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma) -> np.ndarray:

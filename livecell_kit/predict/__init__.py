@@ -1,11 +1,11 @@
 """Run a trained U-Net on image files and write what it found.
 
 The forward pass on arrays of any size (input units, padding, tiling):
-:mod:`livecell_kit.predict_core`, whose public functions are re-exported here
+:mod:`livecell_kit.predict.core`, whose public functions are re-exported here
 (:func:`predict_image`, :func:`predict_batch`, :func:`default_batch_size`,
 :func:`size_multiple`, :func:`input_scale`).  Many images with their cells, the
 post-processing overlapped with the forward pass: :func:`stream_cells`
-(:mod:`livecell_kit.predict_stream`).
+(:mod:`livecell_kit.predict.stream`).
 
 Command line::
 
@@ -15,7 +15,7 @@ writes ``<stem>_mask.png`` (0/255), ``<stem>_labels.tif`` (16-bit cell labels, f
 :func:`livecell_kit.instances.split_cells`) and ``<stem>_overlay.png`` per image,
 mirroring input sub-folders, never two inputs into one name, and going on past
 unreadable files (:func:`predict_paths`); and one table, ``cells.csv``, of cells and
-confluence per frame (:mod:`livecell_kit.cell_table`).
+confluence per frame (:mod:`livecell_kit.predict.cell_table`).
 """
 from __future__ import annotations
 
@@ -29,14 +29,15 @@ import tifffile
 from PIL import Image
 
 from livecell_kit.progress import progress_bar
-from livecell_kit import atomic, cell_table
+from livecell_kit import atomic
+from livecell_kit.predict import cell_table
 from livecell_kit.data.images import ImageReadError, iter_pages
 from livecell_kit.instances import cell_statistics, instance_source, split_any_size
-from livecell_kit.predict_inputs import OUTPUT_SUFFIXES, PredictionError, expand_inputs, output_stems
-from livecell_kit.overlay import overlay_image
-from livecell_kit.predict_core import (  # noqa: F401  (re-exported: the public prediction functions)
+from livecell_kit.predict.inputs import OUTPUT_SUFFIXES, PredictionError, expand_inputs, output_stems
+from livecell_kit.masks.overlay import overlay_image
+from livecell_kit.predict.core import (  # noqa: F401  (re-exported: the public prediction functions)
     AUTO_TILE, AUTO_TILE_PIXELS, default_batch_size, input_scale, predict_batch, predict_image, size_multiple)
-from livecell_kit.predict_stream import StreamedFrame, stream_cells  # noqa: F401  (re-exported)
+from livecell_kit.predict.stream import StreamedFrame, stream_cells  # noqa: F401  (re-exported)
 from livecell_kit.presets import CELL_SPLITTING, OVERLAY_STRIP_ROWS, CellSplitting
 
 # ----------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def predict_paths(model, paths, out_dir, threshold: float | None = None, tile: i
                   splitting: CellSplitting = CELL_SPLITTING, progress: bool = False,
                   workers: int = 1, channels: str = "auto") -> list[dict]:
     """Predict image files: three files per image (per page of a stack) under ``out_dir``, and
-    ``cells.csv`` (:mod:`livecell_kit.cell_table`: this run's frames, earlier rows of others kept).
+    ``cells.csv`` (:mod:`livecell_kit.predict.cell_table`: this run's frames, earlier rows of others kept).
 
     paths: one TIFF/PNG/JPEG file or folder, or a list of them (folders are
         searched recursively for .tif/.tiff/.png/.jpg/.jpeg).

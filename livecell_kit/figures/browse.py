@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from IPython.display import HTML, display  # ipywidgets, a runtime dependency, brings IPython
 
-from livecell_kit.overlay import COLOURS, OUTCOME_LABELS, outcome_layers, overlay
+from livecell_kit.masks.overlay import COLOURS, OUTCOME_LABELS, outcome_layers, overlay
 
 #: Checkbox text for each outcome layer (the legend spells them out in full).
 _SHORT_LABELS = {"true_positive": "found", "false_positive": "false positive", "false_negative": "missed"}

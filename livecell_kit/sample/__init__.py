@@ -13,11 +13,11 @@ non-contiguous image and annotation ids, ``original_filename`` ending in .png an
 a ``url`` per image (here under the reserved, never-resolving ``.invalid`` domain).
 
 Each frame is 704×520 (W×H) pixels, single-channel uint8, drawn to match real
-LIVECell frames (figures in :mod:`livecell_kit.synthetic_cells`): a flat grey
+LIVECell frames (figures in :mod:`livecell_kit.sample.cells`): a flat grey
 background at 128 with fine noise, faint streaks and debris; cells about as bright
 as the background but textured, each inside a bright halo, round and sparse in a
 type's early frames, packed into flat sheets in its late ones
-(:mod:`livecell_kit.synthetic_optics` draws them).  Every cell is a star-shaped
+(:mod:`livecell_kit.sample.optics` draws them).  Every cell is a star-shaped
 polygon; the polygon *is* the annotation, so the masks decoded from the JSON
 describe exactly the cells that were drawn.
 
@@ -42,8 +42,8 @@ from pycocotools import mask as mask_utils
 from livecell_kit import atomic
 from livecell_kit.data import (CELL_TYPES, IMAGE_HEIGHT, IMAGE_WIDTH, SPLITS, annotation_path,
                                split_image_dir)
-from livecell_kit.synthetic_cells import MORPHOLOGIES, place_cells
-from livecell_kit.synthetic_optics import render_frame
+from livecell_kit.sample.cells import MORPHOLOGIES, place_cells
+from livecell_kit.sample.optics import render_frame
 
 DEFAULT_IMAGES_PER_TYPE = {"train": 4, "val": 2, "test": 2}
 #: Written last; its presence with the same settings means the sample is complete.

@@ -3,7 +3,7 @@
 :func:`place_cells` scatters star-shaped outlines of one cell type over a 704×520
 frame, packs the crowded ones against each other like cells in a sheet, and returns
 their polygons (pixel coordinates, x = column, y = row) and label image;
-:func:`livecell_kit.synthetic_optics.render_frame` draws the phase-contrast frame
+:func:`livecell_kit.sample.optics.render_frame` draws the phase-contrast frame
 for those labels, and :mod:`livecell_kit.sample` writes frames and annotations.
 
 Calibration: ``bench/sample_realism.py`` measures real LIVECell frames (37 frames

@@ -1,4 +1,4 @@
-"""The download cache: one file of the :mod:`~livecell_kit.data.registry` fetched, checked, kept.
+"""The download cache: one file of the :mod:`~livecell_kit.download.registry` fetched, checked, kept.
 
 :func:`fetch` gets a file through ``pooch`` (cache folder, retries, atomic final rename)
 with the kit's :class:`ResumableDownloader`, which pooch (1.9) lacks: pooch's HTTP
@@ -7,7 +7,7 @@ HTTP ``Range`` request.  Hashes are computed with a progress bar (pooch hashes s
 seconds for images.zip).  :func:`locked` keeps two runs that share a cache or a data root
 from writing the same file at once: the second waits, says so, and then finds the work done.
 
-Nothing is trusted before :mod:`~livecell_kit.data.download_checks` passed it: a response
+Nothing is trusted before :mod:`~livecell_kit.download.checks` passed it: a response
 that is a web page is refused on its headers, a finished transfer is checked (a JSON parsed,
 an archive's directory read) before it reaches its final path, and only then is its hash
 recorded.  A cached file is used only while its sha256 is still the recorded one.
@@ -15,7 +15,6 @@ recorded.  A cached file is used only while its sha256 is still the recorded one
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -28,12 +27,12 @@ import requests
 from tqdm.auto import tqdm
 
 from livecell_kit import atomic
-from livecell_kit.data.download_checks import InvalidDownload, check_content_type, check_file, kind_of
-from livecell_kit.data.range_checks import DownloadError, parse_content_range
-from livecell_kit.data.registry import BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS
+from livecell_kit.data.index import sha256
+from livecell_kit.download.checks import InvalidDownload, check_content_type, check_file, kind_of
+from livecell_kit.download.ranges import DownloadError, parse_content_range
+from livecell_kit.download.registry import BASE_URL, RECORDED_HASHES, REGISTRY, REGISTRY_URLS
 
 LOCK_DIR = ".locks"  # under the cache folder: one lock file per cached name
-_HASH_CHUNK = 1 << 20
 _URL_SCHEMES = ("http", "https")
 
 
@@ -109,19 +108,6 @@ def _lock_path(cache: Path, name: str) -> Path:
     return cache / LOCK_DIR / (name.replace("/", "__") + ".lock")
 
 
-def sha256(path, progressbar: bool = True) -> str:
-    """``"sha256:<hex>"`` of the file at ``path``, with a progress bar (bytes)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                     unit_divisor=1024, desc=f"checking {path.name}",
-                                     disable=not progressbar, leave=False) as bar:
-        for block in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(block)
-            bar.update(len(block))
-    return "sha256:" + digest.hexdigest()
-
-
 class ResumableDownloader:
     """pooch downloader that keeps partial data in ``<file>.part`` and resumes it.
 
@@ -135,9 +121,9 @@ class ResumableDownloader:
     retries it — and the retry resumes.  :func:`fetch` holds the file's lock, so no
     other run appends to the same ``.part``.
 
-    kind: ``"json"``, ``"zip"`` or None (:func:`~livecell_kit.data.download_checks.kind_of`).
+    kind: ``"json"``, ``"zip"`` or None (:func:`~livecell_kit.download.checks.kind_of`).
     A response that cannot be one (a web page) and a finished file that fails
-    :func:`~livecell_kit.data.download_checks.check_file` raise ``InvalidDownload``,
+    :func:`~livecell_kit.download.checks.check_file` raise ``InvalidDownload``,
     which pooch does not retry; a finished file that failed is deleted.
     """
 
@@ -261,13 +247,13 @@ def fetch(name: str, cache_dir=None, base_url=None, progressbar: bool = True,
     download) and which passes a quick check of its kind is returned without touching the
     network.  Transfers are retried ``retries`` times, resume where they stopped, and only
     appear at the final path once complete and checked
-    (:mod:`~livecell_kit.data.download_checks`); only then is a hash recorded.  Cache:
+    (:mod:`~livecell_kit.download.checks`); only then is a hash recorded.  Cache:
     ``cache_dir``, else env ``LIVECELL_KIT_DATA``, else pooch's OS cache.  Base URL of a
     mirror: ``base_url``, else env ``LIVECELL_BASE_URL``, else the official server
     (:data:`REGISTRY_URLS`); anything but http(s) raises ``ValueError``.
     """
     if name not in REGISTRY:
-        raise KeyError(f"{name!r} is not a LIVECell file this kit knows; see data.REGISTRY")
+        raise KeyError(f"{name!r} is not a LIVECell file this kit knows; see download.REGISTRY")
     cache = resolve_cache_dir(cache_dir)
     mirror = resolve_base_url(base_url)
     url = file_url(name, base_url)

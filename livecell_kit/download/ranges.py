@@ -4,8 +4,8 @@
 ``Content-Range`` (span and total) and ``Content-Length`` match, else
 :class:`RangeNotSupported` (a 200 with the whole file, a 416 inside the file, a shifted,
 garbage or over-long answer, a wrong total); :func:`lie` words that error for the other
-checks of :mod:`~livecell_kit.data.remote_zip`.  :func:`parse_content_range` reads the header,
-also for the resumed downloads of :mod:`~livecell_kit.data.cache`.
+checks of :mod:`~livecell_kit.download.remote_zip`.  :func:`parse_content_range` reads the header,
+also for the resumed downloads of :mod:`~livecell_kit.download.cache`.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@
 Only the ``train`` stage (TensorFlow, seconds to import) is imported by the
 commands that run a model, so that ``sample``, ``download`` and ``masks`` start at once.
 
-Errors: a few lines on stderr, no traceback (see :mod:`livecell_kit.cli_errors`); exit status
+Errors: a few lines on stderr, no traceback (see :mod:`livecell_kit.cli.errors`); exit status
 0 done, 1 a bug in the kit, 2 bad input or usage, 130 interrupted (Ctrl-C; rerun to resume).
 ``livecell-kit --debug COMMAND ...`` (or env ``LIVECELL_KIT_DEBUG=1``) shows the full traceback.
 """
@@ -26,9 +26,9 @@ import os
 import sys
 from pathlib import Path
 
-from livecell_kit import cli_errors, course, data, evaluate, masks, predict, presets, sample
+from livecell_kit import course, data, download, evaluate, masks, predict, presets, sample
+from livecell_kit.cli import errors as cli_errors
 from livecell_kit.data.channels import CHANNEL_READINGS
-from livecell_kit.data.download import DOWNLOAD_SUBSETS
 from livecell_kit.export import provenance
 
 
@@ -39,7 +39,7 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_download(args) -> None:
-    out = data.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url,
+    out = download.download_livecell(args.out, files=tuple(args.files), base_url=args.base_url,
                                  subset=args.subset)
     print(f"LIVECell files in {out} (subset {args.subset})")
 
@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder to lay the data set out in")
     p.add_argument("--base-url", default=None,
                    help="mirror of LIVECell_dataset_2021/ (default: env LIVECELL_BASE_URL or the S3 bucket)")
-    p.add_argument("--files", nargs="+", default=["images", "annotations"], choices=data.DOWNLOAD_PARTS,
+    p.add_argument("--files", nargs="+", default=["images", "annotations"], choices=download.DOWNLOAD_PARTS,
                    help="what to fetch (default: images annotations)")
-    p.add_argument("--subset", choices=DOWNLOAD_SUBSETS, default="full",
+    p.add_argument("--subset", choices=download.DOWNLOAD_SUBSETS, default="full",
                    help="full: all of images.zip (1.24 GB) and the JSONs (0.9 GB); seed: the seed "
                         "project's 1,792 frames (about 0.4 GB, by HTTP range requests) and the JSONs; "
                         "course: 4/2/2 frames per cell type with JSONs cut to them (under 400 MB)")

@@ -9,7 +9,7 @@ A user sees one or a few lines on stderr, never a traceback:
 * Ctrl-C: one line saying what was kept and how to resume; status 130 (128 + SIGINT);
 * anything else is a bug in the kit: its one-line message, and how to see the traceback; status 1.
 
-``--debug`` (or env ``LIVECELL_KIT_DEBUG=1``) makes :mod:`livecell_kit.cli` re-raise instead.
+``--debug`` (or env ``LIVECELL_KIT_DEBUG=1``) makes :mod:`livecell_kit.cli.commands` re-raise instead.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-from livecell_kit import data, masks
-from livecell_kit.data.cache import resolve_cache_dir
+from livecell_kit import data, download, masks
+from livecell_kit.download.cache import resolve_cache_dir
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -163,7 +163,7 @@ _TF_NODE_SUFFIX = re.compile(r"\s*\[\[\{\{node [^\]]*\}\}\]\].*$", re.DOTALL)
 #: Errors of bad input, by name, as they appear inside another library's message.
 _INPUT_ERROR_NAMES = {cls.__name__ for cls in (
     ValueError, OSError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
-    json.JSONDecodeError, data.DownloadError, data.ImageReadError, data.AnnotationError, masks.MaskError)}
+    json.JSONDecodeError, download.DownloadError, data.ImageReadError, data.AnnotationError, masks.MaskError)}
 
 
 def _innermost_error(err: BaseException) -> tuple[str, str]:
