@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from livecell_kit import data, predict_inputs
+from livecell_kit import data
+from livecell_kit.predict import inputs as predict_inputs
 from livecell_kit.data import images, intensity
 
 H, W = 40, 56
