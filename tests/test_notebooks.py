@@ -222,7 +222,7 @@ def _execute(path: Path):
 def test_student_notebooks_run_through_and_say_your_turn(tmp_path):
     written = course.make_student_notebooks(NOTEBOOK_DIR, tmp_path)
     # Two kernels at a time: much of a notebook is single-threaded Python (imports, watershed,
-    # figures), so on 2 cores this takes ~2/3 of running them one by one.
+    # figures), so two kernels share 2 cores better than one (not measured side by side yet).
     with ThreadPoolExecutor(max_workers=2) as pool:
         executed = list(pool.map(_execute, written))
     for path, nb in executed:
