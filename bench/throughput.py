@@ -205,7 +205,7 @@ def main() -> None:
                    "stream_cells, 1 worker, no scores": streamed(1),
                    "stream_cells, 2 workers, no scores": streamed(2),
                    "measure: TIFF files -> frames.csv, wells.csv, curves": measure_run}, n)
-    note = "" if args.model else "  (untrained model: cells unlike a trained one's)"
+    note = ""
     print(f"\n{'end to end (prediction + cells)':<46}{'frames/s':>9}{'CPU s/frame':>12}{note}")
     for label, (r, cpu) in e2e.items():
         print(f"{label:<46}{r:9.2f}{cpu:12.3f}")

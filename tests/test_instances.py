@@ -244,3 +244,19 @@ def test_cell_statistics_counts_cells_areas_and_confluence():
     assert stats == {"cells": 3, "confluence_pct": pytest.approx(42.0),
                      "mean_area_px": pytest.approx(41 / 3), "median_area_px": 10.0}
     assert instances.cell_statistics(np.zeros((4, 4), np.int32), np.zeros((4, 4)))["cells"] == 0
+
+
+def test_fragments_flood_exactly_as_a_watershed_of_the_whole_frame():
+    from skimage import segmentation
+
+    from livecell_kit.instances.distances import _flood_fragments
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        height = ndimage.gaussian_filter(rng.random((60, 80)), 2)
+        fg = ndimage.gaussian_filter(rng.random((60, 80)), 3) > 0.48
+        labels = segmentation.watershed(height, ndimage.label(rng.random((60, 80)) > 0.97)[0], mask=fg)
+        fragments = np.isin(labels, rng.choice(np.unique(labels[labels > 0]), 6, replace=False))
+        whole = segmentation.watershed(height, np.where(fragments, 0, labels), mask=fg)
+        assert fragments.any()
+        np.testing.assert_array_equal(_flood_fragments(height, labels, fragments, fg), whole)

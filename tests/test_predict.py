@@ -113,6 +113,74 @@ def test_jit_compiled_predict_agrees():
                                predict.predict_image(model, img), atol=1e-5)
 
 
+def test_batches_predicted_at_once_come_back_in_order(monkeypatch):
+    monkeypatch.setattr(predict.core, "concurrent_passes", lambda: 3)
+    model = _conv_model()
+    images = np.random.default_rng(4).integers(0, 256, (7, 12, 16), dtype=np.uint8)
+    out = predict.predict_batch(model, images, batch_size=2)  # 4 chunks, 3 at a time
+    for image, prediction in zip(images, out):
+        np.testing.assert_allclose(prediction, predict.predict_image(model, image), atol=1e-6)
+
+
+def _bn_unet():
+    """Conv → BatchNorm → ReLU blocks (with and without conv bias), one conv with two consumers, a BN
+    after a pooling layer: what the fold must merge, and what it must leave alone."""
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((None, None, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(keras.layers.Rescaling(1 / 255)(inp))
+    a = keras.layers.ReLU()(keras.layers.BatchNormalization()(a))
+    b = keras.layers.Conv2D(4, 3, padding="same")(a)  # used twice: not folded
+    c = keras.layers.BatchNormalization(scale=False)(b)
+    d = keras.layers.BatchNormalization(center=False)(keras.layers.MaxPooling2D()(b))  # not after a conv
+    d = keras.layers.UpSampling2D()(d)
+    e = keras.layers.Conv2D(3, 1, padding="same")(keras.layers.Concatenate()([c, d]))
+    e = keras.layers.BatchNormalization()(e)
+    model = keras.Model(inp, keras.layers.Conv2D(1, 1, activation="sigmoid")(e))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial running statistics, as after training
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.2, 3, layer.moving_variance.shape))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 2, layer.gamma.shape))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.5, layer.beta.shape))
+    return model
+
+
+def test_batch_norm_folding_keeps_the_function_and_follows_later_training():
+    from livecell_kit.predict.fold import fold_batch_norm
+
+    model = _bn_unet()
+    folded = fold_batch_norm(model)
+    kinds = [type(layer).__name__ for layer in folded.layers]
+    assert kinds.count("FoldedConv2D") == 2 and kinds.count("BatchNormalization") == 2
+    x = np.random.default_rng(1).uniform(0, 255, (2, 24, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(folded(x, training=False), model(x, training=False), atol=1e-5)
+    img = x[0, ..., 0].astype(np.uint8)
+    np.testing.assert_allclose(predict.predict_image(model, img), model(img[None, ..., None].astype(np.float32),
+                               training=False)[0, ..., 0], atol=1e-5)
+    # the folded model shares the weights: changed later (more training), the prediction follows
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean + 0.3)
+    np.testing.assert_allclose(predict.predict_image(model, img), model(img[None, ..., None].astype(np.float32),
+                               training=False)[0, ..., 0], atol=1e-5)
+    for plain in (_conv_model(), _mini_unet()):  # no conv → batch norm pair: the model itself
+        assert fold_batch_norm(plain) is plain
+
+
+def test_the_kits_unet_folds_every_batch_norm():
+    from livecell_kit.model import build_unet
+    from livecell_kit.predict.fold import fold_batch_norm
+
+    model = build_unet(presets.PRESETS["quick"].model)
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    x = np.random.default_rng(2).uniform(0, 1, (1, 32, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(folded(x, training=False), model(x, training=False), atol=1e-5)
+
+
 def _bright_discs(shape=(48, 64)):
     yy, xx = np.mgrid[:shape[0], :shape[1]]
     img = np.full(shape, 40, np.uint8)

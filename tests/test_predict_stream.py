@@ -64,8 +64,8 @@ def test_the_stream_runs_at_most_pending_frames_ahead_of_its_consumer():
     first = [next(stream) for _ in range(2)]
     time.sleep(0.5)  # let the producer run as far ahead as it may (no timing is asserted)
     assert [f.key for f in first] == [0, 1]
-    # consumed 2, in the queue at most `pending`, in the model at most one batch
-    assert len(seen) <= 2 + pending + batch_size
+    # consumed 2, in the queue at most `pending`, in the model at most one batch per concurrent pass
+    assert len(seen) <= 2 + pending + batch_size * predict.concurrent_passes()
     stream.close()  # stops the producer thread
     pulled_at_close = len(seen)
     time.sleep(0.2)

@@ -36,7 +36,7 @@ from livecell_kit.instances import cell_statistics, instance_source, split_any_s
 from livecell_kit.predict.inputs import OUTPUT_SUFFIXES, PredictionError, expand_inputs, output_stems
 from livecell_kit.masks.overlay import overlay_image
 from livecell_kit.predict.core import (  # noqa: F401  (re-exported: the public prediction functions)
-    AUTO_TILE, AUTO_TILE_PIXELS, default_batch_size, input_scale, predict_batch, predict_image, size_multiple)
+    AUTO_TILE, AUTO_TILE_PIXELS, concurrent_passes, default_batch_size, input_scale, predict_batch, predict_image, size_multiple)
 from livecell_kit.predict.stream import StreamedFrame, stream_cells  # noqa: F401  (re-exported)
 from livecell_kit.presets import CELL_SPLITTING, OVERLAY_STRIP_ROWS, CellSplitting
 

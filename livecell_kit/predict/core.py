@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import math
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from livecell_kit.predict.fold import fold_batch_norm
 from livecell_kit.presets import AUTO_TILE, AUTO_TILE_PIXELS, PREDICT_BATCHES, TILE_OVERLAP
 
 # TensorFlow and Keras are imported by the functions that run a model, not here: they take
@@ -77,6 +79,13 @@ def default_batch_size() -> int:
     return PREDICT_BATCHES.frames_gpu if tf.config.list_physical_devices("GPU") else PREDICT_BATCHES.frames_cpu
 
 
+def concurrent_passes() -> int:
+    """Forward passes to run at once: ``PREDICT_BATCHES.passes_cpu`` on a CPU, 1 on a GPU."""
+    import tensorflow as tf  # see the note on imports at the top
+
+    return 1 if tf.config.list_physical_devices("GPU") else max(1, PREDICT_BATCHES.passes_cpu)
+
+
 def _predict_fn(model, jit_compile: bool = False):
     """A tf.function: uint8/float (N, H, W, 1) → float32 (N, H, W, C), cached per model."""
     import tensorflow as tf  # see the note on imports at the top
@@ -87,10 +96,11 @@ def _predict_fn(model, jit_compile: bool = False):
         per_model = {}
     if jit_compile not in per_model:
         scale = input_scale(model)
+        net = fold_batch_norm(model)  # the same function, faster on CPU; shares the model's weights
 
         def run(x):
             x = tf.cast(x, tf.float32) * scale
-            y = model(x, training=False)
+            y = net(x, training=False)
             if isinstance(y, dict):
                 y = [y[k] for k in sorted(y)]
             if isinstance(y, (list, tuple)):
@@ -142,14 +152,18 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def _run(model, batch: np.ndarray, batch_size: int, jit_compile: bool) -> np.ndarray:
-    """(N, H, W) → (N, H, W, C) float32, in chunks of batch_size."""
+def _run(model, batch: np.ndarray, batch_size: int, jit_compile: bool, passes: int = 1) -> np.ndarray:
+    """(N, H, W) → (N, H, W, C) float32, in chunks of batch_size, up to ``passes`` chunks at once."""
     fn = _predict_fn(model, jit_compile)
-    outs = []
-    for i in range(0, len(batch), batch_size):
-        x = batch[i:i + batch_size, ..., None]
-        outs.append(np.asarray(fn(x), dtype=np.float32))
-    return np.concatenate(outs, axis=0)
+
+    def chunk(start: int) -> np.ndarray:
+        return np.asarray(fn(batch[start:start + batch_size, ..., None]), dtype=np.float32)
+
+    starts = range(0, len(batch), batch_size)
+    if passes > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(passes, len(starts)), thread_name_prefix="predict") as pool:
+            return np.concatenate(list(pool.map(chunk, starts)), axis=0)
+    return np.concatenate([chunk(start) for start in starts], axis=0)
 
 
 def _squeeze(y: np.ndarray) -> np.ndarray:
@@ -176,7 +190,7 @@ def predict_batch(model, images, batch_size: int = PREDICT_BATCHES.tiles, tile: 
                                        jit_compile=jit_compile) for im in imgs])
     m = size_multiple(model)
     stack = _pad_to(np.stack(imgs), _round_up(h, m), _round_up(w, m))
-    return _squeeze(_run(model, stack, batch_size, jit_compile)[:, :h, :w])
+    return _squeeze(_run(model, stack, batch_size, jit_compile, concurrent_passes())[:, :h, :w])
 
 
 def _window_1d(n: int, overlap: int) -> np.ndarray:

@@ -10,6 +10,7 @@ does not grow with the number of inputs.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from livecell_kit.instances import split_any_size
-from livecell_kit.predict.core import as_model_input, default_batch_size, predict_batch
+from livecell_kit.predict.core import as_model_input, concurrent_passes, default_batch_size, predict_batch
 from livecell_kit.presets import CELL_SPLITTING, STREAM_PENDING_PIXELS, CellSplitting
 
 _DONE = object()  # the producer's last item
@@ -105,6 +106,11 @@ class _PixelBudget:
             self.used += pixels
             return True
 
+    def fits(self, pixels: int) -> bool:
+        """Whether :meth:`take` would go at once (only :meth:`give` changes that meanwhile: for the better)."""
+        with self.changed:
+            return not self.used or self.used + pixels <= self.limit
+
     def give(self, pixels: int) -> None:
         with self.changed:
             self.used -= pixels
@@ -113,8 +119,8 @@ class _PixelBudget:
 
 def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _PixelBudget,
              pool: ThreadPoolExecutor, batch_size: int, tile, splitting, threshold, scores: bool) -> None:
-    """Predict batches and hand each frame's split to ``pool``; ``(future, pixels)`` go into
-    ``out`` in order."""
+    """Predict batches, up to :func:`concurrent_passes` at once, and hand each frame's split to
+    ``pool``; ``(future, pixels)`` go into ``out`` in input order."""
     def put(item) -> bool:
         while not stop.is_set():
             try:
@@ -124,28 +130,54 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _Pix
                 continue
         return False
 
+    def hand_over(run, pixels, predicted: Future) -> bool:
+        try:
+            outputs = predicted.result()
+        except ValueError as err:  # e.g. an image smaller than the model accepts
+            futures = [_failed(key, err) for key, _, _ in run]
+        else:
+            outputs = outputs[..., None] if outputs.ndim == 3 else outputs
+            futures = [pool.submit(_cells, key, output, splitting, threshold, scores)
+                       for (key, _, _), output in zip(run, outputs)]
+        return all(put((future, frame_pixels)) for future, frame_pixels in zip(futures, pixels))
+
+    passes = concurrent_passes()
+    in_flight: collections.deque = collections.deque()  # (run, pixels, future of its outputs), oldest first
+    runs, broken = _batches(items, batch_size), None
     try:
-        for run in _batches(items, batch_size):
-            if run[0][1] is None:  # an input that failed before the model
-                if not put((_failed(run[0][0], run[0][2]), 0)):
+        with ThreadPoolExecutor(max_workers=passes, thread_name_prefix="predict") as predictor:
+            while True:
+                try:
+                    run = next(runs)
+                except StopIteration:
+                    break
+                except BaseException as err:  # the inputs themselves broke: after the frames before
+                    broken = err
+                    break
+                pixels = [0 if image is None else image.size for _, image, _ in run]
+                # Frames predicted but not handed over would hold the pixel budget this one waits for.
+                while in_flight and not budget.fits(sum(pixels)):
+                    if not hand_over(*in_flight.popleft()):
+                        return
+                if run[0][1] is None:  # an input that failed before the model
+                    while in_flight:  # keep input order
+                        if not hand_over(*in_flight.popleft()):
+                            return
+                    if not put((_failed(run[0][0], run[0][2]), 0)):
+                        return
+                    continue
+                if not budget.take(sum(pixels)):
                     return
-                continue
-            pixels = [image.size for _, image, _ in run]
-            if not budget.take(sum(pixels)):
-                return
-            try:
-                outputs = predict_batch(model, [image for _, image, _ in run], batch_size=batch_size, tile=tile)
-            except ValueError as err:  # e.g. an image smaller than the model accepts
-                futures = [_failed(key, err) for key, _, _ in run]
-            else:
-                outputs = outputs[..., None] if outputs.ndim == 3 else outputs
-                futures = [pool.submit(_cells, key, output, splitting, threshold, scores)
-                           for (key, _, _), output in zip(run, outputs)]
-            for future, frame_pixels in zip(futures, pixels):
-                if not put((future, frame_pixels)):
+                in_flight.append((run, pixels, predictor.submit(
+                    predict_batch, model, [image for _, image, _ in run], batch_size=batch_size, tile=tile)))
+                while len(in_flight) >= passes:  # at most `passes` in the model, none read ahead
+                    if not hand_over(*in_flight.popleft()):
+                        return
+            while in_flight:
+                if not hand_over(*in_flight.popleft()):
                     return
-        put(_DONE)
-    except BaseException as err:  # the inputs themselves broke: the consumer re-raises it
+        put(_DONE if broken is None else broken)
+    except BaseException as err:  # a prediction broke beyond one frame: the consumer re-raises it
         put(err)
 
 
@@ -161,9 +193,9 @@ def stream_cells(model, images: Iterable, batch_size: int | None = None, workers
     batch_size: images per forward pass (consecutive same-size images are batched);
         default :func:`default_batch_size`.
     workers: threads running :func:`split_cells` at once.
-    pending: frames in flight at most (predicted or being split, not yet consumed):
-        bounds memory at about ``pending`` × (image + output + labels); default
-        ``2 * (workers + batch_size)``.
+    pending: frames in flight at most (predicted or being split, not yet consumed), beside the
+        :func:`concurrent_passes` batches in the model: bounds memory at about ``pending`` ×
+        (image + output + labels); default ``2 * (workers + batch_size)``.
     pending_pixels: image pixels in flight at most, the same way (a frame alone always
         goes): big frames (4000×4000, tiled) go one at a time.
     tile, splitting, threshold: as in :func:`livecell_kit.predict.predict_array`.

@@ -146,11 +146,15 @@ class PredictBatches:
     tiles: tiles (or same-size images) per pass of ``predict_image`` / ``predict_batch``.
     frames_gpu, frames_cpu: whole frames per pass when the caller names none; a CPU is
         memory-bound, where bigger batches were slower.
+    passes_cpu: forward passes run at once on a CPU (threads; TensorFlow releases the GIL).
+        One pass leaves cores idle between its operations and a second fills them. A GPU runs
+        one pass at a time.
     """
 
     tiles: int = 4
     frames_gpu: int = 8
     frames_cpu: int = 1
+    passes_cpu: int = 2  # 2 cores, real frames: 1.2-1.25x the frames/s of one pass (bench/throughput.py)
 
 
 PREDICT_BATCHES = PredictBatches()
