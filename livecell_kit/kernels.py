@@ -11,6 +11,8 @@ Standard library only (psutil when installed), so it costs nothing to import.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import sys
@@ -25,6 +27,17 @@ from livecell_kit import presets
 
 #: Bytes per mebibyte; RSS is counted in MiB ("MB" in messages, as Binder's own meter).
 MB = 1024 * 1024
+
+
+def give_back_freed_memory() -> bool:
+    """Collect Python's garbage and hand the heap's free pages back to the system (glibc's
+    ``malloc_trim``): a kernel's resident memory otherwise stays at its high-water mark after a
+    training run. Returns False where malloc is not glibc's (macOS, Windows): only the collection ran."""
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def _is_kernel(cmdline: list[str]) -> bool:

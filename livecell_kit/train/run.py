@@ -36,7 +36,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from livecell_kit import __version__, atomic
+from livecell_kit import __version__, atomic, kernels
 from livecell_kit.model import build_unet
 from livecell_kit.presets import Preset, get_preset, resolve
 from livecell_kit.train import binding
@@ -165,7 +165,18 @@ def finish_run(run: RunFolder, model: keras.Model | None = None) -> TrainResult:
     config.update(finished=True, epochs_trained=len(history.get("epoch", [])))
     atomic.write_json(out_dir / "config.json", config)
     shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
+    _drop_training_graphs(model)
     return TrainResult(model=final, history=history, out_dir=out_dir, precision=run.precision)
+
+
+def _drop_training_graphs(model: keras.Model) -> None:
+    """Free what ``fit`` compiled for ``model`` (its traced train, test and predict steps, rebuilt if
+    it is trained again) and give the memory back: a notebook kernel keeps living after training
+    (Binder's 2 GB hold all of a student's kernels; ``bench/notebooks.py``)."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+    kernels.give_back_freed_memory()
 
 
 def _best_model(path: Path, trained: keras.Model) -> keras.Model:
