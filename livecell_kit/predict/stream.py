@@ -143,6 +143,14 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _Pix
 
     passes = concurrent_passes()
     in_flight: collections.deque = collections.deque()  # (run, pixels, future of its outputs), oldest first
+
+    def hand_over_while(condition) -> bool:
+        """Hand the oldest batches over while ``condition()``; False once stopped."""
+        while in_flight and condition():
+            if not hand_over(*in_flight.popleft()):
+                return False
+        return True
+
     runs, broken = _batches(items, batch_size), None
     try:
         with ThreadPoolExecutor(max_workers=passes, thread_name_prefix="predict") as predictor:
@@ -155,14 +163,11 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _Pix
                     broken = err
                     break
                 pixels = [0 if image is None else image.size for _, image, _ in run]
-                # Frames predicted but not handed over would hold the pixel budget this one waits for.
-                while in_flight and not budget.fits(sum(pixels)):
-                    if not hand_over(*in_flight.popleft()):
-                        return
-                if run[0][1] is None:  # an input that failed before the model
-                    while in_flight:  # keep input order
-                        if not hand_over(*in_flight.popleft()):
-                            return
+                # Frames predicted but not handed over would hold the pixel budget this one waits for;
+                # an input that failed before the model comes after the frames before it.
+                if not hand_over_while(lambda: run[0][1] is None or not budget.fits(sum(pixels))):
+                    return
+                if run[0][1] is None:
                     if not put((_failed(run[0][0], run[0][2]), 0)):
                         return
                     continue
@@ -170,12 +175,11 @@ def _produce(model, items, out: queue.Queue, stop: threading.Event, budget: _Pix
                     return
                 in_flight.append((run, pixels, predictor.submit(
                     predict_batch, model, [image for _, image, _ in run], batch_size=batch_size, tile=tile)))
-                while len(in_flight) >= passes:  # at most `passes` in the model, none read ahead
-                    if not hand_over(*in_flight.popleft()):
-                        return
-            while in_flight:
-                if not hand_over(*in_flight.popleft()):
+                # at most `passes` batches in the model, none read ahead of them
+                if not hand_over_while(lambda: len(in_flight) >= passes):
                     return
+            if not hand_over_while(lambda: True):
+                return
         put(_DONE if broken is None else broken)
     except BaseException as err:  # a prediction broke beyond one frame: the consumer re-raises it
         put(err)
