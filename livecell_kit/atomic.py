@@ -63,19 +63,21 @@ def atomic_path(path, suffix: str = "", hold_lock: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_unique(path.parent, f".{path.name}.", ".tmp" + suffix, directory=False)
-    # held while the temp file is written: :func:`sweep_temp_files` takes an unlocked one for
-    # the leftover of a killed writer (the system drops the lock when its holder dies)
-    with contextlib.ExitStack() as guard:
-        if hold_lock and fcntl is not None:  # (Windows could not rename a file held open)
-            _lock_quietly(guard.enter_context(open(tmp, "rb")))
-        try:
+    claimed: list[Path] = []  # the temp name, known before it exists: Ctrl-C just after its creation still removes it
+    try:
+        tmp = _create_unique(path.parent, f".{path.name}.", ".tmp" + suffix, directory=False, claimed=claimed)
+        # held while the temp file is written: :func:`sweep_temp_files` takes an unlocked one for
+        # the leftover of a killed writer (the system drops the lock when its holder dies)
+        with contextlib.ExitStack() as guard:
+            if hold_lock and fcntl is not None:  # (Windows could not rename a file held open)
+                _lock_quietly(guard.enter_context(open(tmp, "rb")))
             yield Path(tmp)
             os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+    except BaseException:
+        for leftover in claimed:
+            with contextlib.suppress(OSError):  # not created, or the folder refuses: the error that matters is raised
+                os.unlink(leftover)
+        raise
 
 
 def _lock_quietly(handle) -> bool:
@@ -177,14 +179,18 @@ def make_temp_dir(parent, prefix: str) -> Path:
     return _create_unique(Path(parent), prefix, "", directory=True)
 
 
-def _create_unique(parent: Path, prefix: str, suffix: str, directory: bool) -> Path:
+def _create_unique(parent: Path, prefix: str, suffix: str, directory: bool, claimed: list | None = None) -> Path:
     """Create a file or folder under a fresh random name in ``parent``, exclusively (like mkstemp).
 
     The mode passed to the system call is the one ``open()`` / ``mkdir`` use, so the kernel
     applies the umask itself: no reading of the process-wide umask, which is not thread-safe.
+    claimed: the name being created is put there first (and taken out when it was another's), so
+    a caller interrupted in between knows what to remove.
     """
+    claimed = [] if claimed is None else claimed
     for _ in range(100):
         candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        claimed.append(candidate)
         try:
             if directory:
                 os.mkdir(candidate, 0o777)
@@ -192,6 +198,7 @@ def _create_unique(parent: Path, prefix: str, suffix: str, directory: bool) -> P
                 os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return candidate
         except FileExistsError:
+            claimed.remove(candidate)
             continue
         except OSError as exc:
             if exc.errno in _UNWRITABLE:  # name the folder the user chose, not a hidden temp name

@@ -288,7 +288,8 @@ for name, r in table.items():
 
 # %%
 frame_files = [test_split.image_path(img) for img in test_split.images]
-measured = measure_frames(model, frame_files, course.workdir() / "measure-06", progress=False)
+measured = measure_frames(model, frame_files, course.workdir() / "measure-06", progress=False, quiet=True)
+print(measured.summary(course.shown_path))
 frames_table = list(csv.DictReader(open(measured.frames_csv, encoding="utf-8")))
 print(", ".join(frames_table[0]))   # the columns of frames.csv
 

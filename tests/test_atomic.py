@@ -145,3 +145,18 @@ def test_an_unwritable_work_folder_is_named_with_its_setting_not_a_temp_name(tmp
         atomic.write_bytes(tmp_path / "downloads" / "x.zip", b"x")
     message, _ = cli_errors.describe(caught.value, "download")
     assert ".tmp" not in message and "set LIVECELL_KIT_DATA" in message
+
+
+def test_ctrl_c_just_after_the_temp_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    real_close = os.close
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        monkeypatch.setattr(atomic.os, "close", real_close)
+        raise KeyboardInterrupt  # as if Ctrl-C came between the file's creation and its name returning
+
+    monkeypatch.setattr(atomic.os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_path(tmp_path / "mask.png") as tmp:
+            tmp.write_bytes(b"never")
+    assert list(tmp_path.iterdir()) == []

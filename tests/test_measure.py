@@ -207,3 +207,14 @@ def test_cli_bad_pattern_is_refused_before_the_model_loads(tmp_path, capsys):
                        "--pattern", r"(?P<well>[A-H]\d+)", str(tmp_path / "frames")])
     err = capsys.readouterr().err
     assert status == 2 and "--pattern" in err and "time" in err and "no-model" not in err
+
+
+def test_the_closing_line_names_the_folder_once_as_the_caller_shows_it(tmp_path, bright_cells_model, capsys):
+    _folder(tmp_path, PLAN)
+    result = measure_frames(bright_cells_model, [tmp_path / "frames"], tmp_path / "out", progress=False)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == result.summary() and printed.count(str(tmp_path)) == 1
+    assert f"frames.csv ({result.frames} frames)" in printed and "growth_confluence.png" in printed
+    rerun = measure_frames(bright_cells_model, [tmp_path / "frames"], tmp_path / "out", progress=False, quiet=True)
+    assert " into " not in capsys.readouterr().out and rerun.kept == result.measured
+    assert rerun.summary(lambda p: "OUT").startswith(f"measured 0 files ({result.measured} kept from earlier runs) into OUT:")

@@ -54,6 +54,14 @@ class MeasureResult:
     kept: int
     frames: int
 
+    def summary(self, show=str) -> str:
+        """One line on what was written; ``show`` turns a path into the text printed
+        (the notebooks pass ``course.shown_path``, free of machine-specific folders)."""
+        return (f"measured {self.measured} files ({self.kept} kept from earlier runs) into "
+                f"{show(self.frames_csv.parent)}: {self.frames_csv.name} ({self.frames} frames), "
+                f"{self.wells_csv.name} (per well and time point), growth curves "
+                f"{', '.join(Path(p).name for p in self.figures)}")
+
 
 def frame_statistics(output: np.ndarray, labels: np.ndarray | None, threshold: float):
     """``(statistics, labels or None, method)`` of one frame from the model's output and its cells.
@@ -153,7 +161,7 @@ def _own_output(f: Path, out_dir: Path) -> bool:
 
 def measure_frames(model, images, out_dir, pattern: str | None = None, threshold: float | None = None,
                    splitting: CellSplitting = CELL_SPLITTING, channels: str = "auto", labels: bool = False,
-                   progress: bool = True, workers: int = 1) -> MeasureResult:
+                   progress: bool = True, workers: int = 1, quiet: bool = False) -> MeasureResult:
     """Measure image files into ``out_dir``: ``frames.csv``, ``wells.csv``, growth curves.
 
     images: files or folders (searched recursively for TIFF/PNG/JPEG), as ``predict`` takes.
@@ -163,6 +171,7 @@ def measure_frames(model, images, out_dir, pattern: str | None = None, threshold
     channels: how colour files whose channels differ are read (``data.channels.CHANNEL_READINGS``).
     labels: also write ``labels/<stem>_labels.tif`` (16-bit cell labels) per frame.
     workers: threads finding cells while the model predicts the next frames.
+    quiet: leave out the closing line (:meth:`MeasureResult.summary`), for a caller printing its own.
     A rerun with the same settings measures only the files not yet in the record; files that
     cannot be read are listed after the others are done (:class:`PredictionError`).
     """
@@ -210,11 +219,11 @@ def measure_frames(model, images, out_dir, pattern: str | None = None, threshold
     if method == INSTANCE_SOURCES[1]:
         print(SEMANTIC_NOTE)
     figures = curves.growth_curves(wells_csv, out_dir)
-    print(f"measured {len(todo) - len(failed)} files ({kept} kept from earlier runs): {frames} frames in "
-          f"{frames_csv}, per well and time point in {wells_csv}, growth curves in "
-          f"{', '.join(str(p) for p in figures)}")
+    result = MeasureResult(frames_csv, wells_csv, tuple(figures), len(todo) - len(failed), kept, frames)
+    if not quiet:
+        print(result.summary())
     if failed:
         listed = "\n  ".join(message for _, message in failed)
         raise PredictionError(f"{len(failed)} of {len(inputs)} image files could not be measured (the "
                               f"others are in {frames_csv}):\n  {listed}", [], failed)
-    return MeasureResult(frames_csv, wells_csv, tuple(figures), len(todo) - len(failed), kept, frames)
+    return result
