@@ -168,6 +168,10 @@ def test_batch_norm_folding_keeps_the_function_and_follows_later_training():
                                training=False)[0, ..., 0], atol=1e-5)
     for plain in (_conv_model(), _mini_unet()):  # no conv → batch norm pair: the model itself
         assert fold_batch_norm(plain) is plain
+    inp = keras.Input((None, None, 1))  # the conv's output is also a model output: left as it is
+    conv = keras.layers.Conv2D(2, 3, padding="same")(inp)
+    two_outputs = keras.Model(inp, [conv, keras.layers.BatchNormalization()(conv)])
+    assert fold_batch_norm(two_outputs) is two_outputs
 
 
 def test_the_kits_unet_folds_every_batch_norm():

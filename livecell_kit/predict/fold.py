@@ -57,9 +57,10 @@ def _layer_types() -> tuple[type, type]:
 
 
 def _foldable_pairs(model) -> dict:
-    """{id(conv): batch norm} for each plain Conv2D whose only consumer is a BatchNormalization."""
+    """{id(conv): batch norm} for each plain Conv2D, called once, whose only consumer is a BatchNormalization
+    (not also a model output)."""
     import keras  # see _layer_types
-    consumers: dict = {}
+    consumers: dict = {id(tensor._keras_history.operation): ["model output"] for tensor in model.outputs}
     for layer in model.layers:
         for node in layer._inbound_nodes:
             for tensor in node.input_tensors:
@@ -70,7 +71,7 @@ def _foldable_pairs(model) -> dict:
             continue
         (tensor,) = layer._inbound_nodes[0].input_tensors
         conv = tensor._keras_history.operation
-        if (type(conv) is keras.layers.Conv2D and consumers.get(id(conv)) == [layer]
+        if (type(conv) is keras.layers.Conv2D and consumers.get(id(conv)) == [layer] and len(conv._inbound_nodes) == 1
                 and conv.data_format == "channels_last" and conv.groups == 1
                 and conv.activation in (None, keras.activations.linear)
                 and layer.axis in (-1, 3) and conv.dtype_policy.name == layer.dtype_policy.name == "float32"):
