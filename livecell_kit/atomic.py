@@ -246,8 +246,18 @@ def write_json(path, obj, indent: int | None = 2) -> Path:
     Returns ``Path(path)``.
     """
     separators = (",", ":") if indent is None else None
-    text = json.dumps(_plain(obj), indent=indent, separators=separators, allow_nan=False)
+    try:  # numpy and paths converted as json meets them: the sample's COCO files 4.6 s -> 0.6 s
+        text = json.dumps(obj, indent=indent, separators=separators, allow_nan=False, default=_json_type)
+    except (TypeError, ValueError):  # NaN/inf (-> null) or numpy keys: the whole tree made plain first
+        text = json.dumps(_plain(obj), indent=indent, separators=separators, allow_nan=False)
     return write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def _json_type(obj):
+    """``default`` of ``json.dumps``: a numpy value or a path as the JSON type it stands for."""
+    if isinstance(obj, (np.ndarray, np.generic, Path)):
+        return _plain(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def read_stamp(path) -> dict | None:

@@ -35,6 +35,11 @@ from livecell_kit import atomic, data, kernels, presets, sample
 #: ``livecell-kit download``) to run every notebook on it instead of the sample.
 REAL_DATA_ENV = "LIVECELL_KIT_DATA_ROOT"
 
+#: Set this environment variable to 1 to have notebook 06 load the cells model the kit ships
+#: (:mod:`livecell_kit.pretrained`: the same preset trained on the same sample) instead of training
+#: it for several minutes. ``make test`` sets it, so nbval checks 06 quickly; Colab does it anyway.
+USE_PRETRAINED_ENV = "LIVECELL_KIT_USE_PRETRAINED"
+
 #: The line each notebook's first cell runs. Only on Colab (its machines have /content) does it do anything:
 #: a Colab notebook starts on a fresh machine without the kit, so this installs it, holding every
 #: package Colab already has at its version (pip constraints from ``pip list``): pip adds what is
@@ -80,6 +85,8 @@ class Course:
     preset: the settings notebook 04 trains with (``quick``: a couple of minutes on a laptop CPU).
     run_dir: the run folder notebook 04 writes and 05-06 read (:func:`quick_run_dir`).
     device: "GPU" or "CPU" where TensorFlow was loaded, else None; colab: running on Colab.
+    use_pretrained: notebook 06 loads the shipped cells model instead of training it
+        (:func:`use_pretrained`).
     """
 
     root: Path
@@ -91,6 +98,7 @@ class Course:
     run_dir: Path
     device: str | None = None
     colab: bool = False
+    use_pretrained: bool = False
 
     def __str__(self) -> str:
         engine = f"TensorFlow on the {self.device}" if self.device else "no TensorFlow in this notebook"
@@ -131,7 +139,19 @@ def setup(tensorflow: bool = True, preset: str = "quick") -> Course:
     train_root = training_root()
     return Course(root=root, label=data_label(root), split=explored_split(root), train_root=train_root,
                   eval_split=evaluation_split(root), preset=presets.get_preset(preset),
-                  run_dir=quick_run_dir(train_root, preset), device=device, colab=in_colab())
+                  run_dir=quick_run_dir(train_root, preset), device=device, colab=in_colab(),
+                  use_pretrained=use_pretrained(train_root))
+
+
+def use_pretrained(train_root: Path) -> bool:
+    """Whether notebook 06 should load the shipped cells model rather than train one on ``train_root``.
+
+    Only where the shipped model is what training would give: ``train_root`` is the sample of
+    seed 0 it was trained on. Then on Colab (each notebook starts on a fresh machine, so nothing
+    trained earlier is there) or when ``$LIVECELL_KIT_USE_PRETRAINED`` is 1 (``make test``).
+    """
+    wanted = in_colab() or os.environ.get(USE_PRETRAINED_ENV, "").strip() == "1"
+    return wanted and Path(train_root).resolve() == _sample_folder(seed=0).resolve()
 
 
 def shown_path(path) -> str:
@@ -239,8 +259,11 @@ def data_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
 
 def sample_root(seed: int = 0, images_per_type: dict | None = None) -> Path:
     """The kit's synthetic sample (generated on first use), whatever ``$LIVECELL_KIT_DATA_ROOT`` says."""
-    return Path(sample.make_sample(workdir() / f"sample-seed{seed}", seed=seed,
-                                   images_per_type=images_per_type))
+    return Path(sample.make_sample(_sample_folder(seed), seed=seed, images_per_type=images_per_type))
+
+
+def _sample_folder(seed: int) -> Path:
+    return workdir() / f"sample-seed{seed}"
 
 
 def explored_split(root: Path) -> str:

@@ -135,11 +135,12 @@ print(model.output_shape, "— three maps per pixel")
 # **This cell trains** (a few minutes on a 2-core CPU; one line per epoch). As in notebook 04,
 # a finished run in the work folder is reused, and an interrupted one resumes. On Colab, where
 # every notebook gets a fresh machine, it loads instead the model the kit ships
-# (`livecell_kit.pretrained`): this very preset, trained on this very sample.
+# (`livecell_kit.pretrained`): this very preset, trained on this very sample. So it does wherever
+# `LIVECELL_KIT_USE_PRETRAINED=1` was set before Jupyter started (`make test` sets it).
 
 # %%
-if course.in_colab() and not run.finished and not course.using_real_data():
-    model = pretrained.load_pretrained()   # this preset, trained on this sample: Colab starts each notebook afresh
+if kit.use_pretrained and not run.finished:
+    model = pretrained.load_pretrained()   # this preset, trained on this sample
 else:
     if not run.finished:
         model.fit(train_ds, validation_data=val_ds, epochs=cells_preset.train.epochs, steps_per_epoch=steps,

@@ -1,9 +1,11 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import shutil
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,26 @@ def bright_cells_model():
     model.layers[-1].set_weights([np.array([[[[20.0, -20.0, -20.0]]]], np.float32),
                                   np.array([-10.0, 10.0, 10.0], np.float32)])
     return model
+
+
+@pytest.fixture(scope="session")
+def small_samples(tmp_path_factory):
+    """``copy(seed, dest) -> dest``: a copy of the sample of ``seed`` with one frame per cell type
+    and split (24 frames), each seed drawn once per session (~5 s); tests may change their copy."""
+    from livecell_kit import sample
+
+    drawn = {}
+
+    def copy(seed: int, dest: Path) -> Path:
+        if seed not in drawn:
+            drawn[seed] = sample.make_sample(tmp_path_factory.mktemp(f"small-sample-{seed}") / "sample",
+                                             seed=seed, images_per_type={"train": 1, "val": 1, "test": 1})
+        return Path(shutil.copytree(drawn[seed], dest))
+
+    return copy
+
+
+@pytest.fixture
+def small_sample(small_samples, tmp_path) -> Path:
+    """This test's own copy of the small sample of seed 0 (:func:`small_samples`), in ``tmp_path / "sample"``."""
+    return small_samples(0, tmp_path / "sample")

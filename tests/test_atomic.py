@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,19 @@ def test_ctrl_c_just_after_the_temp_file_is_created_leaves_nothing(tmp_path, mon
         with atomic.atomic_path(tmp_path / "mask.png") as tmp:
             tmp.write_bytes(b"never")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_makes_numpy_values_and_paths_plain_and_non_finite_numbers_null(tmp_path):
+    import numpy as np
+
+    plain = {"f": np.float32(1.5), "i": [np.int64(2), (1, 2)], "a": np.arange(3, dtype=np.uint8),
+             "b": np.bool_(True), "p": Path("runs") / "quick"}
+    written = json.loads(atomic.write_json(tmp_path / "plain.json", plain).read_text())
+    assert written == {"f": 1.5, "i": [2, [1, 2]], "a": [0, 1, 2], "b": True, "p": "runs/quick"}
+    awkward = {**plain, "nan": float("nan"), "inf": np.array([np.inf, 1.0]), np.int64(3): "numpy key"}
+    written = json.loads(atomic.write_json(tmp_path / "awkward.json", awkward, indent=None).read_text())
+    assert written == {**json.loads((tmp_path / "plain.json").read_text()), "nan": None, "inf": [None, 1.0],
+                       "3": "numpy key"}
+    with pytest.raises(TypeError, match="object"):
+        atomic.write_json(tmp_path / "odd.json", {"x": object()})
+    assert not (tmp_path / "odd.json").exists()

@@ -81,13 +81,30 @@ def test_setup_returns_what_a_notebook_needs_from_the_look_ups(tmp_path, monkeyp
     assert (kit.root, kit.label, kit.split, kit.eval_split) == (root, "real LIVECell", "val", "val")
     assert kit.train_root == sample_root and kit.preset == presets.get_preset("quick")
     assert kit.run_dir == course.quick_run_dir(sample_root) == tmp_path / "work" / "runs" / "quick-real"
-    assert (kit.device, kit.colab) == (None, False)
+    assert (kit.device, kit.colab, kit.use_pretrained) == (None, False, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         kit.root = tmp_path
     line = str(kit)
     assert "\n" not in line and line.startswith("data: real LIVECell") and "no TensorFlow" in line
     assert "other notebooks" not in capsys.readouterr().out.lower()
     assert course.setup(tensorflow=False, preset="borders").run_dir.name == "borders-real"
+
+
+def test_06_loads_the_shipped_model_when_asked_and_only_for_the_sample_it_was_trained_on(tmp_path, monkeypatch):
+    import types
+
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path))
+    trained_on = tmp_path / "sample-seed0"
+    monkeypatch.delenv(course.USE_PRETRAINED_ENV, raising=False)
+    assert not course.use_pretrained(trained_on)  # by default the notebook trains
+    monkeypatch.setenv(course.USE_PRETRAINED_ENV, "1")
+    assert course.use_pretrained(trained_on)
+    assert not course.use_pretrained(tmp_path / "sample-seed1")  # another sample: the shipped model is not its run
+    assert not course.use_pretrained(tmp_path / "livecell")      # real LIVECell with a train split
+    monkeypatch.setenv(course.USE_PRETRAINED_ENV, "0")
+    assert not course.use_pretrained(trained_on)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert course.use_pretrained(trained_on)  # Colab: each notebook starts on a machine without 04's or 06's run
 
 
 def test_setup_warns_when_other_kernels_hold_memory(tmp_path, monkeypatch, capsys):

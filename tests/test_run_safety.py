@@ -61,11 +61,9 @@ def _csv_epochs(out):
 
 
 @pytest.fixture
-def tiny_root(tmp_path, monkeypatch):
-    from livecell_kit import sample
-
+def tiny_root(small_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
-    return sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    return small_sample
 
 
 def test_kill_9_at_each_stage_resumes_with_every_epoch_once(tiny_root, tmp_path):
@@ -291,10 +289,8 @@ def test_a_full_disk_during_a_backup_is_a_clean_exit_2_on_a_small_tmpfs(tiny_roo
 
 
 @pytest.fixture
-def other_root(tmp_path):
-    from livecell_kit import sample
-
-    return sample.make_sample(tmp_path / "other", seed=1, images_per_type={"train": 1, "val": 1, "test": 1})
+def other_root(small_samples, tmp_path):
+    return small_samples(1, tmp_path / "other")
 
 
 def _interrupted_run(root, out, preset):

@@ -320,11 +320,9 @@ def test_bfloat16_training_numerics():
 TINY = dict(depth=1, base_filters=4, batch_size=2, crop_size=32, steps_per_epoch=2, precision="float32")
 
 
-def test_borders_preset_trains_one_step_end_to_end(tmp_path, monkeypatch):
-    from livecell_kit import sample
-
+def test_borders_preset_trains_one_step_end_to_end(small_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
-    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    root = small_sample
     out = tmp_path / "borders"
     result = T.train(root, preset="borders", out_dir=out, epochs=1, verbose=0,
                      **{**TINY, "steps_per_epoch": 1})
@@ -337,11 +335,9 @@ def test_borders_preset_trains_one_step_end_to_end(tmp_path, monkeypatch):
     assert run.finished and T.finish_run(run).history == result.history
 
 
-def test_cells_preset_trains_one_epoch_end_to_end_and_loads(tmp_path, monkeypatch):
-    from livecell_kit import sample
-
+def test_cells_preset_trains_one_epoch_end_to_end_and_loads(small_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(tmp_path / "work"))
-    root = sample.make_sample(tmp_path / "sample", images_per_type={"train": 1, "val": 1, "test": 1})
+    root = small_sample
     out = tmp_path / "cells"
     settings = {**TINY, "steps_per_epoch": 1}
     result = T.train(root, preset="cells", out_dir=out, epochs=1, verbose=0, **settings)
