@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import ctypes
 import os
 import re
 import sys
@@ -124,7 +123,7 @@ def setup(tensorflow: bool = True, preset: str = "quick") -> Course:
         print(warning)
     device = None
     if tensorflow:
-        limit_malloc()  # before TensorFlow starts its threads
+        kernels.limit_malloc()  # before TensorFlow starts its threads
         try:
             tf, gpus = import_tensorflow_quietly()
             for gpu in gpus:
@@ -186,22 +185,6 @@ def data_label(root: Path | None = None) -> str:
     if root is None:
         return "real LIVECell" if using_real_data() else "synthetic sample"
     return "synthetic sample" if (Path(root) / sample.STAMP_NAME).is_file() else "real LIVECell"
-
-
-def limit_malloc(arenas: int = presets.KERNEL_MALLOC_ARENAS,
-                 mmap_threshold: int = presets.KERNEL_MALLOC_MMAP_THRESHOLD) -> bool:
-    """Make glibc's malloc give freed memory back: at most ``arenas`` heaps, blocks of ``mmap_threshold``
-    bytes or more mapped on their own (see ``presets.KERNEL_MALLOC_ARENAS``).
-
-    Keeps a training kernel's peak lower (Binder restarts a session whose kernels pass 2 GB).
-    Affects this process only, from now on. Returns False where malloc is not glibc's (macOS, Windows).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_arena_max, m_mmap_threshold = -8, -3  # mallopt's parameter numbers, from glibc's malloc.h
-        return bool(libc.mallopt(m_arena_max, arenas)) and bool(libc.mallopt(m_mmap_threshold, mmap_threshold))
-    except (OSError, AttributeError):  # no glibc
-        return False
 
 
 def import_tensorflow_quietly():

@@ -29,6 +29,22 @@ from livecell_kit import presets
 MB = 1024 * 1024
 
 
+def limit_malloc(arenas: int = presets.KERNEL_MALLOC_ARENAS,
+                 mmap_threshold: int = presets.KERNEL_MALLOC_MMAP_THRESHOLD) -> bool:
+    """Make glibc's malloc give freed memory back: at most ``arenas`` heaps, blocks of ``mmap_threshold``
+    bytes or more mapped on their own (see ``presets.KERNEL_MALLOC_ARENAS``).
+
+    Keeps a training kernel's peak lower (Binder restarts a session whose kernels pass 2 GB).
+    Affects this process only, from now on. Returns False where malloc is not glibc's (macOS, Windows).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_arena_max, m_mmap_threshold = -8, -3  # mallopt's parameter numbers, from glibc's malloc.h
+        return bool(libc.mallopt(m_arena_max, arenas)) and bool(libc.mallopt(m_mmap_threshold, mmap_threshold))
+    except (OSError, AttributeError):  # no glibc
+        return False
+
+
 def give_back_freed_memory() -> bool:
     """Collect Python's garbage and hand the heap's free pages back to the system (glibc's
     ``malloc_trim``): a kernel's resident memory otherwise stays at its high-water mark after a

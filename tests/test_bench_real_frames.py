@@ -30,8 +30,14 @@ def bench():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """One work folder for the module: the sample (for the threshold) is generated once."""
+    """One work folder for the module (mask caches of the threshold's sample)."""
     return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def threshold_sample(small_samples, workdir):
+    """The small sample stands in for the whole one (~15 s to draw) where the threshold is chosen."""
+    return small_samples(0, workdir / "small-sample")
 
 
 def _root(tmp_path: Path, corrupt: bool) -> Path:
@@ -63,8 +69,9 @@ def _brightness_model(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("corrupt", [False, True])
-def test_real_frames_end_to_end(bench, workdir, tmp_path, monkeypatch, corrupt):
-    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(workdir))  # where the sample for the threshold goes
+def test_real_frames_end_to_end(bench, workdir, threshold_sample, tmp_path, monkeypatch, corrupt):
+    monkeypatch.setenv("LIVECELL_KIT_WORKDIR", str(workdir))
+    monkeypatch.setattr(bench.course, "sample_root", lambda *args, **kwargs: threshold_sample)
     model = _brightness_model(tmp_path / "model.keras")
     out_json, figure = tmp_path / "out" / "r.json", tmp_path / "out" / "r.png"
     rc = bench.main(["--data", str(_root(tmp_path, corrupt)), "--model", str(model),

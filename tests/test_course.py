@@ -186,11 +186,13 @@ def test_binder_culls_idle_kernels_with_the_presets_settings(tmp_path):
                                                "cull_connected": True, "cull_busy": False}
     post_build = (Path(__file__).resolve().parents[1] / "postBuild").read_text()
     assert "kernels.write_server_config()" in post_build
+
+
 _MALLOC_PROBE = """
 import ctypes, sys
-from livecell_kit import course
+from livecell_kit import kernels
 if sys.argv[1] == "limited":
-    assert course.limit_malloc()
+    assert kernels.limit_malloc()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]

@@ -56,8 +56,8 @@ def _leftovers():
 
 # --------------------------------------------------------------------------- same as json.load
 
-def test_sample_index_equals_json_load_and_gives_identical_masks(tmp_path):
-    root = sample.make_sample(tmp_path / "s", seed=1, images_per_type={"train": 1, "val": 1, "test": 1})
+def test_sample_index_equals_json_load_and_gives_identical_masks(small_samples, tmp_path):
+    root = small_samples(1, tmp_path / "s")
     for split in data.SPLITS:
         path = data.annotation_path(root, split)
         raw = json.loads(path.read_text())

@@ -12,7 +12,7 @@ OTHER_KERNELS_WARN_MB = 500
 KERNEL_CULL_IDLE_S = 20 * 60
 KERNEL_CULL_INTERVAL_S = 60
 
-# --- the kernel's malloc (course.limit_malloc) -----------------------------------------------------
+# --- the kernel's malloc (kernels.limit_malloc) -----------------------------------------------------
 #: glibc malloc settings of a notebook kernel that loads TensorFlow (``course.setup``): at most this
 #: many malloc heaps ("arenas") for all threads, instead of up to 8 per core, each hoarding what its
 #: threads freed ...
