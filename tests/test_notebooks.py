@@ -238,10 +238,11 @@ def test_student_notebooks_run_through_and_say_your_turn(tmp_path):
                 assert "Your turn:" in shown, f"{path.name}: exercise cell gave no 'Your turn' message"
 
 
-def test_nbval_fails_on_a_broken_expected_output(tmp_path):
+def test_nbval_fails_on_a_broken_expected_output(small_sample, tmp_path):
     """Corrupt the stored output of 03_model's first checked cell: nbval must report a failure.
 
-    Runs 03 up to that cell only (the rest of the notebook is nbval's own job).
+    Runs 03 up to that cell only (the rest of the notebook is nbval's own job), its setup on a
+    small sample rather than drawing the whole one.
     """
     nb = nbformat.read(NOTEBOOK_DIR / "03_model.ipynb", as_version=4)
     index, checked = next((i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"
@@ -252,15 +253,17 @@ def test_nbval_fails_on_a_broken_expected_output(tmp_path):
     nb.cells = nb.cells[:index + 1]
     (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
     nbformat.write(nb, tmp_path / "03_model_broken.ipynb")
-    result = _nbval(tmp_path / "03_model_broken.ipynb", NOTEBOOK_DIR)
+    result = _nbval(tmp_path / "03_model_broken.ipynb", NOTEBOOK_DIR, LIVECELL_KIT_DATA_ROOT=str(small_sample),
+                    LIVECELL_KIT_WORKDIR=str(tmp_path / "work"))
     assert result.returncode != 0, result.stdout[-2000:]
     assert "an extra line nobody prints" in result.stdout or "mismatch" in result.stdout.lower()
 
 
-def _nbval(notebook: Path, cwd: Path) -> subprocess.CompletedProcess:
+def _nbval(notebook: Path, cwd: Path, **env) -> subprocess.CompletedProcess:
+    """nbval as ``make nbval`` runs it, on ``notebook``, with ``env`` added to the environment."""
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", str(notebook), "-p", "no:cacheprovider", "-q",
            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg")]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ), timeout=900)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
 
 
 @pytest.mark.parametrize("stored, passes", [("AP 0.052   AP50 0.138   IoU 0.800  n 12", True),
