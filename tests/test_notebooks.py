@@ -251,7 +251,6 @@ def test_nbval_fails_on_a_broken_expected_output(small_sample, tmp_path):
     stream = next(o for o in checked.outputs if o.output_type == "stream")
     stream.text = re.sub(r"\d", "7", stream.text) + "an extra line nobody prints\n"
     nb.cells = nb.cells[:index + 1]
-    (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
     nbformat.write(nb, tmp_path / "03_model_broken.ipynb")
     result = _nbval(tmp_path / "03_model_broken.ipynb", NOTEBOOK_DIR, LIVECELL_KIT_DATA_ROOT=str(small_sample),
                     LIVECELL_KIT_WORKDIR=str(tmp_path / "work"))
@@ -260,7 +259,9 @@ def test_nbval_fails_on_a_broken_expected_output(small_sample, tmp_path):
 
 
 def _nbval(notebook: Path, cwd: Path, **env) -> subprocess.CompletedProcess:
-    """nbval as ``make nbval`` runs it, on ``notebook``, with ``env`` added to the environment."""
+    """nbval as ``make nbval`` runs it (the notebooks' conftest.py beside ``notebook``), with ``env``
+    added to the environment."""
+    (notebook.parent / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", str(notebook), "-p", "no:cacheprovider", "-q",
            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg")]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
@@ -273,7 +274,6 @@ def _nbval(notebook: Path, cwd: Path, **env) -> subprocess.CompletedProcess:
                                             ("AP 0.052   AP50 0.138   IoU 0.800", False)])
 def test_nbval_compares_metrics_with_a_tolerance(tmp_path, stored, passes):
     """notebooks/conftest.py: decimals within 0.02 (or 5 %) of the stored value pass, integers match."""
-    (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
     cell = nbformat.v4.new_code_cell('# NBVAL_CHECK_OUTPUT\nprint("AP 0.052   AP50 0.138   IoU 0.800  n 12")')
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
@@ -302,7 +302,6 @@ def test_nbval_checks_the_verdict_notebook_05_stores(tmp_path, stored, passes):
     made_up = nbformat.v4.new_code_cell(
         'results = {"iou": 0.8, "dice": 0.9, "baselines": {"otsu": {"iou": 0.5, "dice": 0.6}}}')
     nb.cells = [made_up, cell]
-    (tmp_path / "conftest.py").write_text((NOTEBOOK_DIR / "conftest.py").read_text())
     nbformat.write(nb, tmp_path / "05_evaluation.ipynb")
     result = _nbval(tmp_path / "05_evaluation.ipynb", tmp_path)
     assert (result.returncode == 0) == passes, result.stdout[-3000:]
